@@ -1,0 +1,277 @@
+// Command berth collects the logs of every Docker container on a host and
+// exports them. With no exporter configured it writes one JSON object per log
+// line to stdout; its own logs go to stderr.
+//
+// Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/collectors/dockerapi"
+	"github.com/berthlog/berth/config"
+	"github.com/berthlog/berth/events"
+	"github.com/berthlog/berth/telemetry"
+)
+
+// Set at build time with -ldflags "-X main.version=... -X main.commit=... -X main.date=...".
+var (
+	version = "dev"
+	commit  = "none"
+	date    = "unknown"
+)
+
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+const usage = `berth collects the logs of every Docker container on this host.
+
+Usage:
+  berth [flags]                 run the collector until SIGINT or SIGTERM
+  berth check-config [flags]    validate the configuration; exit 2 naming the bad key
+  berth version                 print the version
+
+Flags:
+`
+
+func run(args, environ []string, stdout, stderr io.Writer) int {
+	cmd := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "version":
+		fmt.Fprintf(stdout, "berth %s (commit %s, built %s, %s)\n", version, commit, date, runtime.Version())
+		return exitOK
+	case "", "check-config":
+	case "help":
+		fmt.Fprint(stdout, usage)
+		newFlags(stdout).fs.PrintDefaults()
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "berth: unknown command %q; run 'berth help'\n", cmd)
+		return exitUsage
+	}
+	f := newFlags(stderr)
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if f.fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "berth: unexpected argument %q; run 'berth help'\n", f.fs.Arg(0))
+		return exitUsage
+	}
+	cfg, err := loadConfig(f, environ)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth: bad configuration: %v\n", err)
+		return exitUsage
+	}
+	if cmd == "check-config" {
+		fmt.Fprintln(stdout, "configuration OK")
+		return exitOK
+	}
+	return collect(cfg, stdout, stderr)
+}
+
+type cliFlags struct {
+	fs                                          *flag.FlagSet
+	configPath, dockerHost, stateDir, httpAddr string
+}
+
+func newFlags(out io.Writer) *cliFlags {
+	f := &cliFlags{fs: flag.NewFlagSet("berth", flag.ContinueOnError)}
+	f.fs.SetOutput(out)
+	f.fs.Usage = func() { fmt.Fprint(out, usage); f.fs.PrintDefaults() }
+	f.fs.StringVar(&f.configPath, "config", "", "YAML configuration file")
+	f.fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default: DOCKER_HOST, else unix:///var/run/docker.sock)")
+	f.fs.StringVar(&f.stateDir, "state-dir", "", "directory for checkpoints (default /var/lib/berth)")
+	f.fs.StringVar(&f.httpAddr, "http-addr", "", "listen address of /healthz, /readyz and /status (default 127.0.0.1:9477)")
+	return f
+}
+
+// loadConfig layers defaults < file < BERTH_* env < flags, then validates.
+func loadConfig(f *cliFlags, environ []string) (config.Config, error) {
+	set := map[string]any{}
+	f.fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "docker-host":
+			set["docker_host"] = f.dockerHost
+		case "state-dir":
+			set["state_dir"] = f.stateDir
+		case "http-addr":
+			set["http_addr"] = f.httpAddr
+		}
+	})
+	cfg, err := config.Load(f.configPath, environ, set)
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.DockerHost == "" {
+		cfg.DockerHost = envValue(environ, "DOCKER_HOST")
+	}
+	if cfg.DockerHost == "" {
+		cfg.DockerHost = dockerapi.DefaultHost
+	}
+	return cfg, cfg.Validate()
+}
+
+func envValue(environ []string, name string) string {
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v
+		}
+	}
+	return ""
+}
+
+// collect runs the collector until a signal, then shuts down within the
+// shutdown timeout.
+func collect(cfg config.Config, stdout, stderr io.Writer) int {
+	log := newLogger(cfg.LogLevel, stderr)
+	host, err := os.Hostname()
+	if err != nil {
+		log.Warn("host name unknown", "err", err)
+	}
+	docker, err := dockerapi.New(dockerapi.Options{
+		Host:              cfg.DockerHost,
+		ControlTimeout:    cfg.ControlTimeout,
+		EventsIdleTimeout: cfg.EventsIdleTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxBurst:          cfg.MaxBurst,
+	})
+	if err != nil {
+		log.Error("cannot set up the Docker client", "err", err)
+		return exitUsage
+	}
+	defer docker.Close()
+
+	sink := telemetry.NewJSONSink(stdout)
+	col := collectors.NewCollector(docker, sink, collectors.Config{
+		MaxBurst:     cfg.MaxBurst,
+		MaxLineBytes: cfg.MaxLineBytes,
+		ReattachTail: cfg.ReattachTail,
+		HostName:     host,
+	})
+	mgr := events.NewManager(docker, col, events.Config{
+		InitialPosition: events.Position(cfg.InitialPosition),
+		Backoff:         events.Backoff(cfg.Backoff),
+		Logger:          log,
+	})
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var srv *http.Server
+	if cfg.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			log.Error("cannot listen on http_addr", "addr", cfg.HTTPAddr, "err", err)
+			return exitFailure
+		}
+		srv = &http.Server{Handler: newMux(mgr), ReadHeaderTimeout: 5 * time.Second}
+		log.Info("serving health endpoints", "addr", ln.Addr().String())
+		var served sync.WaitGroup
+		served.Add(1)
+		go func() {
+			defer served.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server", "err", err)
+			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+			served.Wait()
+		}()
+	}
+
+	log.Info("berth started", "version", version, "docker_host", cfg.DockerHost,
+		"initial_position", cfg.InitialPosition, "idle_timeout", cfg.IdleTimeout, "max_burst", cfg.MaxBurst)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Run(ctx) }()
+
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Error("collector failed", "err", err)
+			return exitFailure
+		}
+		return exitOK
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Error("collector failed", "err", err)
+			return exitFailure
+		}
+		log.Info("stopped")
+		return exitOK
+	case <-time.After(cfg.ShutdownTimeout):
+		log.Error("shutdown timed out: goroutines still running", "goroutines", runtime.NumGoroutine())
+		return exitFailure
+	}
+}
+
+func newLogger(level string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// newMux serves berth's health endpoints.
+func newMux(mgr *events.Manager) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !mgr.Connected() {
+			http.Error(w, "not ready: the Docker events stream is not connected", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		st, err := mgr.Status(ctx)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(struct {
+			Goroutines int `json:"goroutines"`
+			events.Status
+		}{runtime.NumGoroutine(), st})
+	})
+	return mux
+}

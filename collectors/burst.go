@@ -1,0 +1,404 @@
+package collectors
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+)
+
+// ErrNotFound says the container no longer exists.
+var ErrNotFound = errors.New("container not found")
+
+// LogRequest is one logs request. Timestamps are always requested.
+type LogRequest struct {
+	Follow bool
+	Since  time.Time // zero: no lower bound
+	Tail   int       // number of most recent messages; TailAll for every one
+}
+
+// TailAll asks for the whole log.
+const TailAll = -1
+
+// LogSource is what a burst needs from Docker. The adapter in
+// collectors/dockerapi implements it over a connection whose every read has a
+// deadline, so a response body's Read returns os.ErrDeadlineExceeded when the
+// daemon goes quiet for the idle timeout or the burst reaches max_burst.
+type LogSource interface {
+	Inspect(ctx context.Context, id string) (*Meta, error)
+	Logs(ctx context.Context, id string, req LogRequest) (io.ReadCloser, error)
+}
+
+// EndReason says why a burst ended.
+type EndReason string
+
+// The ends of a burst.
+const (
+	EndEOF      EndReason = "eof"           // the daemon closed the stream: the container stopped, or a non-follow read finished
+	EndIdle     EndReason = "idle_deadline" // no byte for idle_timeout: a quiet container, a normal end
+	EndMaxBurst EndReason = "max_burst"     // the burst reached max_burst
+	EndError    EndReason = "error"         // see BurstResult.Err
+	EndShutdown EndReason = "shutdown"      // berth is stopping
+)
+
+// BurstSpec says what to read.
+type BurstSpec struct {
+	ID     string
+	Follow bool
+	Cursor Cursor
+	// Meta is the container's description, shared with its owner so that a
+	// rename applies to the next batch. If it holds nil the burst inspects
+	// the container first and stores the result.
+	Meta *atomic.Pointer[Meta]
+}
+
+// BurstResult reports how a burst went. Cursor is the position after the last
+// batch the sink accepted: the next burst starts there.
+type BurstResult struct {
+	ID       string
+	Follow   bool
+	Cursor   Cursor
+	End      EndReason
+	Err      error
+	Lines    int64 // records accepted by the sink
+	Bytes    int64 // bytes read from the daemon
+	Requests int   // logs requests made (more than one when the tail was widened)
+	Duration time.Duration
+	// Stopped says that a follow burst ended because the container is no
+	// longer running (inspected after the end of the stream).
+	Stopped bool
+	// Gone says that the container no longer exists.
+	Gone bool
+}
+
+// Config tunes bursts.
+type Config struct {
+	MaxBurst     time.Duration // tells a hard-deadline end from an idle one
+	MaxLineBytes int           // longer lines are cut and marked truncated
+	ReattachTail int           // the first tail of a re-attach; widened when it leaves a gap
+	HostName     string        // the host.name of every record
+}
+
+// Collector runs bursts against a LogSource and hands records to a Sink.
+type Collector struct {
+	src   LogSource
+	sink  Sink
+	cfg   Config
+	state sync.Pool // *burstState, reused across bursts
+}
+
+// NewCollector returns a Collector. It starts no goroutine: each Burst runs
+// in its caller's goroutine.
+func NewCollector(src LogSource, sink Sink, cfg Config) *Collector {
+	if cfg.ReattachTail < 1 {
+		cfg.ReattachTail = 1
+	}
+	c := &Collector{src: src, sink: sink, cfg: cfg}
+	c.state.New = func() any { return newBurstState() }
+	return c
+}
+
+// maxWidenTail is the last bounded tail before a re-attach reads the whole log.
+const maxWidenTail = 1 << 16
+
+// errWiden says that the first message of a bounded tail was new: lines
+// between the cursor and the window may be missing, so the request is
+// repeated with a wider tail before anything is passed on.
+var errWiden = errors.New("tail window does not reach the cursor")
+
+// Burst runs one burst: it inspects the container if needed, makes a logs
+// request planned from the cursor, reads until EOF, a deadline, an error or
+// cancellation, and returns. It never blocks on a read without a deadline.
+func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
+	start := time.Now()
+	res := BurstResult{ID: spec.ID, Follow: spec.Follow}
+	st := c.state.Get().(*burstState)
+	defer c.state.Put(st)
+	st.cursor.copyFrom(&spec.Cursor)
+	st.committed.copyFrom(&spec.Cursor)
+
+	res.End, res.Err = c.burst(ctx, spec, st, &res)
+	if res.End == EndEOF && spec.Follow {
+		// The daemon ends a follow stream when the container stops; a stream
+		// that ends while it still runs is a fault the owner backs off from.
+		m, err := c.src.Inspect(ctx, spec.ID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			res.Stopped, res.Gone = true, true
+		case err == nil:
+			res.Stopped = !m.Running
+		}
+	}
+	if errors.Is(res.Err, ErrNotFound) {
+		res.Gone = true
+	}
+	res.Cursor = st.committed.Clone()
+	res.Duration = time.Since(start)
+	st.release()
+	return res
+}
+
+func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, res *BurstResult) (EndReason, error) {
+	meta := spec.Meta.Load()
+	if meta == nil {
+		m, err := c.src.Inspect(ctx, spec.ID)
+		if err != nil {
+			return endOf(ctx, err, false), fmt.Errorf("inspect container %.12s: %w", spec.ID, err)
+		}
+		m.HostName = c.cfg.HostName
+		spec.Meta.CompareAndSwap(nil, m)
+		meta = spec.Meta.Load()
+	}
+	tail := TailAll
+	if !spec.Cursor.IsBeginning() {
+		tail = c.cfg.ReattachTail
+	}
+	for {
+		req := LogRequest{Follow: spec.Follow, Since: st.committed.Since(), Tail: tail}
+		res.Requests++
+		reqStart := time.Now()
+		body, err := c.src.Logs(ctx, spec.ID, req)
+		if err != nil {
+			return endOf(ctx, err, false), fmt.Errorf("open logs of container %.12s: %w", spec.ID, err)
+		}
+		st.start(body, meta.TTY, c.cfg.MaxLineBytes)
+		err = c.read(ctx, st, spec.Meta, tail != TailAll, res)
+		_ = body.Close()
+		if errors.Is(err, errWiden) {
+			tail = widen(tail)
+			continue
+		}
+		end := endOf(ctx, err, time.Since(reqStart) >= c.cfg.MaxBurst && c.cfg.MaxBurst > 0)
+		if end != EndError {
+			err = nil
+		}
+		return end, err
+	}
+}
+
+func widen(tail int) int {
+	if tail == TailAll || tail >= maxWidenTail {
+		return TailAll
+	}
+	return tail * 16
+}
+
+// endOf classifies the error that ended a read.
+func endOf(ctx context.Context, err error, pastMaxBurst bool) EndReason {
+	switch {
+	case err == nil || errors.Is(err, io.EOF):
+		return EndEOF
+	case ctx.Err() != nil:
+		return EndShutdown
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		if pastMaxBurst {
+			return EndMaxBurst
+		}
+		return EndIdle
+	}
+	return EndError
+}
+
+// read consumes one response. It returns io.EOF at the end of the stream, the
+// read error otherwise, or errWiden.
+func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Pointer[Meta], bounded bool, res *BurstResult) error {
+	st.cursor.copyFrom(&st.committed)
+	st.cursor.rewind()
+	for i := range st.pending {
+		st.pending[i].active = false
+	}
+	first := true
+	for {
+		s, msg, cut, err := st.msgs.next()
+		if err != nil {
+			if ferr := c.flush(ctx, st, meta, res); ferr != nil {
+				return ferr
+			}
+			return err
+		}
+		res.Bytes += int64(len(msg))
+		if de, ok := daemonStreamError(msg); ok {
+			_ = c.flush(ctx, st, meta, res)
+			return de
+		}
+		ts, content, complete, err := parseMessage(msg)
+		if err != nil {
+			_ = c.flush(ctx, st, meta, res)
+			return fmt.Errorf("%w: %.64q", err, msg)
+		}
+		h := messageHash(content)
+		old := st.cursor.seen(s, ts, h)
+		if first && bounded && !old {
+			return errWiden
+		}
+		first = false
+		if !old {
+			st.add(s, ts, h, content, complete || cut, cut)
+		}
+		if !st.msgs.buffered() || len(st.batch.Records) >= maxBatchRecords {
+			if err := c.flush(ctx, st, meta, res); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// maxBatchRecords bounds a batch when the daemon sends faster than the
+// connection buffer drains.
+const maxBatchRecords = 1024
+
+// flush hands the completed records to the sink and, once it accepted them,
+// commits the cursor.
+func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Pointer[Meta], res *BurstResult) error {
+	if len(st.batch.Records) == 0 {
+		return nil
+	}
+	st.batch.Meta = meta.Load()
+	if err := c.sink.Consume(ctx, &st.batch); err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	res.Lines += int64(len(st.batch.Records))
+	st.committed.copyFrom(&st.cursor)
+	st.batch.Records = st.batch.Records[:0]
+	st.arena = st.arena[:0]
+	return nil
+}
+
+// burstState is the memory a burst reuses: the connection buffer, the
+// message readers, the records of the batch being built and their bytes.
+type burstState struct {
+	br        *bufio.Reader
+	frames    frameReader
+	raw       rawReader
+	msgs      messageReader
+	tty       bool
+	maxLine   int
+	cursor    Cursor // advanced as messages are consumed
+	committed Cursor // advanced when the sink accepted them
+	pending   [2]pendingLine
+	batch     Batch
+	arena     []byte // record bodies of the batch; never reallocated under a record
+}
+
+// pendingLine is a line whose chunks are still arriving.
+type pendingLine struct {
+	active    bool
+	ts        time.Time
+	buf       []byte
+	truncated bool
+	bound     StreamCursor // the chunks consumed for this line
+}
+
+const (
+	readBufferSize = 64 * 1024
+	arenaSize      = 256 * 1024
+)
+
+func newBurstState() *burstState {
+	st := &burstState{
+		br:    bufio.NewReaderSize(nil, readBufferSize),
+		arena: make([]byte, 0, arenaSize),
+	}
+	st.batch.Records = make([]Record, 0, 256)
+	return st
+}
+
+// start binds the state to a response body.
+func (st *burstState) start(body io.Reader, tty bool, maxLine int) {
+	st.br.Reset(body)
+	st.tty = tty
+	st.maxLine = maxLine
+	// A frame carries one message of at most 16 KiB of content; frames larger
+	// than a line can be are cut.
+	limit := max(maxLine, chunkSize) + tsWidth + 1
+	if tty {
+		st.raw = rawReader{r: st.br, acc: st.raw.acc[:0], limit: limit}
+		st.msgs = &st.raw
+	} else {
+		st.frames = frameReader{r: st.br, big: st.frames.big, limit: limit}
+		st.msgs = &st.frames
+	}
+}
+
+// release drops references to the last response so the pooled state holds
+// nothing but memory.
+func (st *burstState) release() {
+	st.br.Reset(nil)
+	st.frames.r, st.raw.r, st.msgs = nil, nil, nil
+	st.batch = Batch{Records: st.batch.Records[:0]}
+	st.arena = st.arena[:0]
+}
+
+// add consumes a new message: it starts or continues the stream's pending
+// line and, when the message ends the line, appends a record.
+func (st *burstState) add(s Stream, ts time.Time, h uint32, content []byte, ends, cut bool) {
+	p := &st.pending[s-1]
+	if !p.active && ends {
+		// The common case: a whole line in one message.
+		body, truncated := clip(content, st.maxLine)
+		st.emit(s, ts, body, truncated || cut)
+		st.cursor.Streams[s-1].advance(ts, h)
+		return
+	}
+	if !p.active {
+		p.active, p.ts, p.buf, p.truncated = true, ts, p.buf[:0], false
+		p.bound.reset()
+	}
+	p.bound.advance(ts, h)
+	room := st.maxLine - len(p.buf)
+	part, truncated := clip(content, room)
+	p.buf = append(p.buf, part...)
+	p.truncated = p.truncated || truncated || cut
+	if ends {
+		st.emit(s, p.ts, p.buf, p.truncated)
+		st.cursor.Streams[s-1].merge(&p.bound)
+		p.active = false
+	}
+}
+
+// clip cuts b to at most n bytes, backing off so as not to split a UTF-8
+// character.
+func clip(b []byte, n int) ([]byte, bool) {
+	if len(b) <= n {
+		return b, false
+	}
+	if n < 0 {
+		n = 0
+	}
+	cut := n
+	for i := 0; i < utf8.UTFMax && cut > 0 && cut < len(b) && !utf8.RuneStart(b[cut]); i++ {
+		cut--
+	}
+	if cut < n-utf8.UTFMax+1 || (cut < len(b) && !utf8.RuneStart(b[cut])) {
+		cut = n // not UTF-8 there: cut at the byte limit
+	}
+	return b[:cut], true
+}
+
+// emit appends a record whose body is copied into the arena.
+func (st *burstState) emit(s Stream, ts time.Time, body []byte, truncated bool) {
+	if st.tty {
+		if n := len(body); n > 0 && body[n-1] == '\r' {
+			body = body[:n-1]
+		}
+	}
+	if len(st.arena)+len(body) > cap(st.arena) {
+		// Earlier records keep the old block; the new one is reused from now on.
+		st.arena = make([]byte, 0, max(2*cap(st.arena), len(body)))
+	}
+	off := len(st.arena)
+	st.arena = append(st.arena, body...)
+	st.batch.Records = append(st.batch.Records, Record{
+		Timestamp: ts,
+		Observed:  time.Now(),
+		Body:      st.arena[off:len(st.arena):len(st.arena)],
+		Stream:    s,
+		Truncated: truncated,
+	})
+}

@@ -1,0 +1,150 @@
+package collectors
+
+import (
+	"hash/crc32"
+	"time"
+)
+
+// Cursor is where a container's log has been read up to. Docker's since is
+// inclusive at nanosecond precision, the daemon does not deliver stdout and
+// stderr in timestamp order, and distinct lines can share a timestamp; so the
+// cursor keeps, per stream, the newest timestamp consumed and the hashes of
+// the messages consumed at exactly that timestamp. A re-attach drops a message
+// when it is older than its stream's boundary, or equal to it and matching the
+// next boundary hash in order.
+//
+// Threshold is a floor for every stream: messages at or before it are old.
+// berth sets it when it starts at the end of a log it has not read
+// (initial_position: end), so that the lines before it are never sent.
+type Cursor struct {
+	Threshold time.Time
+	Streams   [2]StreamCursor // indexed by Stream-1
+}
+
+// StreamCursor is the boundary of one stream: the newest timestamp consumed
+// and the hashes of the messages consumed at exactly that timestamp, in order.
+type StreamCursor struct {
+	Time   time.Time
+	Hashes []uint32
+	replay int // boundary hashes already matched by the current response
+}
+
+// BeginningCursor reads a log from its first line.
+func BeginningCursor() Cursor { return Cursor{} }
+
+// EndCursor reads only the lines written after t.
+func EndCursor(t time.Time) Cursor { return Cursor{Threshold: t} }
+
+// IsBeginning reports whether nothing has been consumed and no threshold is
+// set: the whole log is to be read.
+func (c *Cursor) IsBeginning() bool {
+	return c.Threshold.IsZero() && c.Streams[0].Time.IsZero() && c.Streams[1].Time.IsZero()
+}
+
+// Since is the lower bound to request: the oldest position any stream may
+// still need. Zero means no bound.
+func (c *Cursor) Since() time.Time {
+	var since time.Time
+	for i := range c.Streams {
+		t := c.Streams[i].Time
+		if t.IsZero() {
+			t = c.Threshold
+		}
+		if t.IsZero() {
+			return time.Time{}
+		}
+		if since.IsZero() || t.Before(since) {
+			since = t
+		}
+	}
+	return since
+}
+
+// Newest is the newest timestamp the cursor has consumed.
+func (c *Cursor) Newest() time.Time {
+	n := c.Threshold
+	for i := range c.Streams {
+		if c.Streams[i].Time.After(n) {
+			n = c.Streams[i].Time
+		}
+	}
+	return n
+}
+
+// rewind prepares the cursor for a new response: replayed boundary messages
+// are matched from the first one again.
+func (c *Cursor) rewind() {
+	for i := range c.Streams {
+		c.Streams[i].replay = 0
+	}
+}
+
+// seen reports whether a message was consumed before, and if it matches a
+// boundary hash it moves past it.
+func (c *Cursor) seen(s Stream, ts time.Time, h uint32) bool {
+	if !c.Threshold.IsZero() && !ts.After(c.Threshold) {
+		return true
+	}
+	sc := &c.Streams[s-1]
+	switch {
+	case sc.Time.IsZero() || ts.After(sc.Time):
+		return false
+	case ts.Before(sc.Time):
+		return true
+	}
+	if sc.replay < len(sc.Hashes) && sc.Hashes[sc.replay] == h {
+		sc.replay++
+		return true
+	}
+	return false
+}
+
+// advance records a consumed message.
+func (sc *StreamCursor) advance(ts time.Time, h uint32) {
+	if ts.After(sc.Time) {
+		sc.Time = ts
+		sc.Hashes = sc.Hashes[:0]
+	} else if ts.Before(sc.Time) {
+		return
+	}
+	sc.Hashes = append(sc.Hashes, h)
+	sc.replay = len(sc.Hashes)
+}
+
+// merge advances sc by every message recorded in o (a line's chunks).
+func (sc *StreamCursor) merge(o *StreamCursor) {
+	for _, h := range o.Hashes {
+		sc.advance(o.Time, h)
+	}
+}
+
+// reset empties a pending line's boundary, keeping its memory.
+func (sc *StreamCursor) reset() {
+	sc.Time = time.Time{}
+	sc.Hashes = sc.Hashes[:0]
+	sc.replay = 0
+}
+
+// copyFrom makes c an independent copy of o, reusing c's memory.
+func (c *Cursor) copyFrom(o *Cursor) {
+	c.Threshold = o.Threshold
+	for i := range c.Streams {
+		c.Streams[i].Time = o.Streams[i].Time
+		c.Streams[i].Hashes = append(c.Streams[i].Hashes[:0], o.Streams[i].Hashes...)
+		c.Streams[i].replay = o.Streams[i].replay
+	}
+}
+
+// Clone returns an independent copy of the cursor.
+func (c Cursor) Clone() Cursor {
+	var n Cursor
+	n.copyFrom(&c)
+	return n
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// messageHash identifies a message's content at the boundary. CRC-32C is
+// computed in hardware and is stable across restarts, so a persisted cursor
+// still matches after berth restarts.
+func messageHash(content []byte) uint32 { return crc32.Checksum(content, castagnoli) }

@@ -1,0 +1,349 @@
+// Package dockerapi is berth's one adapter to the Docker Engine API. Every
+// connection it makes is dialled by berth and bounded by read and write
+// deadlines; every method but GET and HEAD is refused before it is sent. It
+// implements the consumer-side interfaces of collectors and events.
+package dockerapi
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+	"github.com/docker/go-connections/tlsconfig"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/events"
+)
+
+// DefaultHost is the local daemon's socket.
+const DefaultHost = "unix:///var/run/docker.sock"
+
+// Options configure the adapter.
+type Options struct {
+	// Host is the daemon address: unix:///path or tcp://host:port. TLS is
+	// taken from DOCKER_CERT_PATH and DOCKER_TLS_VERIFY as the docker CLI
+	// does.
+	Host string
+	// ControlTimeout bounds each short call (ping, list, inspect).
+	ControlTimeout time.Duration
+	// EventsIdleTimeout ends an events stream that has been silent this long;
+	// the subscriber then reconnects with since.
+	EventsIdleTimeout time.Duration
+	// IdleTimeout ends a log burst that has been silent this long.
+	IdleTimeout time.Duration
+	// MaxBurst bounds a log burst from its dial.
+	MaxBurst time.Duration
+}
+
+// Client talks to the daemon through three HTTP clients, one per deadline
+// policy: control calls, the events stream and log bursts. None has an
+// overall http.Client timeout: the connections bound every read instead.
+type Client struct {
+	opts    Options
+	control *client.Client
+	logs    *client.Client
+	events  *http.Client
+	// eventsURL is the events endpoint without the API version.
+	scheme, urlHost, basePath string
+}
+
+// New returns a Client. It does not contact the daemon.
+func New(opts Options) (*Client, error) {
+	if opts.Host == "" {
+		opts.Host = DefaultHost
+	}
+	u, err := client.ParseHostURL(opts.Host)
+	if err != nil {
+		return nil, fmt.Errorf("docker host %q: %w (use unix:///path/to/docker.sock or tcp://host:port)", opts.Host, err)
+	}
+	var network, address string
+	switch u.Scheme {
+	case "unix":
+		network, address = "unix", u.Host
+	case "tcp", "http", "https":
+		network, address = "tcp", u.Host
+	default:
+		return nil, fmt.Errorf("docker host %q: scheme %q is not supported (use unix:// or tcp://)", opts.Host, u.Scheme)
+	}
+	tlsConf, err := tlsFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	scheme := "http"
+	if tlsConf != nil || u.Scheme == "https" {
+		scheme = "https"
+	}
+	c := &Client{opts: opts, scheme: scheme, urlHost: u.Host, basePath: u.Path}
+	if network == "unix" {
+		c.urlHost = client.DummyHost
+	}
+	newHTTP := func(p deadlinePolicy, keepAlive bool) *http.Client {
+		tr := &http.Transport{
+			DialContext:       dialer{network: network, address: address, policy: p, timeout: opts.ControlTimeout}.DialContext,
+			TLSClientConfig:   tlsConf,
+			DisableKeepAlives: !keepAlive,
+			MaxIdleConns:      4,
+			IdleConnTimeout:   30 * time.Second,
+			// The daemon's responses are never compressed; asking would
+			// only add a gzip reader on the hot path.
+			DisableCompression: true,
+		}
+		return &http.Client{Transport: readOnlyTransport{base: tr}}
+	}
+	newDocker := func(hc *http.Client) (*client.Client, error) {
+		// WithHTTPClient replaces the transport WithHost configured, so the
+		// host comes first only to set the URL parts; the dialer is ours.
+		return client.NewClientWithOpts(
+			client.WithHost(opts.Host),
+			client.WithHTTPClient(hc),
+			client.WithScheme(scheme),
+			client.WithAPIVersionNegotiation(),
+			// The client wraps its transport in otelhttp with the global
+			// providers; berth's Docker calls are not traced through them.
+			client.WithTraceOptions(
+				otelhttp.WithTracerProvider(tracenoop.NewTracerProvider()),
+				otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
+			),
+		)
+	}
+	if c.control, err = newDocker(newHTTP(deadlinePolicy{idle: opts.ControlTimeout}, true)); err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	// One connection per burst: when the burst ends its connection is gone.
+	if c.logs, err = newDocker(newHTTP(deadlinePolicy{idle: opts.IdleTimeout, lifetime: opts.MaxBurst}, false)); err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	c.events = newHTTP(deadlinePolicy{idle: opts.EventsIdleTimeout}, false)
+	return c, nil
+}
+
+func tlsFromEnv() (*tls.Config, error) {
+	certPath := os.Getenv("DOCKER_CERT_PATH")
+	if certPath == "" {
+		return nil, nil
+	}
+	conf, err := tlsconfig.Client(tlsconfig.Options{
+		CAFile:             filepath.Join(certPath, "ca.pem"),
+		CertFile:           filepath.Join(certPath, "cert.pem"),
+		KeyFile:            filepath.Join(certPath, "key.pem"),
+		InsecureSkipVerify: os.Getenv("DOCKER_TLS_VERIFY") == "",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("docker TLS from DOCKER_CERT_PATH=%s: %w", certPath, err)
+	}
+	return conf, nil
+}
+
+// Close releases idle connections.
+func (c *Client) Close() error {
+	c.events.CloseIdleConnections()
+	return errors.Join(c.control.Close(), c.logs.Close())
+}
+
+// Ping checks that the daemon answers and negotiates the API version.
+func (c *Client) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ControlTimeout)
+	defer cancel()
+	ping, err := c.control.Ping(ctx)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("ping docker at %s: %w (run berth as root or as a member of the docker group)", c.opts.Host, err)
+		}
+		return fmt.Errorf("ping docker at %s: %w", c.opts.Host, err)
+	}
+	c.control.NegotiateAPIVersionPing(ping)
+	return nil
+}
+
+// Inspect describes a container. Implements collectors.LogSource.
+func (c *Client) Inspect(ctx context.Context, id string) (*collectors.Meta, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ControlTimeout)
+	defer cancel()
+	info, err := c.control.ContainerInspect(ctx, id)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return metaOf(info), nil
+}
+
+// metaOf maps an inspect answer to the resource of the container's records.
+func metaOf(info container.InspectResponse) *collectors.Meta {
+	m := &collectors.Meta{ID: info.ID, Name: strings.TrimPrefix(info.Name, "/")}
+	if info.Config != nil {
+		m.TTY = info.Config.Tty
+		m.Labels = info.Config.Labels
+		m.ImageName, m.ImageTags = SplitImage(info.Config.Image)
+	}
+	if info.State != nil {
+		m.Running = info.State.Running
+	}
+	m.ServiceName = m.Name
+	if s := m.Labels["com.docker.compose.service"]; s != "" {
+		m.ServiceName = s
+	}
+	return m
+}
+
+// SplitImage splits an image reference into its name and tags:
+// "registry:5000/app:1.2" is ("registry:5000/app", ["1.2"]); a digest is
+// dropped from the name; no tag gives no tags.
+func SplitImage(ref string) (string, []string) {
+	if i := strings.IndexByte(ref, '@'); i >= 0 {
+		ref = ref[:i]
+	}
+	slash := strings.LastIndexByte(ref, '/')
+	if colon := strings.LastIndexByte(ref, ':'); colon > slash {
+		return ref[:colon], []string{ref[colon+1:]}
+	}
+	return ref, nil
+}
+
+// Logs opens a logs response with timestamps. Implements collectors.LogSource.
+func (c *Client) Logs(ctx context.Context, id string, req collectors.LogRequest) (io.ReadCloser, error) {
+	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true, Follow: req.Follow, Tail: "all"}
+	if req.Tail >= 0 {
+		opts.Tail = strconv.Itoa(req.Tail)
+	}
+	if !req.Since.IsZero() {
+		opts.Since = unixNano(req.Since)
+	}
+	rc, err := c.logs.ContainerLogs(ctx, id, opts)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return rc, nil
+}
+
+// unixNano formats t as the daemon's seconds.nanoseconds timestamp.
+func unixNano(t time.Time) string {
+	return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond())
+}
+
+// List returns every container. Implements events.Source.
+func (c *Client) List(ctx context.Context) ([]events.Container, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ControlTimeout)
+	defer cancel()
+	list, err := c.control.ContainerList(ctx, container.ListOptions{All: true})
+	if err != nil {
+		return nil, classify(err)
+	}
+	out := make([]events.Container, 0, len(list))
+	for _, s := range list {
+		name := ""
+		if len(s.Names) > 0 {
+			name = strings.TrimPrefix(s.Names[0], "/")
+		}
+		out = append(out, events.Container{ID: s.ID, Name: name, State: string(s.State)})
+	}
+	return out, nil
+}
+
+// watchedActions are the container events the manager acts on.
+var watchedActions = []string{
+	"create", "start", "restart", "die", "stop", "kill", "oom",
+	"pause", "unpause", "rename", "destroy",
+}
+
+// Subscribe opens the container events stream. Implements events.Source.
+func (c *Client) Subscribe(ctx context.Context, since time.Time) (events.EventStream, error) {
+	if err := c.Ping(ctx); err != nil {
+		return nil, err
+	}
+	args := filters.NewArgs(filters.Arg("type", "container"))
+	for _, a := range watchedActions {
+		args.Add("event", a)
+	}
+	fj, err := filters.ToJSON(args)
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{"filters": {fj}}
+	if !since.IsZero() {
+		q.Set("since", unixNano(since))
+	}
+	u := url.URL{
+		Scheme:   c.scheme,
+		Host:     c.urlHost,
+		Path:     c.basePath + "/v" + c.control.ClientVersion() + "/events",
+		RawQuery: q.Encode(),
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.events.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to docker events: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		_ = resp.Body.Close()
+		return nil, fmt.Errorf("subscribe to docker events: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	return &eventStream{body: resp.Body, dec: json.NewDecoder(resp.Body)}, nil
+}
+
+type eventStream struct {
+	body io.ReadCloser
+	dec  *json.Decoder
+}
+
+// wireEvent is the part of the daemon's event message berth reads.
+type wireEvent struct {
+	Type   string `json:"Type"`
+	Action string `json:"Action"`
+	Actor  struct {
+		ID         string            `json:"ID"`
+		Attributes map[string]string `json:"Attributes"`
+	} `json:"Actor"`
+	Time     int64 `json:"time"`
+	TimeNano int64 `json:"timeNano"`
+}
+
+func (s *eventStream) Next() (events.Event, error) {
+	for {
+		var w wireEvent
+		if err := s.dec.Decode(&w); err != nil {
+			return events.Event{}, err
+		}
+		if w.Type != "container" || w.Actor.ID == "" {
+			continue
+		}
+		t := time.Unix(0, w.TimeNano)
+		if w.TimeNano == 0 {
+			t = time.Unix(w.Time, 0)
+		}
+		// exec_start: sh -c ... and health_status: healthy carry their
+		// detail after a colon.
+		action, _, _ := strings.Cut(w.Action, ":")
+		return events.Event{ID: w.Actor.ID, Action: strings.TrimSpace(action), Time: t, Attributes: w.Actor.Attributes}, nil
+	}
+}
+
+func (s *eventStream) Close() error { return s.body.Close() }
+
+// classify maps the daemon's not-found answer to collectors.ErrNotFound.
+func classify(err error) error {
+	if errdefs.IsNotFound(err) {
+		return fmt.Errorf("%w: %v", collectors.ErrNotFound, err)
+	}
+	return err
+}

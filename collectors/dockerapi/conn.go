@@ -1,0 +1,71 @@
+package dockerapi
+
+import (
+	"context"
+	"net"
+	"time"
+)
+
+// deadlinePolicy bounds every read and write on a connection.
+type deadlinePolicy struct {
+	// idle is how long one Read or Write may wait. Each call arms a fresh
+	// deadline, so it bounds silence, not a whole response.
+	idle time.Duration
+	// lifetime, if set, bounds the connection from its dial: no Read may
+	// wait past dial time + lifetime (a burst's max_burst).
+	lifetime time.Duration
+}
+
+// deadlineConn arms a deadline before every Read and Write. When it passes,
+// the runtime poller wakes the call with os.ErrDeadlineExceeded: no read on
+// this connection can block longer than the policy allows, whoever holds it.
+type deadlineConn struct {
+	net.Conn
+	policy deadlinePolicy
+	hard   time.Time // zero: no lifetime bound
+}
+
+func (c *deadlineConn) deadline() time.Time {
+	d := time.Now().Add(c.policy.idle)
+	if !c.hard.IsZero() && c.hard.Before(d) {
+		d = c.hard
+	}
+	return d
+}
+
+// Read arms the read deadline, then reads.
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(c.deadline()); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+// Write arms the write deadline, then writes.
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(c.deadline()); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// dialer dials the daemon's endpoint itself, whatever address the HTTP
+// transport asks for, and wraps the connection in the policy.
+type dialer struct {
+	network, address string
+	policy           deadlinePolicy
+	timeout          time.Duration
+}
+
+func (d dialer) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
+	nd := net.Dialer{Timeout: d.timeout}
+	conn, err := nd.DialContext(ctx, d.network, d.address)
+	if err != nil {
+		return nil, err
+	}
+	dc := &deadlineConn{Conn: conn, policy: d.policy}
+	if d.policy.lifetime > 0 {
+		dc.hard = time.Now().Add(d.policy.lifetime)
+	}
+	return dc, nil
+}

@@ -1,0 +1,280 @@
+package collectors
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// A Docker log message, as the daemon writes it with timestamps=1:
+//
+//	2024-05-01T10:20:30.123456789Z <content>\n     a complete line
+//	2024-05-01T10:20:30.123456789Z <16 KiB of content>  a partial chunk
+//
+// Non-TTY containers send each message in one stdcopy frame (8-byte header:
+// stream, 0, 0, 0, big-endian size). TTY containers send the messages raw, one
+// after another, so a partial chunk is followed directly by the next
+// message's timestamp.
+
+const (
+	// tsWidth is the width of Docker's fixed-width UTC timestamp
+	// (RFC3339NanoFixed) followed by one space.
+	tsWidth = len("2006-01-02T15:04:05.000000000Z ")
+	// chunkSize is the size at which Docker's log copier splits a line that
+	// has no newline yet; every chunk but the last is exactly this long.
+	chunkSize = 16 * 1024
+	// frameHeaderLen is the size of a stdcopy frame header.
+	frameHeaderLen = 8
+	// stdcopySystemErr is the stdcopy stream number of an error the daemon
+	// reports inside the stream.
+	stdcopySystemErr = 3
+)
+
+// ErrMalformedMessage says that a log message did not start with a timestamp.
+// It ends a burst through backoff rather than being passed on as a line.
+var ErrMalformedMessage = errors.New("log message without a timestamp")
+
+// DaemonStreamError is an error the daemon wrote inside a logs stream instead
+// of a log line ("Error grabbing logs: ..."), or on the stdcopy error stream.
+type DaemonStreamError struct{ Message string }
+
+func (e *DaemonStreamError) Error() string { return "daemon reported in the logs stream: " + e.Message }
+
+// daemonStreamError recognizes the errors that the daemon writes into a logs
+// stream as text. It is the one place where berth matches a daemon message
+// by its words.
+func daemonStreamError(payload []byte) (*DaemonStreamError, bool) {
+	const prefix = "Error grabbing logs: "
+	if bytes.HasPrefix(payload, []byte(prefix)) {
+		return &DaemonStreamError{Message: string(bytes.TrimRight(payload, "\r\n"))}, true
+	}
+	return nil, false
+}
+
+// parseMessage splits one Docker log message into its timestamp and content.
+// complete reports whether the message ended a line; the content never
+// includes the line's newline.
+func parseMessage(p []byte) (ts time.Time, content []byte, complete bool, err error) {
+	ts, rest, err := parseTimestamp(p)
+	if err != nil {
+		return time.Time{}, nil, false, err
+	}
+	if n := len(rest); n > 0 && rest[n-1] == '\n' {
+		return ts, rest[:n-1], true, nil
+	}
+	return ts, rest, false, nil
+}
+
+// parseTimestamp reads the timestamp at the start of a message and returns
+// the content after the separating space. The fixed-width UTC form the daemon
+// writes is parsed without allocating; any other RFC 3339 form falls back to
+// time.Parse.
+func parseTimestamp(p []byte) (time.Time, []byte, error) {
+	if len(p) >= tsWidth && p[tsWidth-2] == 'Z' && p[tsWidth-1] == ' ' {
+		if t, ok := parseFixedUTC(p[:tsWidth-1]); ok {
+			return t, p[tsWidth:], nil
+		}
+	}
+	sp := bytes.IndexByte(p, ' ')
+	if sp <= 0 || sp > 64 {
+		return time.Time{}, nil, ErrMalformedMessage
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(p[:sp]))
+	if err != nil {
+		return time.Time{}, nil, fmt.Errorf("%w: %v", ErrMalformedMessage, err)
+	}
+	return t, p[sp+1:], nil
+}
+
+// parseFixedUTC parses "2006-01-02T15:04:05.000000000Z".
+func parseFixedUTC(b []byte) (time.Time, bool) {
+	if len(b) != 30 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' ||
+		b[16] != ':' || b[19] != '.' || b[29] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(s []byte) (int, bool) {
+		n := 0
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(b[0:4])
+	month, ok2 := num(b[5:7])
+	day, ok3 := num(b[8:10])
+	hour, ok4 := num(b[11:13])
+	minute, ok5 := num(b[14:16])
+	sec, ok6 := num(b[17:19])
+	nsec, ok7 := num(b[20:29])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || month < 1 || month > 12 ||
+		day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 60 {
+		return time.Time{}, false
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
+}
+
+// looksLikeTimestamp reports whether b starts with a fixed-width timestamp and
+// its space: the start of the next message in a raw (TTY) stream.
+func looksLikeTimestamp(b []byte) bool {
+	if len(b) < tsWidth || b[tsWidth-1] != ' ' {
+		return false
+	}
+	_, ok := parseFixedUTC(b[:tsWidth-1])
+	return ok
+}
+
+// messageReader yields the messages of one logs response.
+type messageReader interface {
+	// next returns the stream and the bytes of the next message (timestamp
+	// included). The bytes are valid until the next call. truncated reports
+	// that the message was larger than the reader keeps and was cut.
+	next() (s Stream, msg []byte, truncated bool, err error)
+	// buffered reports whether bytes are waiting that next can return
+	// without reading from the connection.
+	buffered() bool
+}
+
+// frameReader reads stdcopy frames directly from the response, without a
+// demultiplexing goroutine or pipe: a frame that fits in the bufio buffer is
+// returned in place.
+type frameReader struct {
+	r     *bufio.Reader
+	big   []byte // reused for frames larger than the bufio buffer
+	limit int    // frames beyond this are cut (the rest is discarded)
+}
+
+func (f *frameReader) buffered() bool { return f.r.Buffered() > 0 }
+
+func (f *frameReader) next() (Stream, []byte, bool, error) {
+	hdr, err := f.r.Peek(frameHeaderLen)
+	if err != nil {
+		if errors.Is(err, io.EOF) && len(hdr) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, false, err
+	}
+	kind := hdr[0]
+	size := int(binary.BigEndian.Uint32(hdr[4:8]))
+	if _, err := f.r.Discard(frameHeaderLen); err != nil {
+		return 0, nil, false, err
+	}
+	var payload []byte
+	truncated := false
+	if size <= f.r.Size() {
+		payload, err = f.r.Peek(size)
+		if err != nil {
+			return 0, nil, false, eofIsUnexpected(err)
+		}
+		_, _ = f.r.Discard(size)
+	} else {
+		keep := min(size, f.limit)
+		if cap(f.big) < keep {
+			f.big = make([]byte, keep)
+		}
+		payload = f.big[:keep]
+		if _, err := io.ReadFull(f.r, payload); err != nil {
+			return 0, nil, false, eofIsUnexpected(err)
+		}
+		if size > keep {
+			truncated = true
+			if _, err := f.r.Discard(size - keep); err != nil {
+				return 0, nil, false, eofIsUnexpected(err)
+			}
+		}
+	}
+	switch kind {
+	case byte(Stdout), byte(Stderr):
+		return Stream(kind), payload, truncated, nil
+	case stdcopySystemErr:
+		return 0, nil, false, &DaemonStreamError{Message: string(bytes.TrimSpace(payload))}
+	default:
+		return 0, nil, false, fmt.Errorf("%w: stdcopy frame with unknown stream %d", ErrMalformedMessage, kind)
+	}
+}
+
+func eofIsUnexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// rawReader cuts a TTY container's raw stream into messages. A message ends
+// at its newline, or after chunkSize bytes of content when the next message's
+// timestamp follows directly (a partial chunk).
+type rawReader struct {
+	r     *bufio.Reader
+	acc   []byte // bytes read but not yet returned
+	off   int    // start of the unreturned bytes in acc
+	limit int    // a message that grows beyond this without a boundary is cut
+	drop  bool   // discarding the rest of a cut message up to its newline
+}
+
+func (rr *rawReader) buffered() bool { return rr.r.Buffered() > 0 || rr.off < len(rr.acc) }
+
+func (rr *rawReader) next() (Stream, []byte, bool, error) {
+	for {
+		if msg, truncated, ok := rr.cut(); ok {
+			return Stdout, msg, truncated, nil
+		}
+		if rr.off > 0 {
+			rr.acc = append(rr.acc[:0], rr.acc[rr.off:]...)
+			rr.off = 0
+		}
+		chunk, err := rr.r.ReadSlice('\n')
+		if rr.drop {
+			if err == nil {
+				rr.drop = false
+			}
+		} else {
+			rr.acc = append(rr.acc, chunk...)
+		}
+		switch {
+		case err == nil || errors.Is(err, bufio.ErrBufferFull):
+		case errors.Is(err, io.EOF) && rr.off < len(rr.acc):
+			msg := rr.acc[rr.off:]
+			rr.off = len(rr.acc)
+			return Stdout, msg, false, nil
+		default:
+			return 0, nil, false, err
+		}
+	}
+}
+
+// cut returns the next whole message in acc, if there is one.
+func (rr *rawReader) cut() (msg []byte, truncated, ok bool) {
+	a := rr.acc[rr.off:]
+	if len(a) == 0 {
+		return nil, false, false
+	}
+	window := tsWidth + chunkSize
+	if i := bytes.IndexByte(a[:min(len(a), window+1)], '\n'); i >= 0 {
+		rr.off += i + 1
+		return a[:i+1], false, true
+	}
+	if len(a) >= window+tsWidth && looksLikeTimestamp(a[window:]) {
+		rr.off += window
+		return a[:window], false, true
+	}
+	if len(a) > window {
+		// Not Docker's chunking: the line simply goes on. Wait for its
+		// newline, up to the limit.
+		if i := bytes.IndexByte(a, '\n'); i >= 0 {
+			rr.off += i + 1
+			return a[:i+1], false, true
+		}
+		if len(a) >= rr.limit {
+			rr.off = len(rr.acc)
+			rr.drop = true
+			return a, true, true
+		}
+	}
+	return nil, false, false
+}

@@ -1,0 +1,70 @@
+// Package collectors reads container logs in bounded bursts: one logs request
+// per burst, read from a connection whose every Read carries a deadline, split
+// into Docker's messages, joined into lines, de-duplicated against the
+// container's cursor and handed to a Sink in batches.
+package collectors
+
+import (
+	"context"
+	"time"
+)
+
+// Stream says which standard stream of a container a line came from.
+type Stream uint8
+
+// The streams a container log carries. The values are Docker's stdcopy stream
+// numbers, so a multiplexed frame header maps to a Stream without a table.
+const (
+	Stdout Stream = 1
+	Stderr Stream = 2
+)
+
+// String returns the value of the log.iostream attribute for the stream.
+func (s Stream) String() string {
+	switch s {
+	case Stdout:
+		return "stdout"
+	case Stderr:
+		return "stderr"
+	}
+	return "unknown"
+}
+
+// Meta describes the container a record came from: the resource of every
+// record it produced. A Meta is immutable once published; a rename publishes a
+// new one.
+type Meta struct {
+	ID          string
+	Name        string // without Docker's leading slash
+	ImageName   string // the image reference without its tag or digest
+	ImageTags   []string
+	ServiceName string // compose service label, else the container name
+	HostName    string
+	Labels      map[string]string
+	TTY         bool // raw stream instead of stdcopy frames
+	Running     bool // the container's state when it was inspected
+}
+
+// Record is one log line.
+type Record struct {
+	Timestamp time.Time // Docker's timestamp of the line's first chunk
+	Observed  time.Time // when berth read it
+	Body      []byte    // the line without its newline; valid only during Sink.Consume
+	Stream    Stream
+	Truncated bool // the line was longer than max_line_bytes and was cut
+}
+
+// Batch is a run of records of one container, handed to a Sink.
+type Batch struct {
+	Meta    *Meta
+	Records []Record
+}
+
+// Sink takes batches of records. Consume returns once the batch is accepted;
+// the cursor of a burst advances past a batch only after Consume returned nil.
+// A Sink must not retain the batch or the records' bodies after it returns:
+// their memory is reused for the next batch. Consume may block: that is
+// backpressure, and the burst stops reading while it does.
+type Sink interface {
+	Consume(ctx context.Context, b *Batch) error
+}

@@ -1,0 +1,217 @@
+// Package config loads berth's configuration in layers: defaults < YAML file
+// < BERTH_* environment < command-line flags, decodes it strictly (an unknown
+// key is an error) and validates it, naming every bad key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/structs"
+	"github.com/knadh/koanf/v2"
+)
+
+// Config is berth's whole configuration. Keys are snake_case; nested keys are
+// written with a dot (backoff.initial) in flags' terms and as YAML maps in a
+// file; in the environment, BERTH_BACKOFF__INITIAL.
+type Config struct {
+	// DockerHost is the daemon's address. Empty: DOCKER_HOST, else the local
+	// socket.
+	DockerHost string `koanf:"docker_host"`
+	// StateDir holds berth's checkpoints.
+	StateDir string `koanf:"state_dir"`
+	// HTTPAddr is where berth serves /healthz, /readyz and /status.
+	// Empty disables the listener.
+	HTTPAddr string `koanf:"http_addr"`
+	// IdleTimeout ends a log burst that has received no byte for this long.
+	// A quiet container's burst ending so is normal: berth re-attaches.
+	IdleTimeout time.Duration `koanf:"idle_timeout"`
+	// MaxBurst ends every log burst after this long, whatever it reads.
+	MaxBurst time.Duration `koanf:"max_burst"`
+	// MaxLineBytes is the longest line berth sends; longer lines are cut and
+	// marked log.truncated.
+	MaxLineBytes int `koanf:"max_line_bytes"`
+	// InitialPosition is where berth starts on a container that exists when
+	// it starts and has no checkpoint: beginning or end.
+	InitialPosition string `koanf:"initial_position"`
+	// ReattachTail is the number of recent messages a re-attach asks for; it
+	// is widened only when the answer does not reach the checkpoint.
+	ReattachTail int `koanf:"reattach_tail"`
+	// EventsIdleTimeout ends a silent events stream, which berth then
+	// re-opens from the last event it saw.
+	EventsIdleTimeout time.Duration `koanf:"events_idle_timeout"`
+	// ControlTimeout bounds each short Docker call (ping, list, inspect).
+	ControlTimeout time.Duration `koanf:"control_timeout"`
+	// ShutdownTimeout bounds the wait for every goroutine on SIGTERM.
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	// Backoff paces re-attaching after failures and reconnecting to Docker.
+	Backoff Backoff `koanf:"backoff"`
+	// LogLevel is the level of berth's own logs on stderr.
+	LogLevel string `koanf:"log_level"`
+}
+
+// Backoff is an exponential, jittered, capped retry schedule.
+type Backoff struct {
+	Initial    time.Duration `koanf:"initial"`
+	Max        time.Duration `koanf:"max"`
+	Multiplier float64       `koanf:"multiplier"`
+}
+
+// Default returns the configuration berth runs with when nothing is set.
+func Default() Config {
+	return Config{
+		DockerHost:        "",
+		StateDir:          "/var/lib/berth",
+		HTTPAddr:          "127.0.0.1:9477",
+		IdleTimeout:       30 * time.Second,
+		MaxBurst:          5 * time.Minute,
+		MaxLineBytes:      1 << 20,
+		InitialPosition:   "end",
+		ReattachTail:      100,
+		EventsIdleTimeout: 5 * time.Minute,
+		ControlTimeout:    10 * time.Second,
+		ShutdownTimeout:   10 * time.Second,
+		Backoff:           Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2},
+		LogLevel:          "info",
+	}
+}
+
+// EnvPrefix starts every environment variable berth reads as configuration.
+const EnvPrefix = "BERTH_"
+
+// Load builds the configuration: defaults, then the YAML file at path (if
+// path is not empty), then BERTH_* variables from environ, then flags (keys
+// already in config form, e.g. "docker_host"). It does not validate.
+func Load(path string, environ []string, flags map[string]any) (Config, error) {
+	k := koanf.New(".")
+	if err := k.Load(structs.Provider(Default(), "koanf"), nil); err != nil {
+		return Config{}, fmt.Errorf("defaults: %w", err)
+	}
+	if path != "" {
+		if _, err := os.Stat(path); err != nil {
+			return Config{}, fmt.Errorf("config file: %w", err)
+		}
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	envMap := map[string]any{}
+	for _, kv := range environ {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, EnvPrefix) {
+			continue
+		}
+		envMap[envKey(name)] = value
+	}
+	if err := k.Load(confmap.Provider(envMap, "."), nil); err != nil {
+		return Config{}, fmt.Errorf("environment: %w", err)
+	}
+	if err := k.Load(confmap.Provider(flags, "."), nil); err != nil {
+		return Config{}, fmt.Errorf("flags: %w", err)
+	}
+	var cfg Config
+	dc := &mapstructure.DecoderConfig{
+		DecodeHook:       mapstructure.StringToTimeDurationHookFunc(),
+		WeaklyTypedInput: true,
+		ErrorUnused:      true,
+		Result:           &cfg,
+		TagName:          "koanf",
+	}
+	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf", DecoderConfig: dc}); err != nil {
+		return Config{}, fmt.Errorf("%w (the keys are listed in the README's configuration reference)", err)
+	}
+	return cfg, nil
+}
+
+// envKey maps BERTH_BACKOFF__INITIAL to backoff.initial.
+func envKey(name string) string {
+	k := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
+	return strings.ReplaceAll(k, "__", ".")
+}
+
+// Validate returns every problem of the configuration, each naming its key and
+// what is allowed.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if c.DockerHost != "" {
+		scheme, rest, ok := strings.Cut(c.DockerHost, "://")
+		switch {
+		case !ok || rest == "":
+			bad("docker_host", "%q is not an address; use unix:///var/run/docker.sock or tcp://host:2376", c.DockerHost)
+		case scheme != "unix" && scheme != "tcp" && scheme != "http" && scheme != "https":
+			bad("docker_host", "scheme %q is not supported; use unix:// or tcp://", scheme)
+		}
+	}
+	if c.StateDir == "" {
+		bad("state_dir", "must not be empty")
+	}
+	if c.IdleTimeout < 100*time.Millisecond {
+		bad("idle_timeout", "%v is too short; use at least 100ms (default 30s)", c.IdleTimeout)
+	}
+	if c.MaxBurst < c.IdleTimeout {
+		bad("max_burst", "%v must be at least idle_timeout (%v)", c.MaxBurst, c.IdleTimeout)
+	}
+	if c.MaxLineBytes < 1024 || c.MaxLineBytes > 64<<20 {
+		bad("max_line_bytes", "%d is out of range; use 1024 to 67108864 (default 1048576)", c.MaxLineBytes)
+	}
+	if c.InitialPosition != "beginning" && c.InitialPosition != "end" {
+		bad("initial_position", "%q is not allowed; use beginning or end", c.InitialPosition)
+	}
+	if c.ReattachTail < 1 {
+		bad("reattach_tail", "%d must be at least 1 (default 100)", c.ReattachTail)
+	}
+	if c.EventsIdleTimeout < time.Second {
+		bad("events_idle_timeout", "%v is too short; use at least 1s (default 5m)", c.EventsIdleTimeout)
+	}
+	if c.ControlTimeout < 100*time.Millisecond {
+		bad("control_timeout", "%v is too short; use at least 100ms (default 10s)", c.ControlTimeout)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout", "%v must be positive (default 10s)", c.ShutdownTimeout)
+	}
+	if c.Backoff.Initial <= 0 {
+		bad("backoff.initial", "%v must be positive (default 500ms)", c.Backoff.Initial)
+	}
+	if c.Backoff.Max < c.Backoff.Initial {
+		bad("backoff.max", "%v must be at least backoff.initial (%v)", c.Backoff.Max, c.Backoff.Initial)
+	}
+	if c.Backoff.Multiplier < 1 {
+		bad("backoff.multiplier", "%v must be at least 1 (default 2)", c.Backoff.Multiplier)
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "%q is not allowed; use debug, info, warn or error", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}
+
+// Keys lists every configuration key, for documentation and tests.
+func Keys() []string {
+	var keys []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name := prefix + f.Tag.Get("koanf")
+			if f.Type.Kind() == reflect.Struct {
+				walk(f.Type, name+".")
+				continue
+			}
+			keys = append(keys, name)
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "")
+	return keys
+}

@@ -1,0 +1,575 @@
+// Package events holds berth's one Docker events subscription and the state
+// machine of every container. One goroutine, the manager, owns all container
+// state; the subscriber and the bursts report to it on channels.
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/berthlog/berth/collectors"
+)
+
+// State is where a container is in its lifecycle as berth sees it.
+type State string
+
+// The states of a container.
+const (
+	StateDiscovered State = "discovered" // known, nothing to read yet
+	StateStreaming  State = "streaming"  // a burst is reading its log
+	StateBackoff    State = "backoff"    // waiting to re-attach after a failed or empty burst
+	StateStopped    State = "stopped"    // not running, its log read to the end
+	StateRemoved    State = "removed"    // destroyed; forgotten once its last burst ends
+)
+
+// Position is where berth starts on a log it has no cursor for.
+type Position string
+
+// The start positions.
+const (
+	PositionBeginning Position = "beginning"
+	PositionEnd       Position = "end"
+)
+
+// Backoff configures a retry loop: exponential, jittered, capped.
+type Backoff struct {
+	Initial    time.Duration
+	Max        time.Duration
+	Multiplier float64
+}
+
+func (b Backoff) newBackOff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = b.Initial
+	bo.MaxInterval = b.Max
+	bo.Multiplier = b.Multiplier
+	bo.RandomizationFactor = 0.5
+	bo.MaxElapsedTime = 0 // retry for as long as berth runs
+	bo.Reset()
+	return bo
+}
+
+// Config tunes the manager.
+type Config struct {
+	// InitialPosition applies to containers that exist when berth starts and
+	// have no cursor. Containers that appear later are read from their
+	// beginning.
+	InitialPosition Position
+	// Backoff paces re-attaching after failed or empty bursts, and
+	// reconnecting the events stream.
+	Backoff Backoff
+	// HealthyAfter is how long a burst or events connection must last for
+	// its backoff to reset.
+	HealthyAfter time.Duration
+	Logger       *slog.Logger
+}
+
+// Manager runs the events subscription and the containers' state machines.
+type Manager struct {
+	src Source
+	col Collector
+	cfg Config
+	log *slog.Logger
+
+	statusReq chan chan Status
+	connected atomic.Bool
+}
+
+// NewManager returns a Manager. Run starts it.
+func NewManager(src Source, col Collector, cfg Config) *Manager {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HealthyAfter <= 0 {
+		cfg.HealthyAfter = 10 * time.Second
+	}
+	return &Manager{src: src, col: col, cfg: cfg, log: cfg.Logger, statusReq: make(chan chan Status)}
+}
+
+// Connected reports whether the events stream is subscribed and reconciled.
+func (m *Manager) Connected() bool { return m.connected.Load() }
+
+// container is the manager's state of one container.
+type container struct {
+	id      string
+	meta    atomic.Pointer[collectors.Meta] // shared with its burst; replaced on rename
+	name    string
+	cursor  collectors.Cursor
+	running bool // the daemon last said it runs
+	drained bool // its log has been read to the end since it last stopped
+	removed bool
+	active  bool // a burst is running
+	follow  bool // the active burst follows
+	retryAt time.Time
+	bo      *backoff.ExponentialBackOff
+	state   State
+	lines   int64
+	lastErr string
+	lastEnd collectors.EndReason
+}
+
+// run is the state of one Run call, owned by its goroutine.
+type run struct {
+	*Manager
+	ctx        context.Context
+	containers map[string]*container
+	results    chan collectors.BurstResult
+	bursts     sync.WaitGroup
+	active     int
+	stopping   bool
+}
+
+// sourceMsg is what the subscriber reports.
+type sourceMsg struct {
+	snapshot []Container // after each (re)connect
+	at       time.Time   // when the snapshot was listed
+	initial  bool        // the first snapshot since berth started
+	event    *Event
+	err      error // the stream is down
+}
+
+// Run subscribes to events, reconciles, and runs bursts until ctx ends; then
+// it waits for the subscriber and every burst and returns nil.
+func (m *Manager) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r := &run{
+		Manager:    m,
+		ctx:        ctx,
+		containers: make(map[string]*container),
+		results:    make(chan collectors.BurstResult),
+	}
+	msgs := make(chan sourceMsg)
+	var sub sync.WaitGroup
+	sub.Add(1)
+	go func() {
+		defer sub.Done()
+		m.subscribe(ctx, time.Now(), msgs)
+	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		r.armTimer(timer)
+		select {
+		case <-ctx.Done():
+			r.stopping = true
+			for r.active > 0 {
+				r.finish(<-r.results)
+			}
+			r.bursts.Wait()
+			sub.Wait()
+			m.connected.Store(false)
+			return nil
+		case msg := <-msgs:
+			r.handleSource(msg)
+		case res := <-r.results:
+			r.finish(res)
+		case <-timer.C:
+			r.wake()
+		case reply := <-m.statusReq:
+			reply <- r.status()
+		}
+	}
+}
+
+// subscribe keeps one events subscription open: subscribe, then list and
+// reconcile (a list taken first would miss what happens in between), then
+// forward events; reconnect with since after every end, backing off after
+// failures.
+func (m *Manager) subscribe(ctx context.Context, since time.Time, out chan<- sourceMsg) {
+	bo := m.cfg.Backoff.newBackOff()
+	var dedup eventDedup
+	initial := true
+	send := func(msg sourceMsg) bool {
+		select {
+		case out <- msg:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for {
+		connected := time.Now()
+		stream, err := m.src.Subscribe(ctx, since)
+		var list []Container
+		if err == nil {
+			if list, err = m.src.List(ctx); err != nil {
+				_ = stream.Close()
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d := bo.NextBackOff()
+			m.log.Warn("docker events unavailable; retrying", "err", err, "retry_in", d.Round(time.Millisecond))
+			if !send(sourceMsg{err: err}) || !wait(d) {
+				return
+			}
+			continue
+		}
+		if !send(sourceMsg{snapshot: list, at: connected, initial: initial}) {
+			_ = stream.Close()
+			return
+		}
+		initial = false
+		for {
+			ev, err := stream.Next()
+			if err != nil {
+				_ = stream.Close()
+				if ctx.Err() != nil {
+					return
+				}
+				if time.Since(connected) >= m.cfg.HealthyAfter {
+					bo.Reset()
+				}
+				if isIdle(err) {
+					// A quiet daemon: reconnect at once, cheaply.
+					m.log.Debug("docker events stream idle; reconnecting", "since", since)
+					break
+				}
+				d := bo.NextBackOff()
+				m.log.Warn("docker events stream ended; reconnecting", "err", err, "retry_in", d.Round(time.Millisecond))
+				if !send(sourceMsg{err: err}) || !wait(d) {
+					return
+				}
+				break
+			}
+			if dedup.replayed(ev) {
+				continue
+			}
+			since = ev.Time
+			if !send(sourceMsg{event: &ev}) {
+				_ = stream.Close()
+				return
+			}
+		}
+	}
+}
+
+// eventDedup drops the events a reconnect with since replays: since is
+// inclusive, so the events at the last event's time come again.
+type eventDedup struct {
+	last time.Time
+	at   []string // id/action of the events seen at last
+}
+
+func (d *eventDedup) replayed(ev Event) bool {
+	key := ev.ID + "/" + ev.Action
+	switch {
+	case ev.Time.Before(d.last):
+		return true
+	case ev.Time.Equal(d.last):
+		if slices.Contains(d.at, key) {
+			return true
+		}
+	default:
+		d.last = ev.Time
+		d.at = d.at[:0]
+	}
+	d.at = append(d.at, key)
+	return false
+}
+
+// handleSource applies a snapshot, an event or a disconnection.
+func (r *run) handleSource(msg sourceMsg) {
+	switch {
+	case msg.err != nil:
+		r.connected.Store(false)
+	case msg.event != nil:
+		r.handleEvent(*msg.event)
+	default:
+		r.reconcile(msg)
+		r.connected.Store(true)
+	}
+}
+
+// reconcile brings the state machines in line with the daemon's list.
+func (r *run) reconcile(msg sourceMsg) {
+	listed := make(map[string]bool, len(msg.snapshot))
+	for _, c := range msg.snapshot {
+		listed[c.ID] = true
+		ct, known := r.containers[c.ID]
+		if !known {
+			cursor := collectors.BeginningCursor()
+			if msg.initial && r.cfg.InitialPosition == PositionEnd {
+				// Lines written before berth started are not sent; with a
+				// threshold instead of "tail=0" nothing is lost between
+				// bursts, and a stopped container has nothing to read.
+				cursor = collectors.EndCursor(msg.at)
+			}
+			ct = r.add(c.ID, c.Name, cursor)
+			ct.running = c.Running()
+			ct.drained = !ct.running && !cursor.Threshold.IsZero()
+			if !ct.running && c.State != "created" {
+				ct.state = StateStopped
+			}
+		} else {
+			wasRunning := ct.running
+			ct.running = c.Running()
+			if wasRunning && !ct.running {
+				ct.drained = false
+			}
+			if !wasRunning && ct.running {
+				ct.retryAt = time.Time{}
+			}
+		}
+		r.step(ct)
+	}
+	for id, ct := range r.containers {
+		if !listed[id] {
+			ct.removed, ct.running = true, false
+			r.step(ct)
+		}
+	}
+}
+
+// handleEvent applies one container event. Events may repeat or arrive late
+// (after a reconnect, or relative to a snapshot): every transition is
+// idempotent, and a follow burst on a container that has in fact stopped ends
+// at once and reports it.
+func (r *run) handleEvent(ev Event) {
+	ct := r.containers[ev.ID]
+	switch ev.Action {
+	case "create":
+		if ct == nil {
+			ct = r.add(ev.ID, ev.Attributes["name"], collectors.BeginningCursor())
+			ct.drained = true
+		}
+	case "start", "restart", "unpause":
+		if ct == nil {
+			ct = r.add(ev.ID, ev.Attributes["name"], collectors.BeginningCursor())
+		}
+		ct.running = true
+		ct.retryAt = time.Time{}
+	case "die", "stop":
+		if ct == nil {
+			ct = r.add(ev.ID, ev.Attributes["name"], collectors.BeginningCursor())
+		}
+		if ct.running || ct.active {
+			ct.drained = false
+		}
+		ct.running = false
+		ct.retryAt = time.Time{}
+	case "destroy":
+		if ct == nil {
+			return
+		}
+		ct.removed, ct.running = true, false
+	case "rename":
+		if ct == nil {
+			return
+		}
+		r.rename(ct, ev.Attributes["name"])
+	default: // pause, kill, oom: the stream and die tell the rest
+		if ct == nil {
+			return
+		}
+	}
+	r.step(ct)
+}
+
+func (r *run) add(id, name string, cursor collectors.Cursor) *container {
+	ct := &container{id: id, name: name, cursor: cursor, state: StateDiscovered, drained: true}
+	r.containers[id] = ct
+	return ct
+}
+
+// rename publishes a new Meta with the new name: the active burst uses it
+// from its next batch on.
+func (r *run) rename(ct *container, name string) {
+	if name == "" {
+		return
+	}
+	ct.name = name
+	if old := ct.meta.Load(); old != nil {
+		m := *old
+		if m.ServiceName == m.Name {
+			m.ServiceName = name
+		}
+		m.Name = name
+		ct.meta.Store(&m)
+	}
+}
+
+// step decides what a container needs next: a burst, a wait, or nothing.
+func (r *run) step(ct *container) {
+	switch {
+	case ct.active:
+		ct.state = StateStreaming
+	case ct.removed:
+		ct.state = StateRemoved
+		delete(r.containers, ct.id)
+	case r.stopping:
+	case ct.running || !ct.drained:
+		if time.Now().Before(ct.retryAt) {
+			ct.state = StateBackoff
+			return
+		}
+		ct.retryAt = time.Time{}
+		r.launch(ct, ct.running)
+	case ct.state == StateDiscovered:
+		// created, never started: nothing to read yet
+	default:
+		ct.state = StateStopped
+	}
+}
+
+// launch starts a burst. Its goroutine is owned by the run: Run waits for
+// every one before it returns.
+func (r *run) launch(ct *container, follow bool) {
+	ct.active, ct.follow, ct.state = true, follow, StateStreaming
+	r.active++
+	spec := collectors.BurstSpec{ID: ct.id, Follow: follow, Cursor: ct.cursor, Meta: &ct.meta}
+	r.bursts.Add(1)
+	go func() {
+		defer r.bursts.Done()
+		r.results <- r.col.Burst(r.ctx, spec)
+	}()
+}
+
+// finish takes a burst's result and decides what comes next.
+func (r *run) finish(res collectors.BurstResult) {
+	r.active--
+	ct := r.containers[res.ID]
+	if ct == nil {
+		return
+	}
+	ct.active = false
+	ct.cursor = res.Cursor
+	ct.lines += res.Lines
+	ct.lastEnd = res.End
+	if res.Gone {
+		ct.removed, ct.running = true, false
+	}
+	switch res.End {
+	case collectors.EndShutdown:
+	case collectors.EndEOF:
+		if !res.Follow {
+			ct.drained = true
+			break
+		}
+		if res.Stopped {
+			ct.running = false // the die event may still be on its way
+			ct.drained = false // read what is left without follow
+			break
+		}
+		if ct.running {
+			// A follow stream on a running container must not end: back off
+			// rather than re-attach in a hot loop.
+			r.backOff(ct, errors.New("logs stream ended while the container runs"))
+		}
+	case collectors.EndIdle, collectors.EndMaxBurst:
+		if res.Duration >= r.cfg.HealthyAfter && ct.bo != nil {
+			ct.bo.Reset()
+		}
+	case collectors.EndError:
+		r.backOff(ct, res.Err)
+	}
+	if res.End != collectors.EndError && res.Lines > 0 {
+		ct.lastErr = ""
+	}
+	r.step(ct)
+}
+
+func (r *run) backOff(ct *container, err error) {
+	if ct.bo == nil {
+		ct.bo = r.cfg.Backoff.newBackOff()
+	}
+	d := ct.bo.NextBackOff()
+	ct.retryAt = time.Now().Add(d)
+	ct.lastErr = err.Error()
+	r.log.Warn("log burst failed; backing off", "container", ct.name, "id", short(ct.id), "err", err, "retry_in", d.Round(time.Millisecond))
+}
+
+// armTimer sets the timer to the earliest re-attach time.
+func (r *run) armTimer(t *time.Timer) {
+	var next time.Time
+	for _, ct := range r.containers {
+		if !ct.active && !ct.retryAt.IsZero() && (next.IsZero() || ct.retryAt.Before(next)) {
+			next = ct.retryAt
+		}
+	}
+	t.Stop()
+	if !next.IsZero() {
+		t.Reset(max(time.Until(next), 0))
+	}
+}
+
+// wake re-attaches the containers whose backoff has passed.
+func (r *run) wake() {
+	now := time.Now()
+	for _, ct := range r.containers {
+		if !ct.active && !ct.retryAt.IsZero() && !now.Before(ct.retryAt) {
+			ct.retryAt = time.Time{}
+			r.step(ct)
+		}
+	}
+}
+
+// Status is a snapshot of the manager for operators.
+type Status struct {
+	Connected  bool              `json:"events_connected"`
+	Containers []ContainerStatus `json:"containers"`
+	Streams    int               `json:"streams_open"`
+}
+
+// ContainerStatus is one container's line in Status.
+type ContainerStatus struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	State     State     `json:"state"`
+	Lines     int64     `json:"lines"`
+	Newest    time.Time `json:"newest_timestamp"`
+	LastEnd   string    `json:"last_end,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+func (r *run) status() Status {
+	s := Status{Connected: r.connected.Load(), Streams: r.active}
+	for _, id := range slices.Sorted(maps.Keys(r.containers)) {
+		ct := r.containers[id]
+		s.Containers = append(s.Containers, ContainerStatus{
+			ID: short(ct.id), Name: ct.name, State: ct.state, Lines: ct.lines,
+			Newest: ct.cursor.Newest(), LastEnd: string(ct.lastEnd), LastError: ct.lastErr,
+		})
+	}
+	return s
+}
+
+// Status asks the running manager for a snapshot.
+func (m *Manager) Status(ctx context.Context) (Status, error) {
+	reply := make(chan Status, 1)
+	select {
+	case m.statusReq <- reply:
+	case <-ctx.Done():
+		return Status{}, fmt.Errorf("manager status: %w", ctx.Err())
+	}
+	select {
+	case s := <-reply:
+		return s, nil
+	case <-ctx.Done():
+		return Status{}, fmt.Errorf("manager status: %w", ctx.Err())
+	}
+}
+
+func short(id string) string { return id[:min(12, len(id))] }

@@ -1,0 +1,154 @@
+// Package telemetry holds berth's outputs: the sinks that export collected
+// records, and (later) berth's own traces and metrics.
+package telemetry
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/berthlog/berth/collectors"
+)
+
+// TimeFormat is RFC 3339 with all nine digits of nanoseconds, so that lines
+// sort as text and every timestamp has the same width.
+const TimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+// JSONSink writes one JSON object per record, one per line:
+//
+//	{"timestamp":"...","observed_timestamp":"...","body":"...",
+//	 "attributes":{"log.iostream":"stdout"},
+//	 "resource":{"container.id":"...","container.name":"...",...}}
+//
+// A body that is not valid UTF-8 is written as the base64 of its exact bytes,
+// with the attribute "log.body.encoding":"base64", so nothing is replaced.
+// Each batch is written with one Write: lines of concurrent bursts never
+// interleave.
+type JSONSink struct {
+	mu        sync.Mutex
+	w         io.Writer
+	buf       []byte
+	resources map[*collectors.Meta][]byte // encoded resource of each published Meta
+}
+
+// NewJSONSink returns a sink writing to w (berth uses stdout).
+func NewJSONSink(w io.Writer) *JSONSink {
+	return &JSONSink{w: w, resources: make(map[*collectors.Meta][]byte)}
+}
+
+// maxCachedResources bounds the resource cache; it is rebuilt when full.
+const maxCachedResources = 4096
+
+// Consume writes the batch. It implements collectors.Sink.
+func (s *JSONSink) Consume(_ context.Context, b *collectors.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, ok := s.resources[b.Meta]
+	if !ok {
+		if len(s.resources) >= maxCachedResources {
+			clear(s.resources)
+		}
+		res = appendResource(nil, b.Meta)
+		s.resources[b.Meta] = res
+	}
+	buf := s.buf[:0]
+	for i := range b.Records {
+		buf = appendRecord(buf, &b.Records[i], res)
+	}
+	s.buf = buf
+	if _, err := s.w.Write(buf); err != nil {
+		return fmt.Errorf("write records: %w", err)
+	}
+	return nil
+}
+
+func appendRecord(buf []byte, r *collectors.Record, resource []byte) []byte {
+	buf = append(buf, `{"timestamp":"`...)
+	buf = r.Timestamp.UTC().AppendFormat(buf, TimeFormat)
+	buf = append(buf, `","observed_timestamp":"`...)
+	buf = r.Observed.UTC().AppendFormat(buf, TimeFormat)
+	buf = append(buf, `","body":`...)
+	valid := utf8.Valid(r.Body)
+	if valid {
+		buf = appendString(buf, r.Body)
+	} else {
+		buf = append(buf, '"')
+		buf = base64.StdEncoding.AppendEncode(buf, r.Body)
+		buf = append(buf, '"')
+	}
+	buf = append(buf, `,"attributes":{"log.iostream":"`...)
+	buf = append(buf, r.Stream.String()...)
+	buf = append(buf, '"')
+	if r.Truncated {
+		buf = append(buf, `,"log.truncated":true`...)
+	}
+	if !valid {
+		buf = append(buf, `,"log.body.encoding":"base64"`...)
+	}
+	buf = append(buf, `},"resource":`...)
+	buf = append(buf, resource...)
+	return append(buf, "}\n"...)
+}
+
+// appendResource encodes a container's resource attributes (OpenTelemetry
+// semantic conventions).
+func appendResource(buf []byte, m *collectors.Meta) []byte {
+	kv := func(buf []byte, k, v string) []byte {
+		buf = appendString(buf, []byte(k))
+		buf = append(buf, ':')
+		return appendString(buf, []byte(v))
+	}
+	buf = append(buf, '{')
+	buf = kv(buf, "container.id", m.ID)
+	buf = append(buf, ',')
+	buf = kv(buf, "container.name", m.Name)
+	buf = append(buf, ',')
+	buf = kv(buf, "container.image.name", m.ImageName)
+	buf = append(buf, `,"container.image.tags":[`...)
+	for i, t := range m.ImageTags {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendString(buf, []byte(t))
+	}
+	buf = append(buf, "],"...)
+	buf = kv(buf, "container.runtime", "docker")
+	buf = append(buf, ',')
+	buf = kv(buf, "service.name", m.ServiceName)
+	buf = append(buf, ',')
+	buf = kv(buf, "host.name", m.HostName)
+	return append(buf, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s, valid UTF-8, as a JSON string.
+func appendString(buf, s []byte) []byte {
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		buf = append(buf, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			buf = append(buf, '\\', c)
+		case '\n':
+			buf = append(buf, '\\', 'n')
+		case '\r':
+			buf = append(buf, '\\', 'r')
+		case '\t':
+			buf = append(buf, '\\', 't')
+		default:
+			buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
+}
