@@ -99,7 +99,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 }
 
 type cliFlags struct {
-	fs                                          *flag.FlagSet
+	fs                                         *flag.FlagSet
 	configPath, dockerHost, stateDir, httpAddr string
 }
 
