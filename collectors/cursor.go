@@ -9,9 +9,13 @@ import (
 // inclusive at nanosecond precision, the daemon does not deliver stdout and
 // stderr in timestamp order, and distinct lines can share a timestamp; so the
 // cursor keeps, per stream, the newest timestamp consumed and the hashes of
-// the messages consumed at exactly that timestamp. A re-attach drops a message
-// when it is older than its stream's boundary, or equal to it and matching the
-// next boundary hash in order.
+// the messages consumed at exactly that timestamp (the chunks of a long line
+// share one). A re-attach drops a message when it is older than its stream's
+// boundary, or at the boundary's timestamp and part of the boundary's
+// sequence: the first such message may match any boundary hash (a tail window
+// can start inside the sequence), the following ones must match the next
+// hashes in order. Two messages of one stream with the same content at the
+// same nanosecond are told apart only by their order.
 //
 // Threshold is a floor for every stream: messages at or before it are old.
 // berth sets it when it starts at the end of a log it has not read
@@ -26,7 +30,7 @@ type Cursor struct {
 type StreamCursor struct {
 	Time   time.Time
 	Hashes []uint32
-	replay int // boundary hashes already matched by the current response
+	next   int // the boundary hash the current response must match next; -1: none matched yet
 }
 
 // BeginningCursor reads a log from its first line.
@@ -42,8 +46,15 @@ func (c *Cursor) IsBeginning() bool {
 }
 
 // Since is the lower bound to request: the oldest position any stream may
-// still need. Zero means no bound.
+// still need. A stream without a boundary may still have unseen lines anywhere
+// after the threshold (the daemon does not order the streams by time), so it
+// bounds since by the threshold, or leaves it unbounded. Zero means no bound;
+// with no boundary at all there is none, so that the old lines a bounded tail
+// returns show that it reached the cursor.
 func (c *Cursor) Since() time.Time {
+	if c.Streams[0].Time.IsZero() && c.Streams[1].Time.IsZero() {
+		return time.Time{}
+	}
 	var since time.Time
 	for i := range c.Streams {
 		t := c.Streams[i].Time
@@ -75,7 +86,7 @@ func (c *Cursor) Newest() time.Time {
 // are matched from the first one again.
 func (c *Cursor) rewind() {
 	for i := range c.Streams {
-		c.Streams[i].replay = 0
+		c.Streams[i].next = -1
 	}
 }
 
@@ -92,10 +103,18 @@ func (c *Cursor) seen(s Stream, ts time.Time, h uint32) bool {
 	case ts.Before(sc.Time):
 		return true
 	}
-	if sc.replay < len(sc.Hashes) && sc.Hashes[sc.replay] == h {
-		sc.replay++
+	if sc.next < 0 {
+		for j, x := range sc.Hashes {
+			if x == h {
+				sc.next = j + 1
+				return true
+			}
+		}
+	} else if sc.next < len(sc.Hashes) && sc.Hashes[sc.next] == h {
+		sc.next++
 		return true
 	}
+	sc.next = len(sc.Hashes) // the rest at this timestamp is new
 	return false
 }
 
@@ -108,7 +127,7 @@ func (sc *StreamCursor) advance(ts time.Time, h uint32) {
 		return
 	}
 	sc.Hashes = append(sc.Hashes, h)
-	sc.replay = len(sc.Hashes)
+	sc.next = len(sc.Hashes)
 }
 
 // merge advances sc by every message recorded in o (a line's chunks).
@@ -122,7 +141,7 @@ func (sc *StreamCursor) merge(o *StreamCursor) {
 func (sc *StreamCursor) reset() {
 	sc.Time = time.Time{}
 	sc.Hashes = sc.Hashes[:0]
-	sc.replay = 0
+	sc.next = -1
 }
 
 // copyFrom makes c an independent copy of o, reusing c's memory.
@@ -131,7 +150,7 @@ func (c *Cursor) copyFrom(o *Cursor) {
 	for i := range c.Streams {
 		c.Streams[i].Time = o.Streams[i].Time
 		c.Streams[i].Hashes = append(c.Streams[i].Hashes[:0], o.Streams[i].Hashes...)
-		c.Streams[i].replay = o.Streams[i].replay
+		c.Streams[i].next = o.Streams[i].next
 	}
 }
 

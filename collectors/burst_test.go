@@ -1,0 +1,270 @@
+package collectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+
+func at(ns int) time.Time { return t0.Add(time.Duration(ns)) }
+
+func newTestCollector(d *fakeDaemon, sink Sink, maxLine, tail int) *Collector {
+	return NewCollector(d, sink, Config{MaxBurst: time.Hour, MaxLineBytes: maxLine, ReattachTail: tail, HostName: "h"})
+}
+
+func spec(c Cursor, follow bool) BurstSpec {
+	return BurstSpec{ID: "c1", Follow: follow, Cursor: c, Meta: new(atomic.Pointer[Meta])}
+}
+
+func TestBurstReadsEveryLine(t *testing.T) {
+	d := &fakeDaemon{log: []fakeMsg{
+		{Stdout, at(1), "a\n"}, {Stderr, at(2), "b\n"}, {Stdout, at(3), "\n"}, {Stdout, at(4), "c\n"},
+	}}
+	sink := &memSink{}
+	res := newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(BeginningCursor(), false))
+	if res.End != EndEOF || res.Err != nil {
+		t.Fatalf("end %v err %v", res.End, res.Err)
+	}
+	want := []string{"stdout:a", "stderr:b", "stdout:", "stdout:c"}
+	if got := sink.bodies(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if d.requests[0].Tail != TailAll || !d.requests[0].Since.IsZero() {
+		t.Fatalf("first read of a new container must ask for the whole log, got %+v", d.requests[0])
+	}
+	if res.Lines != 4 || !res.Cursor.Streams[0].Time.Equal(at(4)) || !res.Cursor.Streams[1].Time.Equal(at(2)) {
+		t.Fatalf("result %+v", res)
+	}
+	if r := sink.records[1]; r.Timestamp != at(2) || r.Stream != Stderr || r.Observed.IsZero() {
+		t.Fatalf("record %+v", r)
+	}
+}
+
+func TestBurstJoinsPartialChunks(t *testing.T) {
+	// "é" split across the chunk boundary: the first chunk ends with its
+	// first byte, the second starts with its second.
+	e := "é"
+	d := &fakeDaemon{log: []fakeMsg{
+		{Stdout, at(1), "aaa" + e[:1]},
+		{Stderr, at(2), "interleaved\n"},
+		{Stdout, at(3), e[1:] + "bbb"},
+		{Stdout, at(4), "ccc\n"},
+		{Stdout, at(5), "next\n"},
+	}}
+	sink := &memSink{}
+	res := newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(BeginningCursor(), false))
+	want := []string{"stderr:interleaved", "stdout:aaaébbbccc", "stdout:next"}
+	if got := sink.bodies(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q, want %q (end %v, err %v)", got, want, res.End, res.Err)
+	}
+	if sink.records[1].Timestamp != at(1) {
+		t.Fatalf("a joined line takes its first chunk's timestamp, got %v", sink.records[1].Timestamp)
+	}
+}
+
+func TestBurstTruncatesLongLines(t *testing.T) {
+	d := &fakeDaemon{log: []fakeMsg{
+		{Stdout, at(1), strings.Repeat("x", 600)},
+		{Stdout, at(2), strings.Repeat("y", 600)},
+		{Stdout, at(3), "zz\n"},
+		{Stdout, at(4), "after\n"},
+		{Stderr, at(5), strings.Repeat("€", 400) + "\n"}, // one message, over the limit
+	}}
+	sink := &memSink{}
+	newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(BeginningCursor(), false))
+	if len(sink.records) != 3 {
+		t.Fatalf("got %d records, want 3: %q", len(sink.records), sink.bodies())
+	}
+	r := sink.records[0]
+	if len(r.Body) != 1024 || !r.Truncated || string(r.Body) != strings.Repeat("x", 600)+strings.Repeat("y", 424) {
+		t.Fatalf("truncated record: len %d truncated %v", len(r.Body), r.Truncated)
+	}
+	if r := sink.records[1]; string(r.Body) != "after" || r.Truncated {
+		t.Fatalf("the line after a truncated one: %q %v", r.Body, r.Truncated)
+	}
+	if r := sink.records[2]; len(r.Body) != 1023 || !r.Truncated || !strings.HasPrefix(strings.Repeat("€", 400), string(r.Body)) {
+		t.Fatalf("a cut must not split a UTF-8 character: len %d truncated %v", len(r.Body), r.Truncated)
+	}
+}
+
+func TestBurstTTY(t *testing.T) {
+	chunk := strings.Repeat("q", chunkSize)
+	d := &fakeDaemon{tty: true, log: []fakeMsg{
+		{Stdout, at(1), "hello\r\n"},
+		{Stdout, at(2), chunk},
+		{Stdout, at(3), "end\r\n"},
+		{Stdout, at(4), "\r\n"},
+	}}
+	sink := &memSink{}
+	res := newTestCollector(d, sink, 1<<20, 10).Burst(context.Background(), spec(BeginningCursor(), true))
+	want := []string{"stdout:hello", "stdout:" + chunk + "end", "stdout:"}
+	if got := sink.bodies(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %.60q, want %.60q (err %v)", got, want, res.Err)
+	}
+}
+
+func TestBurstDaemonErrorInStream(t *testing.T) {
+	// The daemon writes its error on stderr, without a timestamp, after
+	// the lines it could read.
+	d := &fakeDaemon{log: []fakeMsg{{Stdout, at(1), "ok\n"}}, trailer: frame(2, "Error grabbing logs: invalid character\n")}
+	res := newTestCollector(d, &memSink{}, 1024, 10).Burst(context.Background(), spec(BeginningCursor(), true))
+	var de *DaemonStreamError
+	if res.End != EndError || !errors.As(res.Err, &de) {
+		t.Fatalf("end %v err %v, want a DaemonStreamError", res.End, res.Err)
+	}
+	if res.Lines != 1 || !res.Cursor.Streams[0].Time.Equal(at(1)) {
+		t.Fatalf("the line before the error must be kept: %+v", res)
+	}
+}
+
+func TestEndCursorSkipsOldLines(t *testing.T) {
+	d := &fakeDaemon{log: []fakeMsg{
+		{Stdout, at(1), "old1\n"}, {Stderr, at(2), "old2\n"}, {Stdout, at(3), "new1\n"}, {Stderr, at(4), "new2\n"},
+	}}
+	sink := &memSink{}
+	res := newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(EndCursor(at(2)), true))
+	if got := strings.Join(sink.bodies(), "|"); got != "stdout:new1|stderr:new2" {
+		t.Fatalf("got %q", got)
+	}
+	if d.requests[0].Tail != 10 || !d.requests[0].Since.IsZero() {
+		t.Fatalf("an end cursor asks for a bounded tail without since: %+v", d.requests[0])
+	}
+	if res.Requests != 1 {
+		t.Fatalf("requests = %d, want 1", res.Requests)
+	}
+}
+
+func TestReattachWidensTailOnlyOnGap(t *testing.T) {
+	var log []fakeMsg
+	for i := range 5000 {
+		log = append(log, fakeMsg{Stdout, at(i + 1), fmt.Sprintf("line %d\n", i)})
+	}
+	d := &fakeDaemon{log: log[:100]}
+	sink := &memSink{}
+	c := newTestCollector(d, sink, 1024, 4)
+	res := c.Burst(context.Background(), spec(BeginningCursor(), true))
+	if res.Lines != 100 {
+		t.Fatalf("first burst read %d lines", res.Lines)
+	}
+	// Two lines more: the tail of 4 reaches the boundary, one request.
+	d.log = log[:102]
+	res = c.Burst(context.Background(), spec(res.Cursor, true))
+	if res.Lines != 2 || res.Requests != 1 {
+		t.Fatalf("small gap: lines %d requests %d, want 2 and 1", res.Lines, res.Requests)
+	}
+	if r := d.requests[len(d.requests)-1]; r.Tail != 4 || !r.Since.IsZero() {
+		// stderr has no boundary yet: its unseen lines may be older than
+		// stdout's boundary, so there is no since.
+		t.Fatalf("re-attach request %+v, want tail 4 and no since", r)
+	}
+	// A large gap: widened 4 -> 64 -> 1024 -> 16384.
+	d.log = log
+	res = c.Burst(context.Background(), spec(res.Cursor, true))
+	if res.Lines != 5000-102 || res.Requests != 4 {
+		t.Fatalf("large gap: lines %d requests %d, want %d and 4", res.Lines, res.Requests, 5000-102)
+	}
+	got := sink.bodies()
+	for i, b := range got {
+		if b != fmt.Sprintf("stdout:line %d", i) {
+			t.Fatalf("record %d is %q", i, b)
+		}
+	}
+}
+
+func TestSinkFailureKeepsCursor(t *testing.T) {
+	d := &fakeDaemon{log: []fakeMsg{{Stdout, at(1), "a\n"}, {Stdout, at(2), "b\n"}}}
+	sink := &memSink{fail: 1}
+	c := newTestCollector(d, sink, 1024, 10)
+	res := c.Burst(context.Background(), spec(BeginningCursor(), false))
+	if res.End != EndError || res.Lines != 0 || !res.Cursor.IsBeginning() {
+		t.Fatalf("a refused batch must not advance the cursor: %+v", res)
+	}
+	res = c.Burst(context.Background(), spec(res.Cursor, false))
+	if got := strings.Join(sink.bodies(), "|"); got != "stdout:a|stdout:b" || res.End != EndEOF {
+		t.Fatalf("after the sink recovered: %q %v", got, res.End)
+	}
+}
+
+// TestReattachExactlyOnce cuts the stream at random points of a log whose
+// streams interleave out of timestamp order, share timestamps and split lines
+// into chunks, and re-attaches until EOF: every line must arrive exactly once
+// and in order per stream.
+func TestReattachExactlyOnce(t *testing.T) {
+	for seed := range uint64(300) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		var log []fakeMsg
+		var want [3][]string
+		clock := [3]int{0, 0, 0}
+		seq := [3]int{}
+		for len(log) < 300 {
+			s := Stream(1 + rng.IntN(2))
+			// Each stream's clock moves forward, sometimes not at all (lines
+			// sharing a timestamp); the other stream can be behind (out of
+			// order). Identical content never shares a timestamp within a
+			// stream: the cursor tells such lines apart only by order.
+			clock[s] += rng.IntN(3)
+			line := fmt.Sprintf("%s-%d", s, seq[s])
+			seq[s]++
+			if rng.IntN(8) == 0 {
+				// A line in three chunks; Docker gives them one timestamp,
+				// or (other versions) one each.
+				log = append(log, fakeMsg{s, at(clock[s]), line + "-p1"})
+				clock[s] += rng.IntN(2)
+				log = append(log, fakeMsg{s, at(clock[s]), line + "-p2"})
+				clock[s] += rng.IntN(2)
+				log = append(log, fakeMsg{s, at(clock[s]), line + "-p3\n"})
+				want[s] = append(want[s], line+"-p1"+line+"-p2"+line+"-p3")
+				continue
+			}
+			if rng.IntN(10) == 0 {
+				clock[s]++
+				line = "dup" // the same content as other lines, at its own time
+			}
+			log = append(log, fakeMsg{s, at(clock[s]), line + "\n"})
+			want[s] = append(want[s], line)
+			if line == "dup" {
+				clock[s]++
+			}
+		}
+		cuts := make([]int, 200)
+		for i := range cuts {
+			cuts[i] = 1 + rng.IntN(20)
+		}
+		// The log grows while berth reads it, as a running container's does.
+		visible := make([]int, len(cuts))
+		for i, v := 0, 0; i < len(visible); i++ {
+			v += rng.IntN(30)
+			visible[i] = v
+		}
+		d := &fakeDaemon{log: log, cutAfter: cuts, visible: visible}
+		sink := &memSink{}
+		c := newTestCollector(d, sink, 1024, 1+rng.IntN(8))
+		cur := BeginningCursor()
+		for i := 0; ; i++ {
+			res := c.Burst(context.Background(), spec(cur, true))
+			cur = res.Cursor
+			if res.End == EndEOF && len(d.requests) > 0 && d.seen(len(d.requests)-1) == len(log) {
+				break
+			}
+			if (res.End != EndIdle && res.End != EndEOF) || i > 500 {
+				t.Fatalf("seed %d: burst %d ended %v (%v)", seed, i, res.End, res.Err)
+			}
+		}
+		var got [3][]string
+		for _, r := range sink.records {
+			got[r.Stream] = append(got[r.Stream], string(r.Body))
+		}
+		for s := 1; s <= 2; s++ {
+			if strings.Join(got[s], ",") != strings.Join(want[s], ",") {
+				t.Fatalf("seed %d stream %d:\n got %q\nwant %q", seed, s, got[s], want[s])
+			}
+		}
+	}
+}

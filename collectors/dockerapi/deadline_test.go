@@ -1,0 +1,247 @@
+package dockerapi
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/berthlog/berth/collectors"
+)
+
+// nonTTY is the inspect answer of a running, non-TTY container.
+func nonTTY(id string) map[string]any {
+	return map[string]any{
+		"Id":     id,
+		"Name":   "/" + id,
+		"Config": map[string]any{"Tty": false, "Image": "app:1", "Labels": map[string]string{}},
+		"State":  map[string]any{"Running": true, "Status": "running"},
+	}
+}
+
+// readResult is how a reader goroutine's read of a body ended.
+type readResult struct {
+	data     []byte
+	reads    int       // reads that returned bytes
+	lastByte time.Time // when the last bytes arrived
+	err      error
+	at       time.Time // when the error came
+}
+
+// readAll reads body in its own goroutine, as a burst does, and reports how
+// the read ended.
+func readAll(body io.Reader) <-chan readResult {
+	out := make(chan readResult, 1)
+	go func() {
+		var r readResult
+		buf := make([]byte, 32*1024)
+		for {
+			n, err := body.Read(buf)
+			if n > 0 {
+				r.data = append(r.data, buf[:n]...)
+				r.reads++
+				r.lastByte = time.Now()
+			}
+			if err != nil {
+				r.err, r.at = err, time.Now()
+				out <- r
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// waitRead waits for a reader goroutine, failing the test if it does not
+// return within limit: that would be the read that blocks forever.
+func waitRead(t *testing.T, ch <-chan readResult, limit time.Duration) readResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(limit):
+		t.Fatalf("the body's Read did not return within %v", limit)
+		return readResult{}
+	}
+}
+
+// TestLogsIdleDeadlineEndsStalledRead is the post-mortem's failure: a daemon
+// that stops sending but keeps the response open. The read must end by itself
+// with os.ErrDeadlineExceeded about IdleTimeout after the last byte, and the
+// reader goroutine and the connection must be gone.
+func TestLogsIdleDeadlineEndsStalledRead(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	d := newFakeDaemon(t)
+	d.setContainer("c1", nonTTY("c1"))
+	base := time.Date(2024, 5, 1, 10, 20, 30, 123456789, time.UTC)
+	d.setLogs(func(lw *logWriter, _ *http.Request) {
+		_ = lw.Frame(1, base, "one\n")
+		_ = lw.Frame(2, base.Add(time.Millisecond), "two\n")
+		lw.Stall()
+	})
+	c := newTestClient(t, d, Options{IdleTimeout: idle, MaxBurst: time.Minute})
+	ctx := testCtx(t)
+
+	before := goleak.IgnoreCurrent()
+	body, err := c.Logs(ctx, "c1", collectors.LogRequest{Follow: true, Tail: collectors.TailAll})
+	if err != nil {
+		t.Fatalf("Logs: %v", err)
+	}
+	r := waitRead(t, readAll(body), idle+5*time.Second)
+	_ = body.Close()
+
+	if !errors.Is(r.err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read ended with %v, want os.ErrDeadlineExceeded", r.err)
+	}
+	if !bytes.Contains(r.data, []byte("one\n")) || !bytes.Contains(r.data, []byte("two\n")) {
+		t.Fatalf("the frames before the stall were not read: %q", r.data)
+	}
+	silence := r.at.Sub(r.lastByte)
+	if silence < idle-50*time.Millisecond {
+		t.Errorf("the read ended %v after the last byte, before the idle timeout %v", silence, idle)
+	}
+	if silence > idle+time.Second {
+		t.Errorf("the read ended %v after the last byte, want at most idle timeout %v + 1s", silence, idle)
+	}
+	// The reader returned (it sent its result); the connection, the
+	// transport's loops and the daemon's handler must be gone too.
+	goleak.VerifyNone(t, before)
+}
+
+// TestLogsIdleDeadlineBeforeHeaders: a daemon that accepts the request but
+// never answers it must not hold Logs forever either.
+func TestLogsIdleDeadlineBeforeHeaders(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	d := newFakeDaemon(t)
+	d.setContainer("c1", nonTTY("c1"))
+	d.setLogs(func(lw *logWriter, _ *http.Request) { lw.Stall() })
+	c := newTestClient(t, d, Options{IdleTimeout: idle, MaxBurst: time.Minute})
+	ctx := testCtx(t)
+	// Negotiate first, so that only the logs request meets the stall.
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := goleak.IgnoreCurrent()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		body, err := c.Logs(ctx, "c1", collectors.LogRequest{Follow: true, Tail: collectors.TailAll})
+		if err == nil {
+			_ = body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Logs succeeded against a daemon that never answered")
+		}
+		if el := time.Since(start); el > idle+2*time.Second {
+			t.Errorf("Logs returned after %v, want about the idle timeout %v", el, idle)
+		}
+	case <-time.After(idle + 10*time.Second):
+		t.Fatal("Logs did not return from a daemon that never answers")
+	}
+	goleak.VerifyNone(t, before)
+}
+
+// TestLogsMaxBurst: a container that never goes quiet is still read in
+// bounded bursts: the read ends with os.ErrDeadlineExceeded about MaxBurst
+// after the dial, although bytes keep coming.
+func TestLogsMaxBurst(t *testing.T) {
+	const (
+		idle     = 2 * time.Second
+		maxBurst = 600 * time.Millisecond
+		every    = 5 * time.Millisecond
+	)
+	d := newFakeDaemon(t)
+	d.setContainer("c1", nonTTY("c1"))
+	base := time.Date(2024, 5, 1, 10, 20, 30, 0, time.UTC)
+	d.setLogs(func(lw *logWriter, r *http.Request) {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			if err := lw.Frame(1, base.Add(time.Duration(i)*time.Millisecond), "tick\n"); err != nil {
+				return
+			}
+			select {
+			case <-tick.C:
+			case <-r.Context().Done():
+				return
+			case <-lw.d.release:
+				return
+			}
+		}
+	})
+	c := newTestClient(t, d, Options{IdleTimeout: idle, MaxBurst: maxBurst})
+	ctx := testCtx(t)
+
+	before := goleak.IgnoreCurrent()
+	start := time.Now() // the dial comes after this
+	body, err := c.Logs(ctx, "c1", collectors.LogRequest{Follow: true, Tail: collectors.TailAll})
+	if err != nil {
+		t.Fatalf("Logs: %v", err)
+	}
+	r := waitRead(t, readAll(body), maxBurst+5*time.Second)
+	_ = body.Close()
+
+	if !errors.Is(r.err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read ended with %v, want os.ErrDeadlineExceeded", r.err)
+	}
+	el := r.at.Sub(start)
+	if el < maxBurst {
+		t.Errorf("the burst ended %v after the request, before max_burst %v", el, maxBurst)
+	}
+	if el > maxBurst+time.Second {
+		t.Errorf("the burst ended %v after the request, want max_burst %v + at most 1s", el, maxBurst)
+	}
+	if n := bytes.Count(r.data, []byte("tick\n")); n < 10 {
+		t.Errorf("read %d frames; the stream was not busy, so this is not a max_burst end", n)
+	}
+	if gap := r.at.Sub(r.lastByte); gap > idle/2 {
+		t.Errorf("the last byte came %v before the end: an idle end, not max_burst", gap)
+	}
+	goleak.VerifyNone(t, before)
+}
+
+// TestLogsBurstsAreSeparateConnections: max_burst counts from each burst's
+// own dial, not from the client's first connection.
+func TestLogsBurstsAreSeparateConnections(t *testing.T) {
+	const (
+		idle     = 250 * time.Millisecond
+		maxBurst = 400 * time.Millisecond
+	)
+	d := newFakeDaemon(t)
+	d.setContainer("c1", nonTTY("c1"))
+	base := time.Date(2024, 5, 1, 10, 20, 30, 0, time.UTC)
+	d.setLogs(func(lw *logWriter, _ *http.Request) {
+		_ = lw.Frame(1, base, "x\n")
+		lw.Stall()
+	})
+	c := newTestClient(t, d, Options{IdleTimeout: idle, MaxBurst: maxBurst})
+	ctx := testCtx(t)
+	for i := range 3 {
+		start := time.Now()
+		body, err := c.Logs(ctx, "c1", collectors.LogRequest{Follow: true, Tail: collectors.TailAll})
+		if err != nil {
+			t.Fatalf("burst %d: Logs: %v", i, err)
+		}
+		r := waitRead(t, readAll(body), 10*time.Second)
+		_ = body.Close()
+		if !errors.Is(r.err, os.ErrDeadlineExceeded) {
+			t.Fatalf("burst %d ended with %v", i, r.err)
+		}
+		if !bytes.Contains(r.data, []byte("x\n")) {
+			t.Fatalf("burst %d read %q", i, r.data)
+		}
+		// Idle (250ms) comes before max_burst (400ms) in every burst.
+		if el := time.Since(start); el > maxBurst+time.Second {
+			t.Errorf("burst %d took %v", i, el)
+		}
+	}
+}
