@@ -227,7 +227,7 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 			_ = c.flush(ctx, st, meta, res)
 			return de
 		}
-		ts, content, complete, err := parseMessage(msg)
+		ts, content, complete, err := st.ts.parseMessage(msg)
 		if err != nil {
 			_ = c.flush(ctx, st, meta, res)
 			return fmt.Errorf("%w: %.64q", err, msg)
@@ -267,6 +267,7 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 	st.committed.copyFrom(&st.cursor)
 	st.batch.Records = st.batch.Records[:0]
 	st.arena = st.arena[:0]
+	st.observed = time.Time{}
 	return nil
 }
 
@@ -282,6 +283,8 @@ type burstState struct {
 	cursor    Cursor // advanced as messages are consumed
 	committed Cursor // advanced when the sink accepted them
 	pending   [2]pendingLine
+	ts        tsCache
+	observed  time.Time // when the bytes of the current batch were read; zero after a flush
 	batch     Batch
 	arena     []byte // record bodies of the batch; never reallocated under a record
 }
@@ -333,6 +336,7 @@ func (st *burstState) release() {
 	st.frames.r, st.raw.r, st.msgs = nil, nil, nil
 	st.batch = Batch{Records: st.batch.Records[:0]}
 	st.arena = st.arena[:0]
+	st.observed = time.Time{}
 }
 
 // add consumes a new message: it starts or continues the stream's pending
@@ -394,9 +398,14 @@ func (st *burstState) emit(s Stream, ts time.Time, body []byte, truncated bool) 
 	}
 	off := len(st.arena)
 	st.arena = append(st.arena, body...)
+	if st.observed.IsZero() {
+		// One clock read per batch: the records of a batch were read from
+		// the connection together.
+		st.observed = time.Now()
+	}
 	st.batch.Records = append(st.batch.Records, Record{
 		Timestamp: ts,
-		Observed:  time.Now(),
+		Observed:  st.observed,
 		Body:      st.arena[off:len(st.arena):len(st.arena)],
 		Stream:    s,
 		Truncated: truncated,

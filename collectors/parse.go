@@ -59,7 +59,13 @@ func daemonStreamError(payload []byte) (*DaemonStreamError, bool) {
 // complete reports whether the message ended a line; the content never
 // includes the line's newline.
 func parseMessage(p []byte) (ts time.Time, content []byte, complete bool, err error) {
-	ts, rest, err := parseTimestamp(p)
+	var c tsCache
+	return c.parseMessage(p)
+}
+
+// parseMessage is parseMessage with the cache's memory of the last date.
+func (c *tsCache) parseMessage(p []byte) (ts time.Time, content []byte, complete bool, err error) {
+	ts, rest, err := c.parseTimestamp(p)
 	if err != nil {
 		return time.Time{}, nil, false, err
 	}
@@ -73,9 +79,9 @@ func parseMessage(p []byte) (ts time.Time, content []byte, complete bool, err er
 // the content after the separating space. The fixed-width UTC form the daemon
 // writes is parsed without allocating; any other RFC 3339 form falls back to
 // time.Parse.
-func parseTimestamp(p []byte) (time.Time, []byte, error) {
+func (c *tsCache) parseTimestamp(p []byte) (time.Time, []byte, error) {
 	if len(p) >= tsWidth && p[tsWidth-2] == 'Z' && p[tsWidth-1] == ' ' {
-		if t, ok := parseFixedUTC(p[:tsWidth-1]); ok {
+		if t, ok := c.parse(p[:tsWidth-1]); ok {
 			return t, p[tsWidth:], nil
 		}
 	}
@@ -92,32 +98,55 @@ func parseTimestamp(p []byte) (time.Time, []byte, error) {
 
 // parseFixedUTC parses "2006-01-02T15:04:05.000000000Z".
 func parseFixedUTC(b []byte) (time.Time, bool) {
+	var c tsCache
+	return c.parse(b)
+}
+
+// tsCache parses fixed-width UTC timestamps, remembering the last date: the
+// lines of a stream share it for a day, and the time of day is then a few
+// multiplications.
+type tsCache struct {
+	day     [10]byte // "2006-01-02" of dayUnix; zero: empty
+	dayUnix int64
+}
+
+func (c *tsCache) parse(b []byte) (time.Time, bool) {
 	if len(b) != 30 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' ||
 		b[16] != ':' || b[19] != '.' || b[29] != 'Z' {
 		return time.Time{}, false
 	}
-	num := func(s []byte) (int, bool) {
-		n := 0
-		for _, c := range s {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			n = n*10 + int(c-'0')
+	hour, ok1 := digits2(b[11], b[12])
+	minute, ok2 := digits2(b[14], b[15])
+	sec, ok3 := digits2(b[17], b[18])
+	nsec := 0
+	for _, d := range b[20:29] {
+		if d < '0' || d > '9' {
+			return time.Time{}, false
 		}
-		return n, true
+		nsec = nsec*10 + int(d-'0')
 	}
-	year, ok1 := num(b[0:4])
-	month, ok2 := num(b[5:7])
-	day, ok3 := num(b[8:10])
-	hour, ok4 := num(b[11:13])
-	minute, ok5 := num(b[14:16])
-	sec, ok6 := num(b[17:19])
-	nsec, ok7 := num(b[20:29])
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || month < 1 || month > 12 ||
-		day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 60 {
+	if !(ok1 && ok2 && ok3) || hour > 23 || minute > 59 || sec > 60 {
 		return time.Time{}, false
 	}
-	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
+	if c.day[0] == 0 || [10]byte(b[:10]) != c.day {
+		y1, ok1 := digits2(b[0], b[1])
+		y2, ok2 := digits2(b[2], b[3])
+		month, ok3 := digits2(b[5], b[6])
+		day, ok4 := digits2(b[8], b[9])
+		if !(ok1 && ok2 && ok3 && ok4) || month < 1 || month > 12 || day < 1 || day > 31 {
+			return time.Time{}, false
+		}
+		c.dayUnix = time.Date(y1*100+y2, time.Month(month), day, 0, 0, 0, 0, time.UTC).Unix()
+		c.day = [10]byte(b[:10])
+	}
+	return time.Unix(c.dayUnix+int64(hour*3600+minute*60+sec), int64(nsec)).UTC(), true
+}
+
+func digits2(a, b byte) (int, bool) {
+	if a < '0' || a > '9' || b < '0' || b > '9' {
+		return 0, false
+	}
+	return int(a-'0')*10 + int(b-'0'), true
 }
 
 // looksLikeTimestamp reports whether b starts with a fixed-width timestamp and

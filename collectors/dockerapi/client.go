@@ -61,6 +61,10 @@ type Client struct {
 	control *client.Client
 	logs    *client.Client
 	events  *http.Client
+	// transports are the three clients' connection pools. The Docker
+	// clients' own Close cannot reach them (it only knows a bare
+	// *http.Transport, and ours is wrapped), so Close closes them here.
+	transports []*http.Transport
 	// eventsURL is the events endpoint without the API version.
 	scheme, urlHost, basePath string
 }
@@ -106,6 +110,7 @@ func New(opts Options) (*Client, error) {
 			// only add a gzip reader on the hot path.
 			DisableCompression: true,
 		}
+		c.transports = append(c.transports, tr)
 		return &http.Client{Transport: readOnlyTransport{base: tr}}
 	}
 	newDocker := func(hc *http.Client) (*client.Client, error) {
@@ -154,7 +159,9 @@ func tlsFromEnv() (*tls.Config, error) {
 
 // Close releases idle connections.
 func (c *Client) Close() error {
-	c.events.CloseIdleConnections()
+	for _, tr := range c.transports {
+		tr.CloseIdleConnections()
+	}
 	return errors.Join(c.control.Close(), c.logs.Close())
 }
 
