@@ -178,9 +178,9 @@ func TestClip(t *testing.T) {
 		{"hello", 10, "hello", false},
 		{"hello", 5, "hello", false},
 		{"hello", 3, "hel", true},
-		{"héllo", 2, "h", true},   // é is 2 bytes at 1..2: do not split it
-		{"héllo", 3, "hé", true},  // the cut falls after é
-		{"h€llo", 3, "h", true},   // € is 3 bytes
+		{"héllo", 2, "h", true},  // é is 2 bytes at 1..2: do not split it
+		{"héllo", 3, "hé", true}, // the cut falls after é
+		{"h€llo", 3, "h", true},  // € is 3 bytes
 		{"\xff\xfe\xfd\xfc", 2, "\xff\xfe", true},
 		{"abc", 0, "", true},
 	}

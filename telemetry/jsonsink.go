@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/berthlog/berth/collectors"
@@ -32,6 +33,7 @@ type JSONSink struct {
 	w         io.Writer
 	buf       []byte
 	resources map[*collectors.Meta][]byte // encoded resource of each published Meta
+	times     timeFormatter
 }
 
 // NewJSONSink returns a sink writing to w (berth uses stdout).
@@ -56,7 +58,7 @@ func (s *JSONSink) Consume(_ context.Context, b *collectors.Batch) error {
 	}
 	buf := s.buf[:0]
 	for i := range b.Records {
-		buf = appendRecord(buf, &b.Records[i], res)
+		buf = appendRecord(buf, &b.Records[i], res, &s.times)
 	}
 	s.buf = buf
 	if _, err := s.w.Write(buf); err != nil {
@@ -65,11 +67,11 @@ func (s *JSONSink) Consume(_ context.Context, b *collectors.Batch) error {
 	return nil
 }
 
-func appendRecord(buf []byte, r *collectors.Record, resource []byte) []byte {
+func appendRecord(buf []byte, r *collectors.Record, resource []byte, tf *timeFormatter) []byte {
 	buf = append(buf, `{"timestamp":"`...)
-	buf = r.Timestamp.UTC().AppendFormat(buf, TimeFormat)
+	buf = tf.append(buf, r.Timestamp)
 	buf = append(buf, `","observed_timestamp":"`...)
-	buf = r.Observed.UTC().AppendFormat(buf, TimeFormat)
+	buf = tf.append(buf, r.Observed)
 	buf = append(buf, `","body":`...)
 	valid := utf8.Valid(r.Body)
 	if valid {
@@ -152,3 +154,39 @@ func appendString(buf, s []byte) []byte {
 	buf = append(buf, s[start:]...)
 	return append(buf, '"')
 }
+
+// timeFormatter writes times in TimeFormat (UTC), remembering the last day's
+// date so that a line costs a few divisions instead of a calendar
+// computation.
+type timeFormatter struct {
+	dayStart int64 // Unix seconds of the cached day's midnight
+	date     []byte
+}
+
+func (f *timeFormatter) append(buf []byte, t time.Time) []byte {
+	sec := t.Unix()
+	if f.date == nil || sec < f.dayStart || sec >= f.dayStart+86400 {
+		u := t.UTC()
+		y, m, d := u.Date()
+		f.dayStart = time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix()
+		f.date = u.AppendFormat(f.date[:0], "2006-01-02T")
+	}
+	buf = append(buf, f.date...)
+	s := sec - f.dayStart
+	buf = append2(buf, int(s/3600))
+	buf = append(buf, ':')
+	buf = append2(buf, int(s/60%60))
+	buf = append(buf, ':')
+	buf = append2(buf, int(s%60))
+	buf = append(buf, '.')
+	ns := t.Nanosecond()
+	var frac [9]byte
+	for i := 8; i >= 0; i-- {
+		frac[i] = byte('0' + ns%10)
+		ns /= 10
+	}
+	buf = append(buf, frac[:]...)
+	return append(buf, 'Z')
+}
+
+func append2(buf []byte, v int) []byte { return append(buf, byte('0'+v/10), byte('0'+v%10)) }

@@ -1,0 +1,239 @@
+package dockerapi
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/berthlog/berth/collectors"
+)
+
+// gotRecord is a record as a sink saw it, its body copied.
+type gotRecord struct {
+	Container string
+	Stream    collectors.Stream
+	Timestamp time.Time
+	Body      string
+	Truncated bool
+}
+
+// recordingSink keeps a copy of every record it accepts.
+type recordingSink struct {
+	mu      sync.Mutex
+	records []gotRecord
+	metas   []*collectors.Meta
+}
+
+func (s *recordingSink) Consume(_ context.Context, b *collectors.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.metas = append(s.metas, b.Meta)
+	for _, r := range b.Records {
+		s.records = append(s.records, gotRecord{
+			Container: b.Meta.Name, Stream: r.Stream, Timestamp: r.Timestamp, Body: string(r.Body), Truncated: r.Truncated,
+		})
+	}
+	return nil
+}
+
+func (s *recordingSink) got() []gotRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]gotRecord(nil), s.records...)
+}
+
+func checkRecords(t *testing.T, got, want []gotRecord) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d records, want %d:\n got %+v\nwant %+v", len(got), len(want), got, want)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.Container != w.Container || g.Stream != w.Stream || !g.Timestamp.Equal(w.Timestamp) || g.Body != w.Body || g.Truncated != w.Truncated {
+			t.Errorf("record %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+// burst runs one burst of the real collector against the fake daemon.
+func burst(t *testing.T, c *Client, sink collectors.Sink, cfg collectors.Config, spec collectors.BurstSpec) collectors.BurstResult {
+	t.Helper()
+	if spec.Meta == nil {
+		spec.Meta = &atomic.Pointer[collectors.Meta]{}
+	}
+	col := collectors.NewCollector(c, sink, cfg)
+	done := make(chan collectors.BurstResult, 1)
+	go func() { done <- col.Burst(testCtx(t), spec) }()
+	select {
+	case res := <-done:
+		return res
+	case <-time.After(30 * time.Second):
+		t.Fatal("the burst did not end within 30s")
+		return collectors.BurstResult{}
+	}
+}
+
+// TestBurstEndToEndIdle: frames become records, in order, with Docker's
+// timestamps and their streams; a stall then ends the burst as a normal idle
+// end within the idle timeout plus a second, with nothing left running.
+func TestBurstEndToEndIdle(t *testing.T) {
+	const idle = 400 * time.Millisecond
+	d := newFakeDaemon(t)
+	info := nonTTY("c1")
+	info["Name"] = "/web"
+	d.setContainer("c1", info)
+	base := time.Date(2024, 5, 1, 10, 20, 30, 123456789, time.UTC)
+	stalled := make(chan time.Time, 1)
+	d.setLogs(func(lw *logWriter, _ *http.Request) {
+		_ = lw.Frame(1, base, "line 1\n")
+		_ = lw.Frame(2, base.Add(time.Microsecond), "oops 1\n")
+		_ = lw.Frame(1, base.Add(2*time.Microsecond), "line 2\n")
+		stalled <- time.Now()
+		lw.Stall()
+	})
+	c := newTestClient(t, d, Options{IdleTimeout: idle, MaxBurst: time.Minute})
+	if err := c.Ping(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	sink := &recordingSink{}
+	before := goleak.IgnoreCurrent()
+
+	res := burst(t, c, sink, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100, HostName: "h"},
+		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: collectors.BeginningCursor()})
+	end := time.Now()
+
+	if res.End != collectors.EndIdle || res.Err != nil {
+		t.Fatalf("burst ended %q (err %v), want %q", res.End, res.Err, collectors.EndIdle)
+	}
+	stallAt := <-stalled
+	if el := end.Sub(stallAt); el < idle-50*time.Millisecond || el > idle+time.Second {
+		t.Errorf("the burst ended %v after the stall, want within idle %v + 1s", el, idle)
+	}
+	checkRecords(t, sink.got(), []gotRecord{
+		{"web", collectors.Stdout, base, "line 1", false},
+		{"web", collectors.Stderr, base.Add(time.Microsecond), "oops 1", false},
+		{"web", collectors.Stdout, base.Add(2 * time.Microsecond), "line 2", false},
+	})
+	if res.Lines != 3 || res.Requests != 1 {
+		t.Errorf("Lines %d, Requests %d; want 3, 1", res.Lines, res.Requests)
+	}
+	if got := res.Cursor.Streams[collectors.Stdout-1].Time; !got.Equal(base.Add(2 * time.Microsecond)) {
+		t.Errorf("stdout cursor at %v, want the last stdout line %v", got, base.Add(2*time.Microsecond))
+	}
+	if got := res.Cursor.Streams[collectors.Stderr-1].Time; !got.Equal(base.Add(time.Microsecond)) {
+		t.Errorf("stderr cursor at %v, want the last stderr line %v", got, base.Add(time.Microsecond))
+	}
+	goleak.VerifyNone(t, before)
+}
+
+// TestBurstEndToEndEOF: a stopped container's follow stream ends, the burst
+// says EOF and, inspecting again, that the container stopped.
+func TestBurstEndToEndEOF(t *testing.T) {
+	d := newFakeDaemon(t)
+	info := nonTTY("c1")
+	info["State"] = map[string]any{"Running": false, "Status": "exited"}
+	d.setContainer("c1", info)
+	base := time.Date(2024, 5, 1, 10, 20, 30, 0, time.UTC)
+	d.setLogs(func(lw *logWriter, _ *http.Request) {
+		_ = lw.Frame(1, base, "last words\n")
+	})
+	c := newTestClient(t, d, Options{IdleTimeout: 5 * time.Second})
+	sink := &recordingSink{}
+	res := burst(t, c, sink, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100},
+		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: collectors.BeginningCursor()})
+	if res.End != collectors.EndEOF || !res.Stopped || res.Gone {
+		t.Fatalf("burst = %+v, want EOF, stopped, not gone", res)
+	}
+	checkRecords(t, sink.got(), []gotRecord{{"c1", collectors.Stdout, base, "last words", false}})
+}
+
+// TestBurstEndToEndMaxBurst: a container that never goes quiet is cut at
+// max_burst, reported as such, with every line read so far delivered.
+func TestBurstEndToEndMaxBurst(t *testing.T) {
+	const maxBurst = 600 * time.Millisecond
+	d := newFakeDaemon(t)
+	d.setContainer("c1", nonTTY("c1"))
+	base := time.Date(2024, 5, 1, 10, 20, 30, 0, time.UTC)
+	var sent atomic.Int64
+	d.setLogs(func(lw *logWriter, r *http.Request) {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			if err := lw.Frame(1, base.Add(time.Duration(i)*time.Millisecond), "tick\n"); err != nil {
+				return
+			}
+			sent.Add(1)
+			select {
+			case <-tick.C:
+			case <-r.Context().Done():
+				return
+			case <-lw.d.release:
+				return
+			}
+		}
+	})
+	c := newTestClient(t, d, Options{IdleTimeout: 2 * time.Second, MaxBurst: maxBurst})
+	sink := &recordingSink{}
+	start := time.Now()
+	res := burst(t, c, sink, collectors.Config{MaxBurst: maxBurst, MaxLineBytes: 1 << 20, ReattachTail: 100},
+		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: collectors.BeginningCursor()})
+	el := time.Since(start)
+	if res.End != collectors.EndMaxBurst || res.Err != nil {
+		t.Fatalf("burst ended %q (err %v), want %q", res.End, res.Err, collectors.EndMaxBurst)
+	}
+	if el < maxBurst || el > maxBurst+time.Second {
+		t.Errorf("burst took %v, want max_burst %v + at most 1s", el, maxBurst)
+	}
+	got := sink.got()
+	if len(got) < 10 || int64(len(got)) > sent.Load() {
+		t.Fatalf("%d records of %d frames sent", len(got), sent.Load())
+	}
+	for i, r := range got {
+		if want := base.Add(time.Duration(i) * time.Millisecond); !r.Timestamp.Equal(want) || r.Body != "tick" {
+			t.Fatalf("record %d = %+v, want tick at %v: a gap or a duplicate", i, r, want)
+		}
+	}
+}
+
+// TestBurstEndToEndTTY: a TTY container's raw stream becomes records without
+// the terminal's carriage return.
+func TestBurstEndToEndTTY(t *testing.T) {
+	d := newFakeDaemon(t)
+	info := nonTTY("c1")
+	info["Config"] = map[string]any{"Tty": true, "Image": "app:1"}
+	info["State"] = map[string]any{"Running": false, "Status": "exited"}
+	d.setContainer("c1", info)
+	base := time.Date(2024, 5, 1, 10, 20, 30, 0, time.UTC)
+	d.setLogs(func(lw *logWriter, _ *http.Request) {
+		_ = lw.Raw(base.Format(dockerTS) + " hello\r\n")
+		_ = lw.Raw(base.Add(time.Second).Format(dockerTS) + " world\r\n")
+	})
+	c := newTestClient(t, d, Options{})
+	sink := &recordingSink{}
+	res := burst(t, c, sink, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100},
+		collectors.BurstSpec{ID: "c1", Follow: false, Cursor: collectors.BeginningCursor()})
+	if res.End != collectors.EndEOF || res.Err != nil {
+		t.Fatalf("burst ended %q (err %v), want EOF", res.End, res.Err)
+	}
+	checkRecords(t, sink.got(), []gotRecord{
+		{"c1", collectors.Stdout, base, "hello", false},
+		{"c1", collectors.Stdout, base.Add(time.Second), "world", false},
+	})
+}
+
+// TestBurstEndToEndGone: a container removed before the burst is reported
+// gone, not retried as a fault.
+func TestBurstEndToEndGone(t *testing.T) {
+	d := newFakeDaemon(t)
+	c := newTestClient(t, d, Options{})
+	res := burst(t, c, &recordingSink{}, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100},
+		collectors.BurstSpec{ID: "gone", Follow: true, Cursor: collectors.BeginningCursor()})
+	if !res.Gone {
+		t.Fatalf("burst of a missing container = %+v, want Gone", res)
+	}
+}

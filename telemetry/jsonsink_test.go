@@ -1,0 +1,128 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthlog/berth/collectors"
+)
+
+type wireRecord struct {
+	Timestamp         string         `json:"timestamp"`
+	ObservedTimestamp string         `json:"observed_timestamp"`
+	Body              string         `json:"body"`
+	Attributes        map[string]any `json:"attributes"`
+	Resource          map[string]any `json:"resource"`
+}
+
+func TestJSONSinkSchema(t *testing.T) {
+	var out bytes.Buffer
+	s := NewJSONSink(&out)
+	meta := &collectors.Meta{ID: "abc", Name: "web-1", ImageName: "registry:5000/app", ImageTags: []string{"1.2"}, ServiceName: "web", HostName: "h1"}
+	ts := time.Date(2024, 5, 1, 10, 20, 30, 1000, time.UTC)
+	bodies := []string{"plain", "", "quote \" backslash \\ tab \t ctrl \x01 cr \r", "ünïcödé ✓", "\xff\xfe invalid"}
+	var recs []collectors.Record
+	for i, b := range bodies {
+		recs = append(recs, collectors.Record{Timestamp: ts, Observed: ts.Add(time.Second), Body: []byte(b), Stream: collectors.Stream(1 + i%2), Truncated: i == 1})
+	}
+	if err := s.Consume(context.Background(), &collectors.Batch{Meta: meta, Records: recs}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != len(bodies) {
+		t.Fatalf("%d lines for %d records", len(lines), len(bodies))
+	}
+	for i, line := range lines {
+		var r wireRecord
+		dec := json.NewDecoder(strings.NewReader(line))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&r); err != nil {
+			t.Fatalf("line %d is not the schema: %v: %s", i, err, line)
+		}
+		if r.Timestamp != "2024-05-01T10:20:30.000001000Z" || r.ObservedTimestamp != "2024-05-01T10:20:31.000001000Z" {
+			t.Fatalf("timestamps %q %q", r.Timestamp, r.ObservedTimestamp)
+		}
+		body := r.Body
+		if r.Attributes["log.body.encoding"] == "base64" {
+			raw, err := base64.StdEncoding.DecodeString(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body = string(raw)
+		}
+		if body != bodies[i] {
+			t.Fatalf("line %d body %q, want %q", i, body, bodies[i])
+		}
+		if want := []string{"stdout", "stderr"}[i%2]; r.Attributes["log.iostream"] != want {
+			t.Fatalf("iostream %v, want %s", r.Attributes["log.iostream"], want)
+		}
+		if (r.Attributes["log.truncated"] == true) != (i == 1) {
+			t.Fatalf("line %d truncated attribute %v", i, r.Attributes["log.truncated"])
+		}
+		want := map[string]any{
+			"container.id": "abc", "container.name": "web-1", "container.image.name": "registry:5000/app",
+			"container.image.tags": []any{"1.2"}, "container.runtime": "docker", "service.name": "web", "host.name": "h1",
+		}
+		if got, _ := json.Marshal(r.Resource); string(got) != mustJSON(want) {
+			t.Fatalf("resource %s, want %s", got, mustJSON(want))
+		}
+	}
+	if strings.Contains(lines[4], "\\ufffd") {
+		t.Fatal("invalid UTF-8 must not be replaced")
+	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+func TestJSONSinkReportsWriteErrors(t *testing.T) {
+	s := NewJSONSink(failWriter{})
+	err := s.Consume(context.Background(), &collectors.Batch{Meta: &collectors.Meta{}, Records: []collectors.Record{{Body: []byte("x"), Stream: collectors.Stdout}}})
+	if err == nil || !strings.Contains(err.Error(), "broken pipe") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func BenchmarkJSONSink(b *testing.B) {
+	s := NewJSONSink(discard{})
+	meta := &collectors.Meta{ID: strings.Repeat("a", 64), Name: "bench", ImageName: "app", ServiceName: "bench", HostName: "h"}
+	recs := make([]collectors.Record, 1024)
+	for i := range recs {
+		recs[i] = collectors.Record{Timestamp: time.Now(), Observed: time.Now(), Body: []byte("seq=00000001 " + strings.Repeat("x", 80)), Stream: collectors.Stdout}
+	}
+	batch := &collectors.Batch{Meta: meta, Records: recs}
+	b.ReportAllocs()
+	for range b.N {
+		_ = s.Consume(context.Background(), batch)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/line")
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestTimeFormatterMatchesTimeFormat(t *testing.T) {
+	var f timeFormatter
+	base := time.Date(2024, 12, 31, 23, 59, 58, 999999999, time.UTC)
+	for _, d := range []time.Duration{0, 1, time.Second, 2 * time.Second, 25 * time.Hour, -48 * time.Hour, 400 * 24 * time.Hour} {
+		ts := base.Add(d)
+		for _, in := range []time.Time{ts, ts.In(time.FixedZone("x", 3600))} {
+			if got, want := string(f.append(nil, in)), ts.UTC().Format(TimeFormat); got != want {
+				t.Fatalf("%v: got %s, want %s", in, got, want)
+			}
+		}
+	}
+}
