@@ -16,6 +16,11 @@ import (
 // ErrNotFound says the container no longer exists.
 var ErrNotFound = errors.New("container not found")
 
+// ErrLogsUnsupported says the container's logging driver cannot be read
+// through the API (a driver without dual logging, or "none"): retrying will
+// not help until the container is started again.
+var ErrLogsUnsupported = errors.New("the container's logging driver does not support reading")
+
 // LogRequest is one logs request. Timestamps are always requested.
 type LogRequest struct {
 	Follow bool
@@ -73,6 +78,9 @@ type BurstResult struct {
 	// Stopped says that a follow burst ended because the container is no
 	// longer running (inspected after the end of the stream).
 	Stopped bool
+	// Restarted says that a follow burst ended because the container
+	// stopped and has already started again: re-attach at once.
+	Restarted bool
 	// Gone says that the container no longer exists.
 	Gone bool
 }
@@ -133,6 +141,7 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 			res.Stopped, res.Gone = true, true
 		case err == nil:
 			res.Stopped = !m.Running
+			res.Restarted = m.Running && m.StartedAt.After(start)
 		}
 	}
 	if errors.Is(res.Err, ErrNotFound) {

@@ -41,8 +41,9 @@ type Meta struct {
 	ServiceName string // compose service label, else the container name
 	HostName    string
 	Labels      map[string]string
-	TTY         bool // raw stream instead of stdcopy frames
-	Running     bool // the container's state when it was inspected
+	TTY         bool      // raw stream instead of stdcopy frames
+	Running     bool      // the container's state when it was inspected
+	StartedAt   time.Time // when its current (or last) run started
 }
 
 // Record is one log line.

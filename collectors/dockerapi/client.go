@@ -201,6 +201,7 @@ func metaOf(info container.InspectResponse) *collectors.Meta {
 	}
 	if info.State != nil {
 		m.Running = info.State.Running
+		m.StartedAt, _ = time.Parse(time.RFC3339Nano, info.State.StartedAt)
 	}
 	m.ServiceName = m.Name
 	if s := m.Labels["com.docker.compose.service"]; s != "" {
@@ -347,10 +348,14 @@ func (s *eventStream) Next() (events.Event, error) {
 
 func (s *eventStream) Close() error { return s.body.Close() }
 
-// classify maps the daemon's not-found answer to collectors.ErrNotFound.
+// classify maps the daemon's answers that the collectors act on to their
+// errors: not found, and a logging driver that cannot be read.
 func classify(err error) error {
-	if errdefs.IsNotFound(err) {
+	switch {
+	case errdefs.IsNotFound(err):
 		return fmt.Errorf("%w: %v", collectors.ErrNotFound, err)
+	case errdefs.IsNotImplemented(err):
+		return fmt.Errorf("%w: %v", collectors.ErrLogsUnsupported, err)
 	}
 	return err
 }
