@@ -164,10 +164,10 @@ func TestBurstEndToEndMaxBurst(t *testing.T) {
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
 		for i := 0; ; i++ {
+			sent.Add(1) // before the write: the record may be read before Frame returns
 			if err := lw.Frame(1, base.Add(time.Duration(i)*time.Millisecond), "tick\n"); err != nil {
 				return
 			}
-			sent.Add(1)
 			select {
 			case <-tick.C:
 			case <-r.Context().Done():

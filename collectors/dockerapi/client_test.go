@@ -482,3 +482,35 @@ func TestCloseReleasesIdleConnections(t *testing.T) {
 	}
 	goleak.VerifyNone(t, before)
 }
+
+// TestKeptAliveConnectionOutlivesItsIdleDeadline: a control connection that
+// waited idle in the pool has a Read pending since it went idle, with the
+// deadline armed then. A call sent on it shortly before that deadline and
+// answered after it must succeed on its first attempt: writing the request
+// re-arms the read deadline. (Before, the first attempt timed out early and
+// the transport sent the request a second time on a new connection.)
+func TestKeptAliveConnectionOutlivesItsIdleDeadline(t *testing.T) {
+	const control = 400 * time.Millisecond
+	d := newFakeDaemon(t)
+	d.setContainer("c1", nonTTY("c1"))
+	d.setList([]map[string]any{})
+	c := newTestClient(t, d, Options{ControlTimeout: control})
+	ctx := testCtx(t)
+	if _, err := c.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(control - 100*time.Millisecond)
+	d.setInspectDelay(200 * time.Millisecond)
+	if _, err := c.Inspect(ctx, "c1"); err != nil {
+		t.Fatalf("Inspect on a kept-alive connection: %v", err)
+	}
+	n := 0
+	for _, r := range d.seen() {
+		if r.Path == "/v1.41/containers/c1/json" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the daemon saw %d inspect requests, want 1", n)
+	}
+}

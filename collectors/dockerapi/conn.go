@@ -41,9 +41,14 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// Write arms the write deadline, then writes.
+// Write arms the write deadline and re-arms the read deadline, then writes.
+// On a kept-alive connection the answer to a request is read by a Read that
+// has been waiting since the connection went idle, with a deadline armed
+// then; re-arming it gives the answer the whole idle timeout from the
+// request. (Without it the first attempt times out early and the transport
+// silently sends the request again on a new connection.)
 func (c *deadlineConn) Write(p []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(c.deadline()); err != nil {
+	if err := c.Conn.SetDeadline(c.deadline()); err != nil {
 		return 0, err
 	}
 	return c.Conn.Write(p)

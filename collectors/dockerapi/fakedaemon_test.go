@@ -55,6 +55,8 @@ type fakeDaemon struct {
 	list       []map[string]any          // list answer (wire JSON)
 	logs       func(lw *logWriter, r *http.Request)
 	events     func(ew *eventWriter, r *http.Request)
+	// inspectDelay holds every inspect answer back this long.
+	inspectDelay time.Duration
 }
 
 // shortSocketPath returns a socket path under t.TempDir(), or under a shorter
@@ -175,6 +177,12 @@ func (d *fakeDaemon) setContainer(id string, inspect map[string]any) {
 	d.containers[id] = inspect
 }
 
+func (d *fakeDaemon) setInspectDelay(delay time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.inspectDelay = delay
+}
+
 func (d *fakeDaemon) setList(list []map[string]any) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -230,7 +238,15 @@ func (d *fakeDaemon) containerInspect(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	d.mu.Lock()
 	info, ok := d.containers[id]
+	delay := d.inspectDelay
 	d.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if !ok {
 		notFound(w, id)
 		return

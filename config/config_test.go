@@ -1,0 +1,285 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultValidates(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+}
+
+// TestLoadNothingIsDefault: with no file, environment or flags, Load
+// returns the defaults.
+func TestLoadNothingIsDefault(t *testing.T) {
+	cfg, err := Load("", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg != Default() {
+		t.Errorf("Load() = %+v, want the defaults %+v", cfg, Default())
+	}
+}
+
+// TestValidateNamesTheBadKey: each bad value is reported under its key.
+func TestValidateNamesTheBadKey(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		modify func(c *Config)
+		key    string
+	}{
+		{"idle_timeout too short", func(c *Config) { c.IdleTimeout = 10 * time.Millisecond }, "idle_timeout"},
+		{"idle_timeout zero", func(c *Config) { c.IdleTimeout = 0; c.MaxBurst = time.Minute }, "idle_timeout"},
+		{"max_burst below idle_timeout", func(c *Config) { c.IdleTimeout = time.Minute; c.MaxBurst = 30 * time.Second }, "max_burst"},
+		{"initial_position middle", func(c *Config) { c.InitialPosition = "middle" }, "initial_position"},
+		{"max_line_bytes too small", func(c *Config) { c.MaxLineBytes = 100 }, "max_line_bytes"},
+		{"max_line_bytes too large", func(c *Config) { c.MaxLineBytes = 65<<20 + 1 }, "max_line_bytes"},
+		{"backoff.max below backoff.initial", func(c *Config) { c.Backoff.Initial = time.Minute; c.Backoff.Max = time.Second }, "backoff.max"},
+		{"backoff.initial zero", func(c *Config) { c.Backoff.Initial = 0 }, "backoff.initial"},
+		{"backoff.multiplier below 1", func(c *Config) { c.Backoff.Multiplier = 0.5 }, "backoff.multiplier"},
+		{"log_level loud", func(c *Config) { c.LogLevel = "loud" }, "log_level"},
+		{"docker_host ssh", func(c *Config) { c.DockerHost = "ssh://x" }, "docker_host"},
+		{"docker_host nonsense", func(c *Config) { c.DockerHost = "nonsense" }, "docker_host"},
+		{"docker_host without address", func(c *Config) { c.DockerHost = "unix://" }, "docker_host"},
+		{"state_dir empty", func(c *Config) { c.StateDir = "" }, "state_dir"},
+		{"reattach_tail zero", func(c *Config) { c.ReattachTail = 0 }, "reattach_tail"},
+		{"events_idle_timeout too short", func(c *Config) { c.EventsIdleTimeout = 500 * time.Millisecond }, "events_idle_timeout"},
+		{"control_timeout too short", func(c *Config) { c.ControlTimeout = time.Millisecond }, "control_timeout"},
+		{"shutdown_timeout zero", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.modify(&c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatalf("Validate() accepted %+v", c)
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, tc.key+": ") {
+				t.Errorf("Validate() = %q, want it to start with the key %q", msg, tc.key)
+			}
+			if lines := strings.Split(msg, "\n"); len(lines) != 1 {
+				t.Errorf("one bad key gave %d problems: %q", len(lines), msg)
+			}
+		})
+	}
+}
+
+// TestValidateAccepts: values at the edges of the allowed ranges pass.
+func TestValidateAccepts(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		modify func(c *Config)
+	}{
+		{"unix socket", func(c *Config) { c.DockerHost = "unix:///run/user/1000/docker.sock" }},
+		{"tcp", func(c *Config) { c.DockerHost = "tcp://127.0.0.1:2376" }},
+		{"shortest idle_timeout", func(c *Config) { c.IdleTimeout = 100 * time.Millisecond }},
+		{"max_burst equal to idle_timeout", func(c *Config) { c.MaxBurst = c.IdleTimeout }},
+		{"smallest max_line_bytes", func(c *Config) { c.MaxLineBytes = 1024 }},
+		{"largest max_line_bytes", func(c *Config) { c.MaxLineBytes = 64 << 20 }},
+		{"beginning", func(c *Config) { c.InitialPosition = "beginning" }},
+		{"upper-case log level", func(c *Config) { c.LogLevel = "DEBUG" }},
+		{"no http listener", func(c *Config) { c.HTTPAddr = "" }},
+		{"constant backoff", func(c *Config) { c.Backoff.Max = c.Backoff.Initial; c.Backoff.Multiplier = 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.modify(&c)
+			if err := c.Validate(); err != nil {
+				t.Errorf("Validate() = %v", err)
+			}
+		})
+	}
+}
+
+// TestValidateReportsEveryBadKey: several problems come in one error, each
+// naming its key, so a user fixes them in one go.
+func TestValidateReportsEveryBadKey(t *testing.T) {
+	c := Default()
+	c.IdleTimeout = time.Millisecond
+	c.InitialPosition = "middle"
+	c.LogLevel = "loud"
+	c.DockerHost = "ssh://x"
+	c.Backoff.Initial = time.Minute
+	c.Backoff.Max = time.Second
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate() accepted five bad keys")
+	}
+	var keys []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		key, _, _ := strings.Cut(line, ": ")
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	want := []string{"backoff.max", "docker_host", "idle_timeout", "initial_position", "log_level"}
+	if !slices.Equal(keys, want) {
+		t.Errorf("the error names %v, want %v; error:\n%v", keys, want, err)
+	}
+}
+
+// TestLoadUnknownKeyInFile: a misspelt key is an error naming it, not a
+// silently ignored setting.
+func TestLoadUnknownKeyInFile(t *testing.T) {
+	for _, tc := range []struct{ yaml, key string }{
+		{"idle_timeout: 10s\nidle_timout: 20s\n", "idle_timout"},
+		{"backoff:\n  initial: 1s\n  maxx: 10s\n", "maxx"},
+	} {
+		p := writeFile(t, "berth.yaml", tc.yaml)
+		_, err := Load(p, nil, nil)
+		if err == nil {
+			t.Errorf("Load accepted the unknown key %q", tc.key)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("Load: %v does not name the unknown key %q", err, tc.key)
+		}
+	}
+}
+
+// TestLoadUnknownEnvKey: BERTH_* variables are configuration; a misspelt one
+// is an error naming it.
+func TestLoadUnknownEnvKey(t *testing.T) {
+	_, err := Load("", []string{"BERTH_IDLE_TIMOUT=3s"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "idle_timout") {
+		t.Errorf("Load with BERTH_IDLE_TIMOUT: %v, want an error naming idle_timout", err)
+	}
+}
+
+func TestLoadBadValueInFile(t *testing.T) {
+	p := writeFile(t, "berth.yaml", "idle_timeout: soon\n")
+	_, err := Load(p, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "idle_timeout") {
+		t.Errorf("Load of idle_timeout: soon = %v, want an error naming idle_timeout", err)
+	}
+}
+
+func TestLoadMalformedYAML(t *testing.T) {
+	p := writeFile(t, "berth.yaml", "idle_timeout: [10s\n")
+	_, err := Load(p, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), p) {
+		t.Errorf("Load of malformed YAML = %v, want an error naming the file", err)
+	}
+}
+
+// TestLoadEnvironment: BERTH_IDLE_TIMEOUT and BERTH_BACKOFF__INITIAL reach
+// their keys; other variables are ignored.
+func TestLoadEnvironment(t *testing.T) {
+	cfg, err := Load("", []string{
+		"BERTH_IDLE_TIMEOUT=3s",
+		"BERTH_BACKOFF__INITIAL=1s",
+		"BERTH_MAX_LINE_BYTES=2048",
+		"BERTH_LOG_LEVEL=debug=really", // the value is everything after the first =
+		"PATH=/usr/bin",
+		"DOCKER_HOST=tcp://elsewhere:2375",
+		"NOT_BERTH_IDLE_TIMEOUT=9s",
+		"malformed",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.IdleTimeout = 3 * time.Second
+	want.Backoff.Initial = time.Second
+	want.MaxLineBytes = 2048
+	want.LogLevel = "debug=really"
+	if cfg != want {
+		t.Errorf("Load = %+v, want %+v", cfg, want)
+	}
+}
+
+// TestLoadLayers: flags override the environment, which overrides the file,
+// which overrides the defaults; a nested map in the file keeps the defaults
+// of the keys it does not set.
+func TestLoadLayers(t *testing.T) {
+	p := writeFile(t, "berth.yaml", `
+state_dir: /from/file
+http_addr: 127.0.0.1:1111
+idle_timeout: 10s
+max_burst: 2m
+backoff:
+  max: 1m
+`)
+	environ := []string{
+		"BERTH_STATE_DIR=/from/env",
+		"BERTH_HTTP_ADDR=127.0.0.1:2222",
+		"BERTH_BACKOFF__MULTIPLIER=1.5",
+	}
+	flags := map[string]any{"state_dir": "/from/flag"}
+	cfg, err := Load(p, environ, flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.StateDir = "/from/flag"                  // file, env and flag: the flag
+	want.HTTPAddr = "127.0.0.1:2222"              // file and env: the env
+	want.IdleTimeout = 10 * time.Second           // file only
+	want.MaxBurst = 2 * time.Minute               // file only
+	want.Backoff.Max = time.Minute                // file, nested
+	want.Backoff.Multiplier = 1.5                 // env, nested
+	want.Backoff.Initial = 500 * time.Millisecond // default, nested
+	if cfg != want {
+		t.Errorf("Load =\n%+v\nwant\n%+v", cfg, want)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "absent.yaml")
+	_, err := Load(p, nil, nil)
+	if err == nil {
+		t.Fatal("Load of a missing file succeeded")
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load: %v, want fs.ErrNotExist", err)
+	}
+	if !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "config file") {
+		t.Errorf("Load: %q does not say that the config file %s is missing", err, p)
+	}
+}
+
+// TestKeys lists every key once, nested ones with a dot.
+func TestKeys(t *testing.T) {
+	keys := Keys()
+	for _, k := range []string{"docker_host", "idle_timeout", "max_burst", "backoff.initial", "backoff.max", "backoff.multiplier", "log_level"} {
+		if !slices.Contains(keys, k) {
+			t.Errorf("Keys() = %v lacks %q", keys, k)
+		}
+	}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if seen[k] {
+			t.Errorf("key %q listed twice", k)
+		}
+		seen[k] = true
+		if k == "" || strings.HasSuffix(k, ".") {
+			t.Errorf("malformed key %q", k)
+		}
+	}
+	// Every key can be set from the environment.
+	for _, k := range keys {
+		env := EnvPrefix + strings.ToUpper(strings.ReplaceAll(k, ".", "__"))
+		if got := envKey(env); got != k {
+			t.Errorf("envKey(%q) = %q, want %q", env, got, k)
+		}
+	}
+}
