@@ -115,6 +115,16 @@ type container struct {
 	lines   int64
 	lastErr string
 	lastEnd collectors.EndReason
+
+	// starts counts the signs that it (re)started: start events, and
+	// snapshots that list it running again. A follow burst's "stopped"
+	// comes from an inspect that may predate a start seen while it ran.
+	starts         int
+	startsAtLaunch int // starts when the active burst was launched
+
+	// unreadable says its logging driver cannot be read through the API:
+	// no burst until it starts again (it may have been recreated).
+	unreadable bool
 }
 
 // run is the state of one Run call, owned by its goroutine.
@@ -319,7 +329,8 @@ func (r *run) reconcile(msg sourceMsg) {
 			}
 			ct = r.add(c.ID, c.Name, cursor)
 			ct.running = c.Running()
-			ct.drained = !ct.running && !cursor.Threshold.IsZero()
+			// A created container never ran: it has no log yet.
+			ct.drained = !ct.running && (!cursor.Threshold.IsZero() || c.State == "created")
 			if !ct.running && c.State != "created" {
 				ct.state = StateStopped
 			}
@@ -331,6 +342,7 @@ func (r *run) reconcile(msg sourceMsg) {
 			}
 			if !wasRunning && ct.running {
 				ct.retryAt = time.Time{}
+				ct.starts++
 			}
 		}
 		r.step(ct)
@@ -360,10 +372,15 @@ func (r *run) handleEvent(ev Event) {
 			ct = r.add(ev.ID, ev.Attributes["name"], collectors.BeginningCursor())
 		}
 		ct.running = true
+		ct.starts++
 		ct.retryAt = time.Time{}
+		ct.unreadable = false
 	case "die", "stop":
 		if ct == nil {
+			// Its start was missed (events lost while disconnected): read
+			// the log it wrote.
 			ct = r.add(ev.ID, ev.Attributes["name"], collectors.BeginningCursor())
+			ct.drained = false
 		}
 		if ct.running || ct.active {
 			ct.drained = false
@@ -420,6 +437,8 @@ func (r *run) step(ct *container) {
 		ct.state = StateRemoved
 		delete(r.containers, ct.id)
 	case r.stopping:
+	case ct.unreadable:
+		ct.state = StateStopped
 	case ct.running || !ct.drained:
 		if time.Now().Before(ct.retryAt) {
 			ct.state = StateBackoff
@@ -438,6 +457,7 @@ func (r *run) step(ct *container) {
 // every one before it returns.
 func (r *run) launch(ct *container, follow bool) {
 	ct.active, ct.follow, ct.state = true, follow, StateStreaming
+	ct.startsAtLaunch = ct.starts
 	r.active++
 	spec := collectors.BurstSpec{ID: ct.id, Follow: follow, Cursor: ct.cursor, Meta: &ct.meta}
 	r.bursts.Add(1)
@@ -461,6 +481,12 @@ func (r *run) finish(res collectors.BurstResult) {
 	if res.Gone {
 		ct.removed, ct.running = true, false
 	}
+	if res.Duration >= r.cfg.HealthyAfter && ct.bo != nil {
+		ct.bo.Reset()
+	}
+	if res.End != collectors.EndError && res.Lines > 0 {
+		ct.lastErr = ""
+	}
 	switch res.End {
 	case collectors.EndShutdown:
 	case collectors.EndEOF:
@@ -469,8 +495,20 @@ func (r *run) finish(res collectors.BurstResult) {
 			break
 		}
 		if res.Stopped {
-			ct.running = false // the die event may still be on its way
 			ct.drained = false // read what is left without follow
+			if ct.starts == ct.startsAtLaunch {
+				ct.running = false // the die event may still be on its way
+			}
+			// Otherwise it started again while the burst ran (a restart):
+			// the inspect may predate that start, so the event wins and a
+			// follow burst re-attaches; if the container is in fact stopped
+			// that burst ends at once, with no new start, and drains.
+			break
+		}
+		if res.Restarted {
+			// It stopped and started again during the burst (docker
+			// restart): the stream's end was the stop; re-attach at once.
+			ct.running = true
 			break
 		}
 		if ct.running {
@@ -479,14 +517,16 @@ func (r *run) finish(res collectors.BurstResult) {
 			r.backOff(ct, errors.New("logs stream ended while the container runs"))
 		}
 	case collectors.EndIdle, collectors.EndMaxBurst:
-		if res.Duration >= r.cfg.HealthyAfter && ct.bo != nil {
-			ct.bo.Reset()
-		}
+		// a normal end: re-attach at once
 	case collectors.EndError:
+		if errors.Is(res.Err, collectors.ErrLogsUnsupported) {
+			ct.unreadable = true
+			ct.lastErr = res.Err.Error()
+			r.log.Warn("container logs cannot be read through the Docker API; skipping it until it starts again",
+				"container", ct.name, "id", short(ct.id), "err", res.Err)
+			break
+		}
 		r.backOff(ct, res.Err)
-	}
-	if res.End != collectors.EndError && res.Lines > 0 {
-		ct.lastErr = ""
 	}
 	r.step(ct)
 }

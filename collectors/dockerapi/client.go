@@ -214,6 +214,9 @@ func metaOf(info container.InspectResponse) *collectors.Meta {
 // "registry:5000/app:1.2" is ("registry:5000/app", ["1.2"]); a digest is
 // dropped from the name; no tag gives no tags.
 func SplitImage(ref string) (string, []string) {
+	if strings.HasPrefix(ref, "sha256:") {
+		return ref, nil // created from an image ID: no name, no tag
+	}
 	if i := strings.IndexByte(ref, '@'); i >= 0 {
 		ref = ref[:i]
 	}
@@ -235,6 +238,11 @@ func (c *Client) Logs(ctx context.Context, id string, req collectors.LogRequest)
 	}
 	rc, err := c.logs.ContainerLogs(ctx, id, opts)
 	if err != nil {
+		if client.IsErrConnectionFailed(err) && ctx.Err() == nil {
+			// The SDK reports a response that did not start within the
+			// idle deadline as a failed connection.
+			return nil, fmt.Errorf("no answer to the logs request within idle_timeout (%v), or no connection: %w", c.opts.IdleTimeout, err)
+		}
 		return nil, classify(err)
 	}
 	return rc, nil
