@@ -269,6 +269,7 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 		return nil
 	}
 	st.batch.Meta = meta.Load()
+	st.batch.Cursor = st.cursor.Clone()
 	if err := c.sink.Consume(ctx, &st.batch); err != nil {
 		return fmt.Errorf("sink: %w", err)
 	}

@@ -59,13 +59,26 @@ type Record struct {
 type Batch struct {
 	Meta    *Meta
 	Records []Record
+	// Cursor is the container's position just after the batch's last record.
+	// A sink reports it to its Acker once the batch is delivered; it is the
+	// sink's to keep.
+	Cursor Cursor
 }
 
-// Sink takes batches of records. Consume returns once the batch is accepted;
-// the cursor of a burst advances past a batch only after Consume returned nil.
-// A Sink must not retain the batch or the records' bodies after it returns:
-// their memory is reused for the next batch. Consume may block: that is
-// backpressure, and the burst stops reading while it does.
+// Sink takes batches of records. Consume returns once the batch is accepted
+// (copied, or written); the burst then reads on from the batch's cursor.
+// Delivery is acknowledged separately, through an Acker, so that checkpoints
+// advance only past records the backend has. A Sink must not retain the
+// batch's records or their bodies after Consume returns: their memory is
+// reused for the next batch. Consume may block: that is backpressure, and the
+// burst stops reading while it does.
 type Sink interface {
 	Consume(ctx context.Context, b *Batch) error
 }
+
+// Acker learns that every record of a container up to cursor was delivered.
+// Acknowledgements of one container arrive in order.
+type Acker interface {
+	Ack(containerID string, cursor Cursor)
+}
+

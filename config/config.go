@@ -56,6 +56,27 @@ type Config struct {
 	Backoff Backoff `koanf:"backoff"`
 	// LogLevel is the level of berth's own logs on stderr.
 	LogLevel string `koanf:"log_level"`
+	// OTLP is where records are exported. Empty fields defer to the
+	// standard OTEL_EXPORTER_OTLP_* environment variables.
+	OTLP OTLP `koanf:"otlp"`
+	// Stdout says whether records are also written to stdout as JSON lines:
+	// auto (only when no OTLP endpoint is configured), true or false.
+	Stdout string `koanf:"stdout"`
+	// MaxInFlightBytes bounds the records read but not yet acknowledged by
+	// the backend; when it is reached, reading pauses.
+	MaxInFlightBytes int64 `koanf:"max_in_flight_bytes"`
+	// CheckpointInterval is how often acknowledged positions are saved.
+	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
+}
+
+// OTLP configures the OTLP log exporter.
+type OTLP struct {
+	Endpoint    string            `koanf:"endpoint"`    // http://host:4318, https://host:4317 or host:port
+	Protocol    string            `koanf:"protocol"`    // grpc or http/protobuf
+	Insecure    bool              `koanf:"insecure"`    // plaintext to a host:port endpoint
+	Headers     map[string]string `koanf:"headers"`     // e.g. authorization
+	Compression string            `koanf:"compression"` // gzip (default) or none
+	Timeout     time.Duration     `koanf:"timeout"`     // per export request
 }
 
 // Backoff is an exponential, jittered, capped retry schedule.
@@ -68,19 +89,22 @@ type Backoff struct {
 // Default returns the configuration berth runs with when nothing is set.
 func Default() Config {
 	return Config{
-		DockerHost:        "",
-		StateDir:          "/var/lib/berth",
-		HTTPAddr:          "127.0.0.1:9477",
-		IdleTimeout:       30 * time.Second,
-		MaxBurst:          5 * time.Minute,
-		MaxLineBytes:      1 << 20,
-		InitialPosition:   "end",
-		ReattachTail:      100,
-		EventsIdleTimeout: 5 * time.Minute,
-		ControlTimeout:    10 * time.Second,
-		ShutdownTimeout:   10 * time.Second,
-		Backoff:           Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2},
-		LogLevel:          "info",
+		DockerHost:         "",
+		StateDir:           "/var/lib/berth",
+		HTTPAddr:           "127.0.0.1:9477",
+		IdleTimeout:        30 * time.Second,
+		MaxBurst:           5 * time.Minute,
+		MaxLineBytes:       1 << 20,
+		InitialPosition:    "end",
+		ReattachTail:       100,
+		EventsIdleTimeout:  5 * time.Minute,
+		ControlTimeout:     10 * time.Second,
+		ShutdownTimeout:    10 * time.Second,
+		Backoff:            Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2},
+		LogLevel:           "info",
+		Stdout:             "auto",
+		MaxInFlightBytes:   64 << 20,
+		CheckpointInterval: 5 * time.Second,
 	}
 }
 
@@ -189,6 +213,30 @@ func (c Config) Validate() error {
 	if c.Backoff.Multiplier < 1 {
 		bad("backoff.multiplier", "%v must be at least 1 (default 2)", c.Backoff.Multiplier)
 	}
+	switch c.OTLP.Protocol {
+	case "", "grpc", "http/protobuf":
+	default:
+		bad("otlp.protocol", "%q is not allowed; use grpc or http/protobuf", c.OTLP.Protocol)
+	}
+	switch c.OTLP.Compression {
+	case "", "gzip", "none":
+	default:
+		bad("otlp.compression", "%q is not allowed; use gzip or none", c.OTLP.Compression)
+	}
+	if c.OTLP.Timeout < 0 {
+		bad("otlp.timeout", "%v must not be negative", c.OTLP.Timeout)
+	}
+	switch c.Stdout {
+	case "auto", "true", "false":
+	default:
+		bad("stdout", "%q is not allowed; use auto, true or false", c.Stdout)
+	}
+	if c.MaxInFlightBytes < 1<<20 {
+		bad("max_in_flight_bytes", "%d is too small; use at least 1048576 (default 67108864)", c.MaxInFlightBytes)
+	}
+	if c.CheckpointInterval < 100*time.Millisecond {
+		bad("checkpoint_interval", "%v is too short; use at least 100ms (default 5s)", c.CheckpointInterval)
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -205,7 +253,7 @@ func Keys() []string {
 		for i := range t.NumField() {
 			f := t.Field(i)
 			name := prefix + f.Tag.Get("koanf")
-			if f.Type.Kind() == reflect.Struct {
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
 				walk(f.Type, name+".")
 				continue
 			}

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -33,7 +34,7 @@ func TestLoadNothingIsDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg != Default() {
+	if !reflect.DeepEqual(cfg, Default()) {
 		t.Errorf("Load() = %+v, want the defaults %+v", cfg, Default())
 	}
 }
@@ -200,7 +201,7 @@ func TestLoadEnvironment(t *testing.T) {
 	want.Backoff.Initial = time.Second
 	want.MaxLineBytes = 2048
 	want.LogLevel = "debug=really"
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load = %+v, want %+v", cfg, want)
 	}
 }
@@ -235,7 +236,7 @@ backoff:
 	want.Backoff.Max = time.Minute                // file, nested
 	want.Backoff.Multiplier = 1.5                 // env, nested
 	want.Backoff.Initial = 500 * time.Millisecond // default, nested
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load =\n%+v\nwant\n%+v", cfg, want)
 	}
 	if err := cfg.Validate(); err != nil {

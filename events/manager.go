@@ -70,8 +70,25 @@ type Config struct {
 	// HealthyAfter is how long a burst or events connection must last for
 	// its backoff to reset.
 	HealthyAfter time.Duration
-	Logger       *slog.Logger
+	// Checkpoints, if set, gives the delivered position of containers berth
+	// read before it restarted; they take precedence over InitialPosition.
+	Checkpoints Checkpoints
+	Logger      *slog.Logger
 }
+
+// Checkpoints is the manager's view of the checkpoint store.
+type Checkpoints interface {
+	Get(id string) (collectors.Cursor, bool)
+	Forget(id string)
+	IDs() []string
+}
+
+// noCheckpoints is the store of a berth that keeps none.
+type noCheckpoints struct{}
+
+func (noCheckpoints) Get(string) (collectors.Cursor, bool) { return collectors.Cursor{}, false }
+func (noCheckpoints) Forget(string)                        {}
+func (noCheckpoints) IDs() []string                        { return nil }
 
 // Manager runs the events subscription and the containers' state machines.
 type Manager struct {
@@ -91,6 +108,9 @@ func NewManager(src Source, col Collector, cfg Config) *Manager {
 	}
 	if cfg.HealthyAfter <= 0 {
 		cfg.HealthyAfter = 10 * time.Second
+	}
+	if cfg.Checkpoints == nil {
+		cfg.Checkpoints = noCheckpoints{}
 	}
 	return &Manager{src: src, col: col, cfg: cfg, log: cfg.Logger, statusReq: make(chan chan Status)}
 }
@@ -320,17 +340,22 @@ func (r *run) reconcile(msg sourceMsg) {
 		listed[c.ID] = true
 		ct, known := r.containers[c.ID]
 		if !known {
-			cursor := collectors.BeginningCursor()
-			if msg.initial && r.cfg.InitialPosition == PositionEnd {
-				// Lines written before berth started are not sent; with a
-				// threshold instead of "tail=0" nothing is lost between
-				// bursts, and a stopped container has nothing to read.
-				cursor = collectors.EndCursor(msg.at)
+			cursor, checkpointed := r.cfg.Checkpoints.Get(c.ID)
+			if !checkpointed {
+				cursor = collectors.BeginningCursor()
+				if msg.initial && r.cfg.InitialPosition == PositionEnd {
+					// Lines written before berth started are not sent; with
+					// a threshold instead of "tail=0" nothing is lost between
+					// bursts, and a stopped container has nothing to read.
+					cursor = collectors.EndCursor(msg.at)
+				}
 			}
 			ct = r.add(c.ID, c.Name, cursor)
 			ct.running = c.Running()
-			// A created container never ran: it has no log yet.
-			ct.drained = !ct.running && (!cursor.Threshold.IsZero() || c.State == "created")
+			// A created container never ran: it has no log yet. A stopped
+			// one read from its end has nothing new; with a checkpoint it
+			// may have written after berth stopped.
+			ct.drained = !ct.running && ((!cursor.Threshold.IsZero() && !checkpointed) || c.State == "created")
 			if !ct.running && c.State != "created" {
 				ct.state = StateStopped
 			}
@@ -351,6 +376,14 @@ func (r *run) reconcile(msg sourceMsg) {
 		if !listed[id] {
 			ct.removed, ct.running = true, false
 			r.step(ct)
+		}
+	}
+	if msg.initial {
+		// Containers removed while berth was not running.
+		for _, id := range r.cfg.Checkpoints.IDs() {
+			if !listed[id] {
+				r.cfg.Checkpoints.Forget(id)
+			}
 		}
 	}
 }
@@ -405,7 +438,11 @@ func (r *run) handleEvent(ev Event) {
 	r.step(ct)
 }
 
+// add starts tracking a container, from its checkpoint if it has one.
 func (r *run) add(id, name string, cursor collectors.Cursor) *container {
+	if cp, ok := r.cfg.Checkpoints.Get(id); ok {
+		cursor = cp
+	}
 	ct := &container{id: id, name: name, cursor: cursor, state: StateDiscovered, drained: true}
 	r.containers[id] = ct
 	return ct
@@ -436,6 +473,7 @@ func (r *run) step(ct *container) {
 	case ct.removed:
 		ct.state = StateRemoved
 		delete(r.containers, ct.id)
+		r.cfg.Checkpoints.Forget(ct.id)
 	case r.stopping:
 	case ct.unreadable:
 		ct.state = StateStopped

@@ -34,11 +34,14 @@ type JSONSink struct {
 	buf       []byte
 	resources map[*collectors.Meta][]byte // encoded resource of each published Meta
 	times     timeFormatter
+	acker     collectors.Acker
 }
 
-// NewJSONSink returns a sink writing to w (berth uses stdout).
-func NewJSONSink(w io.Writer) *JSONSink {
-	return &JSONSink{w: w, resources: make(map[*collectors.Meta][]byte)}
+// NewJSONSink returns a sink writing to w (berth uses stdout). A written
+// batch is delivered: it is acknowledged to acker at once, if acker is not
+// nil.
+func NewJSONSink(w io.Writer, acker collectors.Acker) *JSONSink {
+	return &JSONSink{w: w, resources: make(map[*collectors.Meta][]byte), acker: acker}
 }
 
 // maxCachedResources bounds the resource cache; it is rebuilt when full.
@@ -63,6 +66,9 @@ func (s *JSONSink) Consume(_ context.Context, b *collectors.Batch) error {
 	s.buf = buf
 	if _, err := s.w.Write(buf); err != nil {
 		return fmt.Errorf("write records: %w", err)
+	}
+	if s.acker != nil && b.Meta != nil {
+		s.acker.Ack(b.Meta.ID, b.Cursor)
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ type wireRecord struct {
 
 func TestJSONSinkSchema(t *testing.T) {
 	var out bytes.Buffer
-	s := NewJSONSink(&out)
+	s := NewJSONSink(&out, nil)
 	meta := &collectors.Meta{ID: "abc", Name: "web-1", ImageName: "registry:5000/app", ImageTags: []string{"1.2"}, ServiceName: "web", HostName: "h1"}
 	ts := time.Date(2024, 5, 1, 10, 20, 30, 1000, time.UTC)
 	bodies := []string{"plain", "", "quote \" backslash \\ tab \t ctrl \x01 cr \r", "ünïcödé ✓", "\xff\xfe invalid"}
@@ -88,7 +88,7 @@ type failWriter struct{}
 func (failWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
 
 func TestJSONSinkReportsWriteErrors(t *testing.T) {
-	s := NewJSONSink(failWriter{})
+	s := NewJSONSink(failWriter{}, nil)
 	err := s.Consume(context.Background(), &collectors.Batch{Meta: &collectors.Meta{}, Records: []collectors.Record{{Body: []byte("x"), Stream: collectors.Stdout}}})
 	if err == nil || !strings.Contains(err.Error(), "broken pipe") {
 		t.Fatalf("err = %v", err)
@@ -96,7 +96,7 @@ func TestJSONSinkReportsWriteErrors(t *testing.T) {
 }
 
 func BenchmarkJSONSink(b *testing.B) {
-	s := NewJSONSink(discard{})
+	s := NewJSONSink(discard{}, nil)
 	meta := &collectors.Meta{ID: strings.Repeat("a", 64), Name: "bench", ImageName: "app", ServiceName: "bench", HostName: "h"}
 	recs := make([]collectors.Record, 1024)
 	for i := range recs {

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berthlog/berth/checkpoint"
 	"github.com/berthlog/berth/collectors"
 	"github.com/berthlog/berth/collectors/dockerapi"
 	"github.com/berthlog/berth/config"
@@ -170,7 +171,17 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 	}
 	defer docker.Close()
 
-	sink := telemetry.NewJSONSink(stdout)
+	store, err := checkpoint.Open(cfg.StateDir, log)
+	if err != nil {
+		log.Error("cannot use the state directory; set state_dir (or --state-dir) to a directory berth can write", "err", err)
+		return exitFailure
+	}
+	sink, otlpSink, err := newSink(cfg, store, stdout, log)
+	if err != nil {
+		log.Error("cannot set up the exporter", "err", err)
+		return exitUsage
+	}
+
 	col := collectors.NewCollector(docker, sink, collectors.Config{
 		MaxBurst:     cfg.MaxBurst,
 		MaxLineBytes: cfg.MaxLineBytes,
@@ -180,8 +191,30 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 	mgr := events.NewManager(docker, col, events.Config{
 		InitialPosition: events.Position(cfg.InitialPosition),
 		Backoff:         events.Backoff(cfg.Backoff),
+		Checkpoints:     store,
 		Logger:          log,
 	})
+	saverCtx, stopSaver := context.WithCancel(context.Background())
+	var saver sync.WaitGroup
+	saver.Add(1)
+	go func() {
+		defer saver.Done()
+		store.Run(saverCtx, cfg.CheckpointInterval)
+	}()
+	// After the collector stops: deliver what was read, then save the
+	// checkpoints one last time.
+	defer func() {
+		saver.Wait()
+	}()
+	defer stopSaver()
+	if otlpSink != nil {
+		// On an early return; after a normal shutdown this returns at once.
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = otlpSink.Shutdown(ctx)
+		}()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -226,18 +259,68 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	deadline, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
 	select {
 	case err := <-done:
 		if err != nil {
 			log.Error("collector failed", "err", err)
 			return exitFailure
 		}
-		log.Info("stopped")
-		return exitOK
-	case <-time.After(cfg.ShutdownTimeout):
+	case <-deadline.Done():
 		log.Error("shutdown timed out: goroutines still running", "goroutines", runtime.NumGoroutine())
 		return exitFailure
 	}
+	if otlpSink != nil {
+		if err := otlpSink.Shutdown(deadline); err != nil {
+			log.Error("not every record read was delivered before the shutdown deadline; they are read again at the next start", "err", err)
+			return exitFailure
+		}
+	}
+	log.Info("stopped")
+	return exitOK
+}
+
+// newSink builds the outputs: OTLP when an endpoint is configured, JSON lines
+// on stdout when no endpoint is (or when stdout: true). The acknowledging
+// sink (OTLP if on, else stdout) advances the checkpoints.
+func newSink(cfg config.Config, store *checkpoint.Store, stdout io.Writer, log *slog.Logger) (collectors.Sink, *telemetry.OTLPSink, error) {
+	otlpCfg := telemetry.OTLPConfig{
+		Endpoint: cfg.OTLP.Endpoint, Protocol: cfg.OTLP.Protocol, Insecure: cfg.OTLP.Insecure,
+		Headers: cfg.OTLP.Headers, Compression: cfg.OTLP.Compression, Timeout: cfg.OTLP.Timeout,
+	}
+	otlpOn := telemetry.OTLPEnabled(otlpCfg, os.Getenv)
+	stdoutOn := cfg.Stdout == "true" || (cfg.Stdout == "auto" && !otlpOn)
+	if !otlpOn {
+		if !stdoutOn {
+			return nil, nil, errors.New("nothing to export to: stdout is false and no OTLP endpoint is set (otlp.endpoint or OTEL_EXPORTER_OTLP_ENDPOINT)")
+		}
+		return telemetry.NewJSONSink(stdout, store), nil, nil
+	}
+	exp, err := telemetry.NewOTLPExporter(context.Background(), otlpCfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	protocol, _ := telemetry.ResolveProtocol(otlpCfg, os.Getenv)
+	log.Info("exporting over OTLP", "protocol", protocol, "endpoint", firstNonEmpty(cfg.OTLP.Endpoint,
+		os.Getenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"), os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")), "stdout", stdoutOn)
+	otlpSink := telemetry.NewOTLPSink(exp, store, telemetry.OTLPSinkConfig{
+		MaxInFlightBytes: cfg.MaxInFlightBytes,
+		Backoff:          telemetry.BackoffConfig(cfg.Backoff),
+	}, log)
+	if stdoutOn {
+		return telemetry.Tee{telemetry.NewJSONSink(stdout, nil), otlpSink}, otlpSink, nil
+	}
+	return otlpSink, otlpSink, nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func newLogger(level string, w io.Writer) *slog.Logger {

@@ -1,0 +1,244 @@
+// Package checkpoint keeps each container's delivered position and persists
+// it in the state directory, so that berth resumes where the backend's
+// acknowledgements left off: a graceful restart loses and repeats nothing, a
+// crash repeats at most what was in flight.
+package checkpoint
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/berthlog/berth/collectors"
+)
+
+// FileName is the checkpoint file inside the state directory.
+const FileName = "checkpoints.json"
+
+// fileVersion is the format of the file; a file of another version is set
+// aside like a corrupt one.
+const fileVersion = 1
+
+// Store holds the acknowledged cursor of every container. It is safe for
+// concurrent use: sinks acknowledge from their goroutines, the manager reads
+// and forgets from its own.
+type Store struct {
+	path string
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	cursors map[string]collectors.Cursor
+	dirty   bool
+}
+
+// Open prepares the state directory (created 0700 if missing) and loads the
+// checkpoint file. A missing file is an empty store. An unreadable or corrupt
+// file is logged, renamed aside (kept for inspection) and replaced by an empty
+// store: berth keeps running and starts those containers from
+// initial_position. Only a state directory berth cannot create or write is an
+// error.
+func Open(dir string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w", dir, err)
+	}
+	s := &Store{path: filepath.Join(dir, FileName), log: log, cursors: map[string]collectors.Cursor{}}
+	// Prove now that checkpoints can be written, rather than at the first save.
+	probe, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return nil, fmt.Errorf("state_dir %s is not writable: %w", dir, err)
+	}
+	_ = probe.Close()
+	_ = os.Remove(probe.Name())
+
+	data, err := os.ReadFile(s.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return s, nil
+	case err == nil:
+		cursors, perr := decode(data)
+		if perr == nil {
+			s.cursors = cursors
+			return s, nil
+		}
+		err = perr
+	}
+	aside := fmt.Sprintf("%s.corrupt-%s", s.path, time.Now().UTC().Format("20060102T150405Z"))
+	rerr := os.Rename(s.path, aside)
+	log.Warn("checkpoint file unreadable; starting without checkpoints (containers start from initial_position)",
+		"path", s.path, "err", err, "kept_as", aside, "rename_err", rerr)
+	return s, nil
+}
+
+// Get returns a container's checkpoint.
+func (s *Store) Get(id string) (collectors.Cursor, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.cursors[id]
+	return c, ok
+}
+
+// IDs returns the containers that have a checkpoint.
+func (s *Store) IDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.cursors))
+	for id := range s.cursors {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// Ack records that a container's records up to cursor were delivered.
+// Implements collectors.Acker.
+func (s *Store) Ack(id string, cursor collectors.Cursor) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cursors[id] = cursor
+	s.dirty = true
+}
+
+// Forget drops a removed container's checkpoint.
+func (s *Store) Forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.cursors[id]; ok {
+		delete(s.cursors, id)
+		s.dirty = true
+	}
+}
+
+// Save writes the checkpoints if they changed: to a temporary file, synced,
+// then renamed over the old one, so a crash leaves the old file or the new
+// one, never a torn one.
+func (s *Store) Save() error {
+	s.mu.Lock()
+	if !s.dirty {
+		s.mu.Unlock()
+		return nil
+	}
+	data, err := encode(s.cursors)
+	s.dirty = false
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(s.path, data); err != nil {
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
+		return fmt.Errorf("save checkpoints: %w", err)
+	}
+	return nil
+}
+
+// Run saves every interval until ctx ends, then once more.
+func (s *Store) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := s.Save(); err != nil {
+				s.log.Error("cannot save checkpoints", "err", err)
+			}
+		case <-ctx.Done():
+			if err := s.Save(); err != nil {
+				s.log.Error("cannot save checkpoints", "err", err)
+			}
+			return
+		}
+	}
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".checkpoints-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op once renamed
+	if err := tmp.Chmod(0o600); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	// Make the rename itself durable.
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
+
+// The file format: stable field names, independent of Go's struct layout.
+type fileV1 struct {
+	Version    int                   `json:"version"`
+	Containers map[string]cursorJSON `json:"containers"`
+}
+
+type cursorJSON struct {
+	Threshold time.Time    `json:"threshold,omitzero"`
+	Stdout    streamCursor `json:"stdout,omitzero"`
+	Stderr    streamCursor `json:"stderr,omitzero"`
+}
+
+type streamCursor struct {
+	Time   time.Time `json:"time,omitzero"`
+	Hashes []uint32  `json:"hashes,omitempty"`
+}
+
+func encode(cursors map[string]collectors.Cursor) ([]byte, error) {
+	f := fileV1{Version: fileVersion, Containers: make(map[string]cursorJSON, len(cursors))}
+	for id, c := range cursors {
+		f.Containers[id] = cursorJSON{
+			Threshold: c.Threshold,
+			Stdout:    streamCursor{c.Streams[0].Time, c.Streams[0].Hashes},
+			Stderr:    streamCursor{c.Streams[1].Time, c.Streams[1].Hashes},
+		}
+	}
+	return json.MarshalIndent(f, "", " ")
+}
+
+func decode(data []byte) (map[string]collectors.Cursor, error) {
+	var f fileV1
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if f.Version != fileVersion {
+		return nil, fmt.Errorf("version %d, want %d", f.Version, fileVersion)
+	}
+	out := make(map[string]collectors.Cursor, len(f.Containers))
+	for id, cj := range f.Containers {
+		if id == "" {
+			return nil, errors.New("a checkpoint without a container id")
+		}
+		var c collectors.Cursor
+		c.Threshold = cj.Threshold
+		c.Streams[0].Time, c.Streams[0].Hashes = cj.Stdout.Time, cj.Stdout.Hashes
+		c.Streams[1].Time, c.Streams[1].Hashes = cj.Stderr.Time, cj.Stderr.Hashes
+		out[id] = c
+	}
+	return out, nil
+}

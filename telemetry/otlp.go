@@ -1,0 +1,422 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cenkalti/backoff/v4"
+	"go.opentelemetry.io/otel/attribute"
+	otellog "go.opentelemetry.io/otel/log"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	"go.opentelemetry.io/otel/sdk/resource"
+	"golang.org/x/sync/semaphore"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/berthlog/berth/collectors"
+)
+
+// OTLPSink exports records through an OpenTelemetry log exporter and
+// acknowledges a container's batches only after the backend accepted them.
+//
+// berth does not use the SDK's BatchProcessor: it cannot say which records
+// were delivered, and a checkpoint may only move past records the backend
+// has. Instead Consume copies a batch into the queue (blocking while the bytes
+// not yet acknowledged exceed the in-flight bound: backpressure, never a
+// drop) and one exporter goroutine sends the queue in order, retrying
+// retryable failures for as long as berth runs, then acknowledges.
+type OTLPSink struct {
+	exp       sdklog.Exporter
+	acker     collectors.Acker
+	log       *slog.Logger
+	cfg       OTLPSinkConfig
+	budget    *semaphore.Weighted
+	queue     chan *exportItem
+	stop      chan struct{}
+	done      chan struct{}
+	runCtx    context.Context
+	cancelRun context.CancelFunc
+	stopOnce  sync.Once
+	closed    atomic.Bool
+
+	mu        sync.Mutex
+	providers map[*collectors.Meta]otellog.Logger
+
+	stats OTLPStats
+}
+
+// OTLPSinkConfig tunes the sink.
+type OTLPSinkConfig struct {
+	// MaxInFlightBytes bounds the bytes of records accepted but not yet
+	// acknowledged.
+	MaxInFlightBytes int64
+	// MaxBatchRecords bounds one export request.
+	MaxBatchRecords int
+	// Backoff paces retries after a failed export.
+	Backoff BackoffConfig
+}
+
+// BackoffConfig is an exponential, jittered, capped schedule.
+type BackoffConfig struct {
+	Initial, Max time.Duration
+	Multiplier   float64
+}
+
+// OTLPStats counts what the sink did.
+type OTLPStats struct {
+	Exported        atomic.Int64 // records the backend accepted
+	Rejected        atomic.Int64 // records in batches the backend refused as invalid
+	RejectedBatches atomic.Int64
+	Failures        atomic.Int64 // failed export attempts (retried)
+	InFlightBytes   atomic.Int64
+}
+
+// recordOverhead is what a record costs besides its body, for the in-flight
+// bound.
+const recordOverhead = 256
+
+type exportItem struct {
+	id      string
+	name    string
+	cursor  collectors.Cursor
+	records []sdklog.Record
+	weight  int64
+}
+
+// NewOTLPSink starts the sink's exporter goroutine. Shutdown stops it.
+func NewOTLPSink(exp sdklog.Exporter, acker collectors.Acker, cfg OTLPSinkConfig, log *slog.Logger) *OTLPSink {
+	if cfg.MaxInFlightBytes <= 0 {
+		cfg.MaxInFlightBytes = 64 << 20
+	}
+	if cfg.MaxBatchRecords <= 0 {
+		cfg.MaxBatchRecords = 2048
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &OTLPSink{
+		exp: exp, acker: acker, log: log, cfg: cfg,
+		budget:    semaphore.NewWeighted(cfg.MaxInFlightBytes),
+		queue:     make(chan *exportItem, 1024),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		runCtx:    ctx,
+		cancelRun: cancel,
+		providers: make(map[*collectors.Meta]otellog.Logger),
+	}
+	go s.run()
+	return s
+}
+
+// Stats returns the sink's counters.
+func (s *OTLPSink) Stats() *OTLPStats { return &s.stats }
+
+// ErrSinkClosed says Consume was called after Shutdown.
+var ErrSinkClosed = errors.New("otlp sink is shut down")
+
+// Consume copies the batch into the export queue. It blocks while the
+// in-flight bound is reached. Implements collectors.Sink.
+func (s *OTLPSink) Consume(ctx context.Context, b *collectors.Batch) error {
+	if s.closed.Load() {
+		return ErrSinkClosed
+	}
+	var weight int64
+	for i := range b.Records {
+		weight += int64(len(b.Records[i].Body)) + recordOverhead
+	}
+	weight = min(weight, s.cfg.MaxInFlightBytes) // a huge batch alone still passes
+	if err := s.budget.Acquire(ctx, weight); err != nil {
+		return fmt.Errorf("wait for in-flight room: %w", err)
+	}
+	s.stats.InFlightBytes.Add(weight)
+	it := &exportItem{id: b.Meta.ID, name: b.Meta.Name, cursor: b.Cursor, weight: weight}
+	it.records = s.convert(b)
+	select {
+	case s.queue <- it:
+		return nil
+	case <-ctx.Done():
+		s.release(it)
+		return ctx.Err()
+	}
+}
+
+func (s *OTLPSink) release(it *exportItem) {
+	s.budget.Release(it.weight)
+	s.stats.InFlightBytes.Add(-it.weight)
+}
+
+// captureKey carries the slice a capture processor appends to.
+type captureKey struct{}
+
+// captureProcessor hands the SDK's finished record (resource and scope set
+// by its provider) back to the Consume that emitted it.
+type captureProcessor struct{}
+
+func (captureProcessor) OnEmit(ctx context.Context, r *sdklog.Record) error {
+	if dst, ok := ctx.Value(captureKey{}).(*[]sdklog.Record); ok {
+		*dst = append(*dst, r.Clone())
+	}
+	return nil
+}
+func (captureProcessor) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
+func (captureProcessor) Shutdown(context.Context) error                         { return nil }
+func (captureProcessor) ForceFlush(context.Context) error                       { return nil }
+
+// maxProviders bounds the per-container provider cache.
+const maxProviders = 4096
+
+// logger returns the logger whose resource describes the container.
+func (s *OTLPSink) logger(m *collectors.Meta) otellog.Logger {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.providers[m]; ok {
+		return l
+	}
+	if len(s.providers) >= maxProviders {
+		clear(s.providers)
+	}
+	lp := sdklog.NewLoggerProvider(
+		sdklog.WithResource(ContainerResource(m)),
+		sdklog.WithProcessor(captureProcessor{}),
+	)
+	l := lp.Logger("github.com/berthlog/berth", otellog.WithInstrumentationVersion(Version))
+	s.providers[m] = l
+	return l
+}
+
+// Version is berth's version, reported as the instrumentation scope's.
+var Version = "dev"
+
+// ContainerResource is the resource of a container's records, in
+// OpenTelemetry semantic conventions.
+func ContainerResource(m *collectors.Meta) *resource.Resource {
+	attrs := []attribute.KeyValue{
+		attribute.String("container.id", m.ID),
+		attribute.String("container.name", m.Name),
+		attribute.String("container.image.name", m.ImageName),
+		attribute.String("container.runtime", "docker"),
+		attribute.String("service.name", m.ServiceName),
+		attribute.String("host.name", m.HostName),
+	}
+	if len(m.ImageTags) > 0 {
+		attrs = append(attrs, attribute.StringSlice("container.image.tags", m.ImageTags))
+	}
+	return resource.NewSchemaless(attrs...)
+}
+
+var (
+	attrStdout    = attribute.String("log.iostream", "stdout")
+	attrStderr    = attribute.String("log.iostream", "stderr")
+	attrTruncated = attribute.Bool("log.truncated", true)
+)
+
+// convert turns a batch into SDK records. A body that is valid UTF-8 is a
+// string; any other is sent as bytes, exactly.
+func (s *OTLPSink) convert(b *collectors.Batch) []sdklog.Record {
+	out := make([]sdklog.Record, 0, len(b.Records))
+	ctx := context.WithValue(context.Background(), captureKey{}, &out)
+	l := s.logger(b.Meta)
+	for i := range b.Records {
+		r := &b.Records[i]
+		var lr otellog.Record
+		lr.SetTimestamp(r.Timestamp)
+		lr.SetObservedTimestamp(r.Observed)
+		if utf8.Valid(r.Body) {
+			lr.SetBody(attribute.StringValue(string(r.Body)))
+		} else {
+			lr.SetBody(attribute.ByteSliceValue(append([]byte(nil), r.Body...)))
+		}
+		if r.Stream == collectors.Stderr {
+			lr.AddAttributes(attrStderr)
+		} else {
+			lr.AddAttributes(attrStdout)
+		}
+		if r.Truncated {
+			lr.AddAttributes(attrTruncated)
+		}
+		l.Emit(ctx, lr)
+	}
+	return out
+}
+
+// run is the exporter goroutine: it sends the queue in order and
+// acknowledges what was delivered.
+func (s *OTLPSink) run() {
+	defer close(s.done)
+	var items []*exportItem
+	var recs []sdklog.Record
+	for {
+		items = items[:0]
+		select {
+		case it := <-s.queue:
+			items = append(items, it)
+		case <-s.stop:
+			// Flush what is queued, then end.
+			for {
+				select {
+				case it := <-s.queue:
+					s.exportItems([]*exportItem{it}, recs[:0])
+					continue
+				default:
+				}
+				return
+			}
+		}
+		n := len(items[0].records)
+	more:
+		for n < s.cfg.MaxBatchRecords {
+			select {
+			case it := <-s.queue:
+				items = append(items, it)
+				n += len(it.records)
+			default:
+				break more
+			}
+		}
+		recs = s.exportItems(items, recs[:0])
+	}
+}
+
+// exportItems exports the items as one request, retrying until it is
+// delivered, refused as invalid, or the shutdown deadline passes; then it
+// acknowledges and releases them.
+func (s *OTLPSink) exportItems(items []*exportItem, recs []sdklog.Record) []sdklog.Record {
+	for _, it := range items {
+		recs = append(recs, it.records...)
+	}
+	err := s.exportWithRetry(recs)
+	switch {
+	case err == nil:
+		s.stats.Exported.Add(int64(len(recs)))
+	case errors.Is(err, errRejected):
+		s.stats.Rejected.Add(int64(len(recs)))
+		s.stats.RejectedBatches.Add(1)
+		for _, it := range items {
+			s.log.Error("the backend rejected records as invalid; they are not retried",
+				"container", it.name, "id", shortID(it.id), "records", len(it.records), "err", err)
+		}
+	default:
+		// The shutdown deadline passed: not delivered, not acknowledged.
+		// They are read again after the restart.
+		for _, it := range items {
+			s.release(it)
+		}
+		clear(recs)
+		return recs
+	}
+	for _, it := range items {
+		if s.acker != nil {
+			s.acker.Ack(it.id, it.cursor)
+		}
+		s.release(it)
+		it.records = nil
+	}
+	clear(recs) // drop references to the records' memory
+	return recs
+}
+
+// errRejected marks an export the backend refused as invalid.
+var errRejected = errors.New("rejected by the backend")
+
+func (s *OTLPSink) exportWithRetry(recs []sdklog.Record) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = s.cfg.Backoff.Initial
+	bo.MaxInterval = s.cfg.Backoff.Max
+	bo.Multiplier = s.cfg.Backoff.Multiplier
+	bo.RandomizationFactor = 0.5
+	bo.MaxElapsedTime = 0 // never give up: the queue waits, the logs stay in Docker
+	bo.Reset()
+	for attempt := 1; ; attempt++ {
+		err := s.exp.Export(s.runCtx, recs)
+		if err == nil {
+			if attempt > 1 {
+				s.log.Info("export recovered", "attempts", attempt)
+			}
+			return nil
+		}
+		if s.runCtx.Err() != nil {
+			return s.runCtx.Err()
+		}
+		permanent, throttle := ClassifyExportError(err)
+		if permanent {
+			return fmt.Errorf("%w: %v", errRejected, err)
+		}
+		s.stats.Failures.Add(1)
+		d := max(bo.NextBackOff(), throttle)
+		if attempt == 1 || attempt%10 == 0 {
+			s.log.Warn("export failed; retrying (reading pauses when the in-flight bound is reached)",
+				"records", len(recs), "attempt", attempt, "retry_in", d.Round(time.Millisecond), "err", err)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-s.runCtx.Done():
+			t.Stop()
+			return s.runCtx.Err()
+		}
+	}
+}
+
+// Shutdown stops accepting batches, exports what is queued (retrying until
+// ctx ends), acknowledges it and returns. Records not delivered by then are
+// not acknowledged: berth reads them again after a restart. Call it after
+// the last Consume returned. It is idempotent.
+func (s *OTLPSink) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		s.closed.Store(true)
+		close(s.stop)
+	})
+	var err error
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		s.cancelRun()
+		<-s.done
+		err = fmt.Errorf("otlp sink: records still queued at the shutdown deadline: %w", ctx.Err())
+	}
+	s.cancelRun()
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return errors.Join(err, s.exp.Shutdown(sctx))
+}
+
+// httpStatus finds the status code in an OTLP/HTTP exporter's error
+// ("failed to send logs to URL: 400 Bad Request (body: ...)"): the exporter
+// does not expose it as a value. This is the one place where berth reads an
+// export error's words.
+var httpStatus = regexp.MustCompile(`failed to send logs to \S+: ([1-5][0-9][0-9]) `)
+
+// ClassifyExportError says whether an export error is permanent (the backend
+// refused the records as invalid: retrying the same records cannot succeed)
+// and how long the backend asked berth to wait, if it did. Authentication,
+// authorization and not-found answers are not permanent: they are
+// configuration faults, and berth waits for them to be fixed rather than
+// drop records.
+func ClassifyExportError(err error) (permanent bool, throttle time.Duration) {
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+		for _, d := range st.Details() {
+			if ri, ok := d.(*errdetails.RetryInfo); ok && ri.RetryDelay != nil {
+				throttle = ri.RetryDelay.AsDuration()
+			}
+		}
+		return st.Code() == codes.InvalidArgument, throttle
+	}
+	if m := httpStatus.FindStringSubmatch(err.Error()); m != nil {
+		code, _ := strconv.Atoi(m[1])
+		return code == 400 || code == 413, 0
+	}
+	return false, 0
+}
+
+func shortID(id string) string { return id[:min(12, len(id))] }
+
