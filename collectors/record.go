@@ -81,4 +81,3 @@ type Sink interface {
 type Acker interface {
 	Ack(containerID string, cursor Cursor)
 }
-

@@ -419,4 +419,3 @@ func ClassifyExportError(err error) (permanent bool, throttle time.Duration) {
 }
 
 func shortID(id string) string { return id[:min(12, len(id))] }
-
