@@ -11,6 +11,11 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // ErrNotFound says the container no longer exists.
@@ -91,7 +96,24 @@ type Config struct {
 	MaxLineBytes int           // longer lines are cut and marked truncated
 	ReattachTail int           // the first tail of a re-attach; widened when it leaves a gap
 	HostName     string        // the host.name of every record
+	// Observer, if set, is told what each batch and burst read.
+	Observer Observer
+	// Tracer, if set, traces each burst.
+	Tracer trace.Tracer
 }
+
+// Observer counts what the bursts read (berth's metrics implement it).
+type Observer interface {
+	// Read is called for every batch the sink accepted.
+	Read(stdoutLines, stdoutBytes, stderrLines, stderrBytes int64)
+	// BurstEnded is called once per burst.
+	BurstEnded(res *BurstResult)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Read(int64, int64, int64, int64) {}
+func (nopObserver) BurstEnded(*BurstResult)         {}
 
 // Collector runs bursts against a LogSource and hands records to a Sink.
 type Collector struct {
@@ -106,6 +128,12 @@ type Collector struct {
 func NewCollector(src LogSource, sink Sink, cfg Config) *Collector {
 	if cfg.ReattachTail < 1 {
 		cfg.ReattachTail = 1
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = tracenoop.NewTracerProvider().Tracer("berth")
 	}
 	c := &Collector{src: src, sink: sink, cfg: cfg}
 	c.state.New = func() any { return newBurstState() }
@@ -125,6 +153,9 @@ var errWiden = errors.New("tail window does not reach the cursor")
 // cancellation, and returns. It never blocks on a read without a deadline.
 func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 	start := time.Now()
+	ctx, span := c.cfg.Tracer.Start(ctx, "berth.burst", trace.WithAttributes(
+		attribute.String("container.id", spec.ID), attribute.Bool("follow", spec.Follow)))
+	defer span.End()
 	res := BurstResult{ID: spec.ID, Follow: spec.Follow}
 	st := c.state.Get().(*burstState)
 	defer c.state.Put(st)
@@ -150,6 +181,19 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 	res.Cursor = st.committed.Clone()
 	res.Duration = time.Since(start)
 	st.release()
+	c.cfg.Observer.BurstEnded(&res)
+	if span.IsRecording() {
+		name := ""
+		if m := spec.Meta.Load(); m != nil {
+			name = m.Name
+		}
+		span.SetAttributes(attribute.String("container.name", name), attribute.Int64("bytes", res.Bytes),
+			attribute.Int64("lines", res.Lines), attribute.String("end_reason", string(res.End)),
+			attribute.Int("requests", res.Requests))
+		if res.Err != nil {
+			span.SetStatus(codes.Error, res.Err.Error())
+		}
+	}
 	return res
 }
 
@@ -274,6 +318,13 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 		return fmt.Errorf("sink: %w", err)
 	}
 	res.Lines += int64(len(st.batch.Records))
+	var n, b [2]int64
+	for i := range st.batch.Records {
+		r := &st.batch.Records[i]
+		n[r.Stream-1]++
+		b[r.Stream-1] += int64(len(r.Body))
+	}
+	c.cfg.Observer.Read(n[0], b[0], n[1], b[1])
 	st.committed.copyFrom(&st.cursor)
 	st.batch.Records = st.batch.Records[:0]
 	st.arena = st.arena[:0]

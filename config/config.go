@@ -67,6 +67,10 @@ type Config struct {
 	MaxInFlightBytes int64 `koanf:"max_in_flight_bytes"`
 	// CheckpointInterval is how often acknowledged positions are saved.
 	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
+	// TraceSampling is the fraction of berth's own traces kept (0 to 1).
+	TraceSampling float64 `koanf:"trace_sampling"`
+	// MetricsInterval is how often berth's own metrics are pushed over OTLP.
+	MetricsInterval time.Duration `koanf:"metrics_interval"`
 }
 
 // OTLP configures the OTLP log exporter.
@@ -105,6 +109,8 @@ func Default() Config {
 		Stdout:             "auto",
 		MaxInFlightBytes:   64 << 20,
 		CheckpointInterval: 5 * time.Second,
+		TraceSampling:      1,
+		MetricsInterval:    30 * time.Second,
 	}
 }
 
@@ -236,6 +242,12 @@ func (c Config) Validate() error {
 	}
 	if c.CheckpointInterval < 100*time.Millisecond {
 		bad("checkpoint_interval", "%v is too short; use at least 100ms (default 5s)", c.CheckpointInterval)
+	}
+	if c.TraceSampling < 0 || c.TraceSampling > 1 {
+		bad("trace_sampling", "%v is out of range; use 0 to 1 (default 1)", c.TraceSampling)
+	}
+	if c.MetricsInterval < time.Second {
+		bad("metrics_interval", "%v is too short; use at least 1s (default 30s)", c.MetricsInterval)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

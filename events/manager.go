@@ -15,6 +15,10 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/berthlog/berth/collectors"
 )
@@ -74,7 +78,20 @@ type Config struct {
 	// read before it restarted; they take precedence over InitialPosition.
 	Checkpoints Checkpoints
 	Logger      *slog.Logger
+	// Observer, if set, counts events (re)connections.
+	Observer Observer
+	// Tracer, if set, traces each (re)connection and reconcile.
+	Tracer trace.Tracer
 }
+
+// Observer counts what the subscriber does (berth's metrics implement it).
+type Observer interface {
+	EventsConnected()
+}
+
+type nopObserver struct{}
+
+func (nopObserver) EventsConnected() {}
 
 // Checkpoints is the manager's view of the checkpoint store.
 type Checkpoints interface {
@@ -111,6 +128,12 @@ func NewManager(src Source, col Collector, cfg Config) *Manager {
 	}
 	if cfg.Checkpoints == nil {
 		cfg.Checkpoints = noCheckpoints{}
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = tracenoop.NewTracerProvider().Tracer("berth")
 	}
 	return &Manager{src: src, col: col, cfg: cfg, log: cfg.Logger, statusReq: make(chan chan Status)}
 }
@@ -239,6 +262,7 @@ func (m *Manager) subscribe(ctx context.Context, since time.Time, out chan<- sou
 	}
 	for {
 		connected := time.Now()
+		_, span := m.cfg.Tracer.Start(ctx, "berth.events.connect", trace.WithAttributes(attribute.Bool("initial", initial)))
 		stream, err := m.src.Subscribe(ctx, since)
 		var list []Container
 		if err == nil {
@@ -246,6 +270,13 @@ func (m *Manager) subscribe(ctx context.Context, since time.Time, out chan<- sou
 				_ = stream.Close()
 			}
 		}
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		} else {
+			span.SetAttributes(attribute.Int("containers", len(list)))
+			m.cfg.Observer.EventsConnected()
+		}
+		span.End()
 		if err != nil {
 			if ctx.Err() != nil {
 				return

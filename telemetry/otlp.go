@@ -14,9 +14,12 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
 	otellog "go.opentelemetry.io/otel/log"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/sdk/resource"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/semaphore"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -63,6 +66,8 @@ type OTLPSinkConfig struct {
 	MaxBatchRecords int
 	// Backoff paces retries after a failed export.
 	Backoff BackoffConfig
+	// Tracer traces each export batch; nil: not traced.
+	Tracer trace.Tracer
 }
 
 // BackoffConfig is an exponential, jittered, capped schedule.
@@ -78,6 +83,9 @@ type OTLPStats struct {
 	RejectedBatches atomic.Int64
 	Failures        atomic.Int64 // failed export attempts (retried)
 	InFlightBytes   atomic.Int64
+	newest          atomic.Int64 // UnixNano of the newest acknowledged record's timestamp
+	lastFailed      atomic.Bool  // the last export attempt failed
+	lastError       atomic.Pointer[string]
 }
 
 // recordOverhead is what a record costs besides its body, for the in-flight
@@ -103,6 +111,9 @@ func NewOTLPSink(exp sdklog.Exporter, acker collectors.Acker, cfg OTLPSinkConfig
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = tracenoop.NewTracerProvider().Tracer("berth")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &OTLPSink{
 		exp: exp, acker: acker, log: log, cfg: cfg,
@@ -120,6 +131,28 @@ func NewOTLPSink(exp sdklog.Exporter, acker collectors.Acker, cfg OTLPSinkConfig
 
 // Stats returns the sink's counters.
 func (s *OTLPSink) Stats() *OTLPStats { return &s.stats }
+
+// Lag is now minus the timestamp of the newest record the backend
+// acknowledged; false before the first acknowledgement.
+func (s *OTLPSink) Lag() (time.Duration, bool) {
+	n := s.stats.newest.Load()
+	if n == 0 {
+		return 0, false
+	}
+	return time.Since(time.Unix(0, n)), true
+}
+
+// Healthy reports whether the last export attempt succeeded (true before
+// any), and the last export error if it did not.
+func (s *OTLPSink) Healthy() (bool, string) {
+	if !s.stats.lastFailed.Load() {
+		return true, ""
+	}
+	if e := s.stats.lastError.Load(); e != nil {
+		return false, *e
+	}
+	return false, "export failing"
+}
 
 // ErrSinkClosed says Consume was called after Shutdown.
 var ErrSinkClosed = errors.New("otlp sink is shut down")
@@ -291,13 +324,37 @@ func (s *OTLPSink) run() {
 // delivered, refused as invalid, or the shutdown deadline passes; then it
 // acknowledges and releases them.
 func (s *OTLPSink) exportItems(items []*exportItem, recs []sdklog.Record) []sdklog.Record {
+	var weight int64
 	for _, it := range items {
 		recs = append(recs, it.records...)
+		weight += it.weight
 	}
+	_, span := s.cfg.Tracer.Start(s.runCtx, "berth.export", trace.WithAttributes(
+		attribute.Int("records", len(recs)), attribute.Int64("bytes", weight), attribute.Int("containers", len(items))))
 	err := s.exportWithRetry(recs)
+	outcome := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, errRejected):
+		outcome = "rejected"
+	default:
+		outcome = "undelivered"
+	}
+	span.SetAttributes(attribute.String("outcome", outcome))
+	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
+	}
+	span.End()
 	switch {
 	case err == nil:
 		s.stats.Exported.Add(int64(len(recs)))
+		var newest int64
+		for i := range recs {
+			newest = max(newest, recs[i].Timestamp().UnixNano())
+		}
+		if newest > s.stats.newest.Load() {
+			s.stats.newest.Store(newest)
+		}
 	case errors.Is(err, errRejected):
 		s.stats.Rejected.Add(int64(len(recs)))
 		s.stats.RejectedBatches.Add(1)
@@ -338,6 +395,11 @@ func (s *OTLPSink) exportWithRetry(recs []sdklog.Record) error {
 	bo.Reset()
 	for attempt := 1; ; attempt++ {
 		err := s.exp.Export(s.runCtx, recs)
+		s.stats.lastFailed.Store(err != nil)
+		if err != nil {
+			msg := err.Error()
+			s.stats.lastError.Store(&msg)
+		}
 		if err == nil {
 			if attempt > 1 {
 				s.log.Info("export recovered", "attempts", attempt)

@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,6 +52,7 @@ const usage = `berth collects the logs of every Docker container on this host.
 Usage:
   berth [flags]                 run the collector until SIGINT or SIGTERM
   berth check-config [flags]    validate the configuration; exit 2 naming the bad key
+  berth status [flags]          show a running berth's containers, streams, lag and health
   berth version                 print the version
 
 Flags:
@@ -68,6 +68,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "berth %s (commit %s, built %s, %s)\n", version, commit, date, runtime.Version())
 		return exitOK
 	case "", "check-config":
+	case "status":
+		return statusCommand(args, environ, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		newFlags(stdout).fs.PrintDefaults()
@@ -176,7 +178,23 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 		log.Error("cannot use the state directory; set state_dir (or --state-dir) to a directory berth can write", "err", err)
 		return exitFailure
 	}
-	sink, otlpSink, err := newSink(cfg, store, stdout, log)
+	otlpCfg := otlpConfig(cfg)
+	self, err := telemetry.NewSelf(context.Background(), telemetry.SelfConfig{
+		OTLP: otlpCfg, Enabled: telemetry.OTLPEnabled(otlpCfg, os.Getenv),
+		TraceSampling: cfg.TraceSampling, MetricInterval: cfg.MetricsInterval,
+		Version: version, HostName: host,
+	})
+	if err != nil {
+		log.Error("cannot set up berth's own telemetry", "err", err)
+		return exitUsage
+	}
+	// Runs last: the final metrics and spans go out after everything else.
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = self.Shutdown(ctx)
+	}()
+	sink, otlpSink, err := newSink(cfg, otlpCfg, store, stdout, self, log)
 	if err != nil {
 		log.Error("cannot set up the exporter", "err", err)
 		return exitUsage
@@ -187,13 +205,21 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 		MaxLineBytes: cfg.MaxLineBytes,
 		ReattachTail: cfg.ReattachTail,
 		HostName:     host,
+		Observer:     self.Metrics,
+		Tracer:       self.Tracer(),
 	})
 	mgr := events.NewManager(docker, col, events.Config{
 		InitialPosition: events.Position(cfg.InitialPosition),
 		Backoff:         events.Backoff(cfg.Backoff),
 		Checkpoints:     store,
 		Logger:          log,
+		Observer:        self.Metrics,
+		Tracer:          self.Tracer(),
 	})
+	if err := self.Metrics.Observe(telemetry.Gauges{Containers: containerGauges(mgr), Sink: otlpSink}); err != nil {
+		log.Error("cannot register metrics", "err", err)
+		return exitFailure
+	}
 	saverCtx, stopSaver := context.WithCancel(context.Background())
 	var saver sync.WaitGroup
 	saver.Add(1)
@@ -226,7 +252,7 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 			log.Error("cannot listen on http_addr", "addr", cfg.HTTPAddr, "err", err)
 			return exitFailure
 		}
-		srv = &http.Server{Handler: newMux(mgr), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: newMux(mgr, self, otlpSink, time.Now()), ReadHeaderTimeout: 5 * time.Second}
 		log.Info("serving health endpoints", "addr", ln.Addr().String())
 		var served sync.WaitGroup
 		served.Add(1)
@@ -284,11 +310,7 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 // newSink builds the outputs: OTLP when an endpoint is configured, JSON lines
 // on stdout when no endpoint is (or when stdout: true). The acknowledging
 // sink (OTLP if on, else stdout) advances the checkpoints.
-func newSink(cfg config.Config, store *checkpoint.Store, stdout io.Writer, log *slog.Logger) (collectors.Sink, *telemetry.OTLPSink, error) {
-	otlpCfg := telemetry.OTLPConfig{
-		Endpoint: cfg.OTLP.Endpoint, Protocol: cfg.OTLP.Protocol, Insecure: cfg.OTLP.Insecure,
-		Headers: cfg.OTLP.Headers, Compression: cfg.OTLP.Compression, Timeout: cfg.OTLP.Timeout,
-	}
+func newSink(cfg config.Config, otlpCfg telemetry.OTLPConfig, store *checkpoint.Store, stdout io.Writer, self *telemetry.Self, log *slog.Logger) (collectors.Sink, *telemetry.OTLPSink, error) {
 	otlpOn := telemetry.OTLPEnabled(otlpCfg, os.Getenv)
 	stdoutOn := cfg.Stdout == "true" || (cfg.Stdout == "auto" && !otlpOn)
 	if !otlpOn {
@@ -307,11 +329,19 @@ func newSink(cfg config.Config, store *checkpoint.Store, stdout io.Writer, log *
 	otlpSink := telemetry.NewOTLPSink(exp, store, telemetry.OTLPSinkConfig{
 		MaxInFlightBytes: cfg.MaxInFlightBytes,
 		Backoff:          telemetry.BackoffConfig(cfg.Backoff),
+		Tracer:           self.Tracer(),
 	}, log)
 	if stdoutOn {
 		return telemetry.Tee{telemetry.NewJSONSink(stdout, nil), otlpSink}, otlpSink, nil
 	}
 	return otlpSink, otlpSink, nil
+}
+
+func otlpConfig(cfg config.Config) telemetry.OTLPConfig {
+	return telemetry.OTLPConfig{
+		Endpoint: cfg.OTLP.Endpoint, Protocol: cfg.OTLP.Protocol, Insecure: cfg.OTLP.Insecure,
+		Headers: cfg.OTLP.Headers, Compression: cfg.OTLP.Compression, Timeout: cfg.OTLP.Timeout,
+	}
 }
 
 func firstNonEmpty(s ...string) string {
@@ -327,34 +357,4 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
-}
-
-// newMux serves berth's health endpoints.
-func newMux(mgr *events.Manager) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !mgr.Connected() {
-			http.Error(w, "not ready: the Docker events stream is not connected", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		st, err := mgr.Status(ctx)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(struct {
-			Goroutines int `json:"goroutines"`
-			events.Status
-		}{runtime.NumGoroutine(), st})
-	})
-	return mux
 }
