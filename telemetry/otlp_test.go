@@ -88,7 +88,9 @@ func batchOf(meta *collectors.Meta, pos int, bodies ...string) *collectors.Batch
 	return b
 }
 
-func fastBackoff() BackoffConfig { return BackoffConfig{Initial: time.Millisecond, Max: 5 * time.Millisecond, Multiplier: 2} }
+func fastBackoff() BackoffConfig {
+	return BackoffConfig{Initial: time.Millisecond, Max: 5 * time.Millisecond, Multiplier: 2}
+}
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -168,14 +168,14 @@ func (s *Self) Shutdown(ctx context.Context) error {
 // Metrics holds berth's instruments. Its methods are safe for concurrent use
 // and cheap on the per-batch path: attribute sets are built once.
 type Metrics struct {
-	recordsRead, bytesRead  metric.Int64Counter
-	burstDuration           metric.Float64Histogram
-	deadlineExpiries        metric.Int64Counter
-	eventsReconnects        metric.Int64Counter
-	stdoutSet, stderrSet    metric.MeasurementOption
-	idleSet, maxBurstSet    metric.MeasurementOption
-	endSets                 map[collectors.EndReason]metric.MeasurementOption
-	meter                   metric.Meter
+	recordsRead, bytesRead metric.Int64Counter
+	burstDuration          metric.Float64Histogram
+	deadlineExpiries       metric.Int64Counter
+	eventsReconnects       metric.Int64Counter
+	stdoutSet, stderrSet   metric.MeasurementOption
+	idleSet, maxBurstSet   metric.MeasurementOption
+	endSets                map[collectors.EndReason]metric.MeasurementOption
+	meter                  metric.Meter
 }
 
 func newMetrics(meter metric.Meter) (*Metrics, error) {
