@@ -112,7 +112,7 @@ func NewOTLPExporter(ctx context.Context, c OTLPConfig) (sdklog.Exporter, error)
 		})}
 		switch {
 		case hasScheme:
-			opts = append(opts, otlploghttp.WithEndpointURL(c.Endpoint))
+			opts = append(opts, otlploghttp.WithEndpointURL(SignalURL(c.Endpoint, "/v1/logs")))
 		case c.Endpoint != "":
 			opts = append(opts, otlploghttp.WithEndpoint(c.Endpoint))
 		}
@@ -133,4 +133,17 @@ func NewOTLPExporter(ctx context.Context, c OTLPConfig) (sdklog.Exporter, error)
 		}
 		return otlploghttp.New(ctx, opts...)
 	}
+}
+
+// SignalURL joins a base endpoint URL, as otlp.endpoint and
+// OTEL_EXPORTER_OTLP_ENDPOINT give it, with a signal's path: for OTLP/HTTP
+// http://host:4318 sends logs to http://host:4318/v1/logs, and
+// http://host/otlp to http://host/otlp/v1/logs.
+func SignalURL(base, signalPath string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return base
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + signalPath
+	return u.String()
 }

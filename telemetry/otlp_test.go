@@ -312,3 +312,16 @@ func TestResolveProtocol(t *testing.T) {
 		t.Error("OTLPEnabled does not follow the endpoint settings")
 	}
 }
+
+func TestSignalURL(t *testing.T) {
+	for base, want := range map[string]string{
+		"http://127.0.0.1:4318":    "http://127.0.0.1:4318/v1/logs",
+		"http://127.0.0.1:4318/":   "http://127.0.0.1:4318/v1/logs",
+		"https://gw.example/otlp":  "https://gw.example/otlp/v1/logs",
+		"https://gw.example/otlp/": "https://gw.example/otlp/v1/logs",
+	} {
+		if got := SignalURL(base, "/v1/logs"); got != want {
+			t.Errorf("SignalURL(%q) = %q, want %q", base, got, want)
+		}
+	}
+}

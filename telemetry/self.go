@@ -129,7 +129,8 @@ func newSelfExporters(ctx context.Context, protocol string, c OTLPConfig) (sdkme
 	var to []otlptracehttp.Option
 	switch {
 	case hasScheme:
-		mo, to = append(mo, otlpmetrichttp.WithEndpointURL(c.Endpoint)), append(to, otlptracehttp.WithEndpointURL(c.Endpoint))
+		mo = append(mo, otlpmetrichttp.WithEndpointURL(SignalURL(c.Endpoint, "/v1/metrics")))
+		to = append(to, otlptracehttp.WithEndpointURL(SignalURL(c.Endpoint, "/v1/traces")))
 	case c.Endpoint != "":
 		mo, to = append(mo, otlpmetrichttp.WithEndpoint(c.Endpoint)), append(to, otlptracehttp.WithEndpoint(c.Endpoint))
 	}
