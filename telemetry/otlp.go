@@ -68,6 +68,8 @@ type OTLPSinkConfig struct {
 	Backoff BackoffConfig
 	// Tracer traces each export batch; nil: not traced.
 	Tracer trace.Tracer
+	// Version is berth's version, reported as the instrumentation scope's.
+	Version string
 }
 
 // BackoffConfig is an exponential, jittered, capped schedule.
@@ -222,13 +224,10 @@ func (s *OTLPSink) logger(m *collectors.Meta) otellog.Logger {
 		sdklog.WithResource(ContainerResource(m)),
 		sdklog.WithProcessor(captureProcessor{}),
 	)
-	l := lp.Logger("github.com/berthlog/berth", otellog.WithInstrumentationVersion(Version))
+	l := lp.Logger("github.com/berthlog/berth", otellog.WithInstrumentationVersion(s.cfg.Version))
 	s.providers[m] = l
 	return l
 }
-
-// Version is berth's version, reported as the instrumentation scope's.
-var Version = "dev"
 
 // ContainerResource is the resource of a container's records, in
 // OpenTelemetry semantic conventions.

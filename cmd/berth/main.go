@@ -330,6 +330,7 @@ func newSink(cfg config.Config, otlpCfg telemetry.OTLPConfig, store *checkpoint.
 		MaxInFlightBytes: cfg.MaxInFlightBytes,
 		Backoff:          telemetry.BackoffConfig(cfg.Backoff),
 		Tracer:           self.Tracer(),
+		Version:          version,
 	}, log)
 	if stdoutOn {
 		return telemetry.Tee{telemetry.NewJSONSink(stdout, nil), otlpSink}, otlpSink, nil
