@@ -362,6 +362,9 @@ func classify(err error) error {
 	switch {
 	case errdefs.IsNotFound(err):
 		return fmt.Errorf("%w: %v", collectors.ErrNotFound, err)
+	case errdefs.IsConflict(err):
+		// "dead or marked for removal": its log is going away with it.
+		return fmt.Errorf("%w: %v", collectors.ErrNotFound, err)
 	case errdefs.IsNotImplemented(err):
 		return fmt.Errorf("%w: %v", collectors.ErrLogsUnsupported, err)
 	}
