@@ -277,33 +277,41 @@ func (rr *rawReader) next() (Stream, []byte, bool, error) {
 	}
 }
 
-// cut returns the next whole message in acc, if there is one.
+// cut returns the next whole message in acc, if there is one. A message ends
+// at its newline, or, when it is a partial chunk, where the next message's
+// timestamp starts. A partial chunk holds 16 KiB of the container's output,
+// but json-file stores a UTF-8 character split by the chunking (or any
+// invalid byte) as U+FFFD, so the daemon may return a few bytes more: the
+// boundary is the first timestamp at or after 16 KiB of content.
 func (rr *rawReader) cut() (msg []byte, truncated, ok bool) {
 	a := rr.acc[rr.off:]
 	if len(a) == 0 {
 		return nil, false, false
 	}
-	window := tsWidth + chunkSize
-	if i := bytes.IndexByte(a[:min(len(a), window+1)], '\n'); i >= 0 {
-		rr.off += i + 1
-		return a[:i+1], false, true
+	minCut := tsWidth + chunkSize
+	nl := bytes.IndexByte(a, '\n')
+	if nl >= 0 && nl < minCut {
+		rr.off += nl + 1
+		return a[:nl+1], false, true
 	}
-	if len(a) >= window+tsWidth && looksLikeTimestamp(a[window:]) {
-		rr.off += window
-		return a[:window], false, true
+	end := len(a)
+	if nl >= 0 {
+		end = nl
 	}
-	if len(a) > window {
-		// Not Docker's chunking: the line simply goes on. Wait for its
-		// newline, up to the limit.
-		if i := bytes.IndexByte(a, '\n'); i >= 0 {
-			rr.off += i + 1
-			return a[:i+1], false, true
+	for p := minCut; p+tsWidth <= end; p++ {
+		if a[p] >= '0' && a[p] <= '9' && looksLikeTimestamp(a[p:]) {
+			rr.off += p
+			return a[:p], false, true
 		}
-		if len(a) >= rr.limit {
-			rr.off = len(rr.acc)
-			rr.drop = true
-			return a, true, true
-		}
+	}
+	if nl >= 0 {
+		rr.off += nl + 1
+		return a[:nl+1], false, true
+	}
+	if len(a) >= rr.limit {
+		rr.off = len(rr.acc)
+		rr.drop = true
+		return a, true, true
 	}
 	return nil, false, false
 }

@@ -191,3 +191,32 @@ func TestClip(t *testing.T) {
 		}
 	}
 }
+
+func TestRawReaderChunkWithReplacementCharacters(t *testing.T) {
+	// json-file stores the half of "é" that ends a chunk as U+FFFD: the
+	// chunk comes back 2 bytes longer than 16 KiB.
+	chunk := strings.Repeat("a", chunkSize-1) + "\uFFFD"
+	ts2 := "2024-05-01T10:20:30.223456789Z"
+	in := ts1 + " " + chunk + ts2 + " \uFFFDrest\r\n" + ts2 + " next\r\n"
+	rr := &rawReader{r: bufio.NewReaderSize(strings.NewReader(in), 4096), limit: 1 << 20}
+	var got []string
+	for {
+		_, msg, _, err := rr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(msg))
+	}
+	want := []string{ts1 + " " + chunk, ts2 + " \uFFFDrest\r\n", ts2 + " next\r\n"}
+	if len(got) != len(want) {
+		t.Fatalf("got %d messages, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("message %d: got len %d, want len %d", i, len(got[i]), len(want[i]))
+		}
+	}
+}
