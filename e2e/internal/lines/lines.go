@@ -1,0 +1,137 @@
+// Package lines defines the log lines that e2e/loggen writes and that the e2e
+// tests parse and rebuild. Both sides use this one package, so a test can
+// rebuild the exact bytes a generator wrote from the run id and sequence
+// number it reads back.
+//
+// Every line that carries a sequence number starts with
+//
+//	run=<run id> stream=<out|err> seq=<%06d>
+//
+// followed by optional padding.
+package lines
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Docker's log copier cuts lines longer than SplitSize into chunks of
+// SplitSize bytes (daemon/logger/copier.go, defaultBufSize).
+const SplitSize = 16 * 1024
+
+// MaxStraddles bounds how many SplitSize boundaries of a Big line carry a
+// multi-byte UTF-8 character cut in two by the split. Boundaries beyond it
+// carry ASCII, so that a truncation at max_line_bytes (a multiple of SplitSize
+// with the default 1 MiB) falls between ASCII bytes.
+const MaxStraddles = 12
+
+// Stream labels written in the lines.
+const (
+	Out = "out"
+	Err = "err"
+)
+
+const filler = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+// Prefix returns the parseable head of a line.
+func Prefix(run, stream string, seq int) string {
+	return fmt.Sprintf("run=%s stream=%s seq=%06d", run, stream, seq)
+}
+
+// Format returns a normal line. With size > len(prefix)+1 the line is padded
+// with " " and ASCII filler to exactly size bytes.
+func Format(run, stream string, seq, size int) string {
+	p := Prefix(run, stream, seq)
+	if size <= len(p)+1 {
+		return p
+	}
+	var b strings.Builder
+	b.Grow(size)
+	b.WriteString(p)
+	b.WriteByte(' ')
+	for i := b.Len(); i < size; i++ {
+		b.WriteByte(filler[i%len(filler)])
+	}
+	return b.String()
+}
+
+// straddlers are placed so that Docker's split falls inside them: "€" (3
+// bytes) starts one byte before a boundary, "😀" (4 bytes) two bytes before.
+var straddlers = []struct {
+	s      string
+	before int
+}{{"€", 1}, {"😀", 2}}
+
+// Big returns a line of exactly size bytes. At the first MaxStraddles
+// multiples of SplitSize that fit, a multi-byte UTF-8 character straddles the
+// boundary, so Docker's split falls inside it. The result is valid UTF-8.
+func Big(run, stream string, seq, size int) string {
+	p := fmt.Sprintf("%s big=%d ", Prefix(run, stream, seq), size)
+	b := make([]byte, 0, size)
+	b = append(b, p...)
+	k := 1
+	for len(b) < size {
+		if k <= MaxStraddles {
+			st := straddlers[(k-1)%len(straddlers)]
+			start := k*SplitSize - st.before
+			if len(b) == start && start+len(st.s) <= size {
+				b = append(b, st.s...)
+				k++
+				continue
+			}
+			if len(b) > start { // boundary inside the prefix: skip it
+				k++
+				continue
+			}
+		}
+		b = append(b, filler[len(b)%len(filler)])
+	}
+	return string(b)
+}
+
+// StraddleOffsets returns the byte offsets of the straddling characters that
+// Big places in a line of the given size (for tests of the generator).
+func StraddleOffsets(size int) []int {
+	var out []int
+	for k := 1; k <= MaxStraddles; k++ {
+		st := straddlers[(k-1)%len(straddlers)]
+		start := k*SplitSize - st.before
+		if start+len(st.s) <= size {
+			out = append(out, start)
+		}
+	}
+	return out
+}
+
+// InvalidUTF8 returns a line whose tail is not valid UTF-8.
+func InvalidUTF8(run, stream string, seq int) string {
+	return Prefix(run, stream, seq) + " invalid=\xff\xfe\xfd-\xc3\x28-\xe2\x82-\xf0\x9f\x98 end"
+}
+
+// Parsed is what Parse reads from a line's head.
+type Parsed struct {
+	Run    string
+	Stream string
+	Seq    int
+}
+
+// Parse reads the head of a line. ok is false for a line without one (the
+// empty line, or anything not written by loggen).
+func Parse(line string) (p Parsed, ok bool) {
+	f := strings.SplitN(line, " ", 4)
+	if len(f) < 3 {
+		return p, false
+	}
+	run, ok1 := strings.CutPrefix(f[0], "run=")
+	st, ok2 := strings.CutPrefix(f[1], "stream=")
+	sq, ok3 := strings.CutPrefix(f[2], "seq=")
+	if !ok1 || !ok2 || !ok3 || run == "" {
+		return p, false
+	}
+	n, err := strconv.Atoi(sq)
+	if err != nil || n < 0 {
+		return p, false
+	}
+	return Parsed{Run: run, Stream: st, Seq: n}, true
+}
