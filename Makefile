@@ -13,3 +13,19 @@ build:
 
 bench:
 	@. scripts/lib.sh && ensure_go && go test -run '^$$' -bench . -benchmem ./collectors/ ./telemetry/
+
+# soak-plot: run the soak test (e2e/soak_test.go, about 6 minutes against the
+# local Docker daemon), which writes its samples to docs/soak.csv, then draw
+# docs/soak.png from them with tools/soakplot (its own module: gonum/plot stays
+# out of berth's dependencies). The plot is drawn even when the soak fails
+# (if it got as far as writing its samples); the target then fails with the
+# soak's status.
+.PHONY: soak-plot
+soak-plot:
+	@. scripts/lib.sh && ensure_go && ensure_docker || exit 1; \
+	  status=0; start=$$(date +%s); \
+	  BERTH_E2E=1 BERTH_SOAK_OUT=docs/soak.csv go test -tags e2e -race -count=1 -run '^TestSoak$$' -v -timeout 20m ./e2e/ || status=$$?; \
+	  if [ -s docs/soak.csv ] && [ $$(stat -c %Y docs/soak.csv) -ge $$start ]; then \
+	    (cd tools/soakplot && go run . -in ../../docs/soak.csv -out ../../docs/soak.png) || status=$$?; \
+	  else echo "soak-plot: the soak wrote no docs/soak.csv; nothing to plot" >&2; fi; \
+	  exit $$status

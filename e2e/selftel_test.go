@@ -96,6 +96,9 @@ func TestSelfTelemetry(t *testing.T) {
 		if len(tel.spansNamed("berth.export", "", "")) == 0 {
 			missing = append(missing, "berth.export span")
 		}
+		if len(tel.spansNamed("berth.events.connect", "", "")) == 0 {
+			missing = append(missing, "berth.events.connect span")
+		}
 		if len(tel.pointsNamed("go.goroutine.count")) == 0 {
 			missing = append(missing, "go.goroutine.count")
 		}
@@ -134,8 +137,27 @@ func TestSelfTelemetry(t *testing.T) {
 	if lines != n {
 		t.Errorf("the container's berth.burst spans count %d lines, want %d", lines, n)
 	}
+	for _, s := range tel.spansNamed("berth.burst", "", "") {
+		switch s.Attributes["end_reason"] {
+		case "eof", "idle_deadline", "max_burst", "error", "shutdown":
+		default:
+			t.Errorf("berth.burst span with end_reason %v, want eof, idle_deadline, max_burst, error or shutdown (attributes %v)", s.Attributes["end_reason"], s.Attributes)
+		}
+	}
+	var exported int64
+	for _, s := range tel.spansNamed("berth.export", "", "") {
+		if s.Attributes["outcome"] == "ok" {
+			r, _ := s.Attributes["records"].(int64)
+			exported += r
+		}
+	}
 	exp := tel.spansNamed("berth.export", "", "")[0]
-	t.Logf("a berth.export span: %v long, attributes %v", exp.Duration().Round(time.Millisecond), exp.Attributes)
+	t.Logf("a berth.export span: %v long, attributes %v; %d records in berth.export spans with outcome ok", exp.Duration().Round(time.Millisecond), exp.Attributes, exported)
+	if exported == 0 {
+		t.Errorf("no berth.export span with outcome ok and records > 0")
+	}
+	conn := tel.spansNamed("berth.events.connect", "", "")[0]
+	t.Logf("berth.events.connect span: attributes %v", conn.Attributes)
 
 	g := tel.pointsNamed("go.goroutine.count")
 	last := g[len(g)-1]

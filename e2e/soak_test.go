@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
 
 	"github.com/berthlog/berth/e2e/internal/lines"
 	"github.com/berthlog/berth/e2e/internal/stallproxy"
@@ -66,7 +68,7 @@ const (
 	soakMaxRise  = 5
 
 	soakLoadLimit      = 5*time.Minute + 30*time.Second // the whole load, drain included
-	soakDeliverTimeout = time.Minute                    // after a container's exit
+	soakDeliverTimeout = 30 * time.Second               // after a container's exit (berth's backoff.max)
 )
 
 // soakLife is one container lifecycle.
@@ -169,6 +171,7 @@ func TestSoak(t *testing.T) {
 	idleFD := soakProcFDs(pid)
 	t.Logf("idle before the load: %d goroutines (/status), %d FDs (/proc/%d/fd)", idleGor, idleFD, pid)
 
+	evlog := soakRecordEvents(t)
 	run := &soakRun{}
 	ctx, cancel := context.WithCancel(context.Background())
 	var workers sync.WaitGroup
@@ -178,7 +181,7 @@ func TestSoak(t *testing.T) {
 		cancel()
 		workers.Wait()
 		for _, l := range run.snapshot() {
-			if l.removed.IsZero() {
+			if l.removed.IsZero() && l.c.ID != "" {
 				l.c.remove(t)
 			}
 		}
@@ -213,29 +216,47 @@ func TestSoak(t *testing.T) {
 	stopSampler := sync.OnceFunc(func() { close(stopSampling); <-samplerDone })
 	t.Cleanup(stopSampler)
 
-	// The workers.
+	// The workers. Each keeps one container running: it creates the next
+	// container while the current one runs and starts it as soon as the
+	// current one has exited, then waits (bounded) for berth to deliver the
+	// exited one's lines and removes it.
 	var firstRound sync.WaitGroup // the first soakAlive containers started
 	firstRound.Add(soakAlive)
 	workersDone := make(chan struct{})
+	claim := func() int {
+		if i := int(run.next.Add(1) - 1); i < soakLifecycles && ctx.Err() == nil {
+			return i
+		}
+		return -1
+	}
 	for w := 0; w < soakAlive; w++ {
 		workers.Add(1)
 		go func() { // owned: ends when the lifecycles run out or ctx ends
 			defer workers.Done()
+			var prev *soakLife
+			cur := soakNewLife(t, run, claim())
 			first := true
-			for ctx.Err() == nil {
-				i := int(run.next.Add(1) - 1)
-				if i >= soakLifecycles {
-					break
+			for cur != nil && ctx.Err() == nil {
+				soakStart(run, cur)
+				if first {
+					first = false
+					firstRound.Done()
 				}
-				soakLifecycle(ctx, t, run, i, func() {
-					if first {
-						first = false
-						firstRound.Done()
-					}
-				})
+				if prev != nil {
+					soakFinish(ctx, run, prev)
+				}
+				next := soakNewLife(t, run, claim())
+				soakWaitExit(ctx, run, cur)
+				prev, cur = cur, next
 			}
 			if first { // never started one (cancelled)
 				firstRound.Done()
+			}
+			if prev != nil {
+				soakFinish(ctx, run, prev)
+			}
+			if cur != nil { // created, never started (cancelled)
+				soakFinish(ctx, run, cur)
 			}
 		}()
 	}
@@ -267,7 +288,11 @@ func TestSoak(t *testing.T) {
 		b.poll(t)
 		b.checkAlive(t)
 		if now.Sub(loadStart) > soakLoadLimit {
-			t.Fatalf("the load did not finish within %v: %d of %d lifecycles started; %s", soakLoadLimit, min(int(run.next.Load()), soakLifecycles), soakLifecycles, soakProgress(run, delivered))
+			t.Errorf("the load did not finish within %v: %d of %d lifecycles started; %s; errors: %s", soakLoadLimit, min(int(run.next.Load()), soakLifecycles), soakLifecycles, soakProgress(run, delivered), soakErrors(run, 10))
+			cancel()
+			workers.Wait()
+			soakCheckLines(t, b, p, evlog, run.snapshot())
+			t.FailNow()
 		}
 		if rampAt.IsZero() {
 			select {
@@ -336,6 +361,9 @@ func TestSoak(t *testing.T) {
 				idleExpiry0 = last.IdleExp
 			}
 			t.Logf("t=%3.0fs: %s; berth: %d goroutines, %d FDs, %d streams open", now.Sub(loadStart).Seconds(), soakProgress(run, delivered), last.GorMetrics, last.FDProc, last.Streams)
+			if e := soakErrors(run, 3); e != "none" {
+				t.Logf("  lifecycle errors so far, e.g.: %s", e)
+			}
 		}
 	}
 	if active != nil {
@@ -468,84 +496,111 @@ func TestSoak(t *testing.T) {
 
 	// The lines: each container's 200 exactly once, on the right stream,
 	// with its own container.id.
-	soakCheckLines(t, b, run.snapshot())
+	soakCheckLines(t, b, p, evlog, run.snapshot())
+	t.Logf("the daemon's events stream (the test's own subscription): %s", evlog.summary())
 	soakAssertReadOnly(t, p)
 }
 
-// soakLifecycle runs lifecycle i: create, start, wait for the exit, wait for
-// berth to deliver the lines (bounded), remove. Errors are kept in the life;
-// started is called once the container has started (or failed to).
-func soakLifecycle(ctx context.Context, t *testing.T, run *soakRun, i int, started func()) {
+// soakNewLife creates the container of lifecycle i (nil for i < 0). A
+// creation error is kept in the life.
+func soakNewLife(t *testing.T, run *soakRun, i int) *soakLife {
+	if i < 0 {
+		return nil
+	}
 	rate := soakRate
 	if i < soakAlive {
 		// first round: lifetimes spread evenly over (0, (n-1)/rate]
 		rate = soakRate * float64(soakAlive) / float64(i+1)
 	}
 	l := &soakLife{idx: i, lifetime: time.Duration(float64(soakLines-1) / rate * float64(time.Second)), delivered: make(chan struct{})}
-	fail := func(err error) {
-		run.mu.Lock()
-		if l.err == nil {
-			l.err = err
-		}
-		run.mu.Unlock()
-	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if l.c == nil {
-			return
-		}
-		err := suite.docker.ContainerRemove(rctx, l.c.ID, container.RemoveOptions{Force: true})
-		if err != nil && !isNotFound(err) {
-			fail(fmt.Errorf("remove: %w", err))
-			return
-		}
-		run.mu.Lock()
-		l.removed = time.Now()
-		run.mu.Unlock()
-	}()
-	c, err := soakCreate(uniqueName(t, fmt.Sprintf("%03d", i)), []string{
+	name := uniqueName(t, fmt.Sprintf("%03d", i))
+	c, err := soakCreate(name, []string{
 		"-n", fmt.Sprint(soakLines), "-stderr-every", fmt.Sprint(soakStderrEvery), "-rate", strconv.FormatFloat(rate, 'f', 3, 64)})
 	if err != nil {
-		started()
-		fail(err)
-		return
+		c = &Ctr{Name: name}
+		l.err = err
 	}
 	l.c = c
 	run.add(l)
-	err = c.startErr()
-	started()
-	if err != nil {
-		fail(err)
+	return l
+}
+
+func soakFail(run *soakRun, l *soakLife, err error) {
+	run.mu.Lock()
+	if l.err == nil {
+		l.err = err
+	}
+	run.mu.Unlock()
+}
+
+// soakStart starts the container of l.
+func soakStart(run *soakRun, l *soakLife) {
+	if l.c.ID == "" {
+		return
+	}
+	if err := l.c.startErr(); err != nil {
+		soakFail(run, l, err)
 		return
 	}
 	run.mu.Lock()
 	l.started = time.Now()
 	run.mu.Unlock()
+}
 
+// soakWaitExit waits for the container of l to exit (it must exit 0).
+func soakWaitExit(ctx context.Context, run *soakRun, l *soakLife) {
+	run.mu.Lock()
+	started := !l.started.IsZero()
+	run.mu.Unlock()
+	if !started {
+		return
+	}
 	wctx, cancel := context.WithTimeout(ctx, l.lifetime+2*time.Minute)
 	defer cancel()
-	waitC, errC := suite.docker.ContainerWait(wctx, c.ID, container.WaitConditionNotRunning)
+	waitC, errC := suite.docker.ContainerWait(wctx, l.c.ID, container.WaitConditionNotRunning)
 	select {
 	case w := <-waitC:
 		if w.Error != nil || w.StatusCode != 0 {
-			fail(fmt.Errorf("exited with status %d (%+v)", w.StatusCode, w.Error))
+			soakFail(run, l, fmt.Errorf("exited with status %d (%+v)", w.StatusCode, w.Error))
 		}
 	case err := <-errC:
-		fail(fmt.Errorf("waiting for the exit: %w", err))
+		soakFail(run, l, fmt.Errorf("waiting for the exit: %w", err))
 	}
 	run.mu.Lock()
 	l.exited = time.Now()
 	run.mu.Unlock()
+}
 
-	select {
-	case <-l.delivered:
-	case <-ctx.Done():
-	case <-time.After(soakDeliverTimeout):
-		run.mu.Lock()
-		l.undelivered = true
-		run.mu.Unlock()
+// soakFinish waits until berth has delivered the lines of l's exited
+// container (at most soakDeliverTimeout after its exit), then removes it.
+func soakFinish(ctx context.Context, run *soakRun, l *soakLife) {
+	run.mu.Lock()
+	exited, started := l.exited, !l.started.IsZero()
+	run.mu.Unlock()
+	if started {
+		wait := time.NewTimer(max(time.Until(exited.Add(soakDeliverTimeout)), 0))
+		select {
+		case <-l.delivered:
+		case <-ctx.Done():
+		case <-wait.C:
+			run.mu.Lock()
+			l.undelivered = true
+			run.mu.Unlock()
+		}
+		wait.Stop()
 	}
+	if l.c.ID == "" {
+		return
+	}
+	rctx, cancel := dctx(30 * time.Second)
+	defer cancel()
+	if err := suite.docker.ContainerRemove(rctx, l.c.ID, container.RemoveOptions{Force: true}); err != nil && !isNotFound(err) {
+		soakFail(run, l, fmt.Errorf("remove: %w", err))
+		return
+	}
+	run.mu.Lock()
+	l.removed = time.Now()
+	run.mu.Unlock()
 }
 
 // soakCreate is createContainer without a *testing.T (workers call it), and
@@ -581,6 +636,28 @@ func soakFreezeCandidate(run *soakRun, now time.Time) *soakLife {
 		}
 	}
 	return best
+}
+
+// soakErrors describes up to n lifecycle errors and undelivered containers.
+func soakErrors(run *soakRun, n int) string {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	var out []string
+	for _, l := range run.lives {
+		if len(out) == n {
+			break
+		}
+		switch {
+		case l.err != nil:
+			out = append(out, fmt.Sprintf("%03d %s: %v", l.idx, short(l.c.ID), l.err))
+		case l.undelivered:
+			out = append(out, fmt.Sprintf("%03d %s: removed %v after its exit without all its lines delivered", l.idx, short(l.c.ID), soakDeliverTimeout))
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, "; ")
 }
 
 func soakProgress(run *soakRun, delivered map[*soakLife]bool) string {
@@ -672,6 +749,23 @@ func soakParseProm(body string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// soakRequestsFor describes berth's requests about container id.
+func soakRequestsFor(p *stallproxy.Proxy, id string) string {
+	if id == "" {
+		return "none"
+	}
+	var out []string
+	for _, r := range p.Requests() {
+		if strings.Contains(r.Path, id) || (len(id) >= 12 && strings.Contains(r.Path, id[:12])) {
+			out = append(out, fmt.Sprintf("%s %s %s?%s", r.Time.UTC().Format("15:04:05.000000"), r.Method, r.Path, r.RawQuery))
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, "; ")
 }
 
 // soakProcFDs counts /proc/<pid>/fd (-1 if unreadable).
@@ -827,7 +921,7 @@ func soakCheckFreezes(t *testing.T, p *stallproxy.Proxy, freezes []*soakFreeze) 
 // soakCheckLines checks every container's records: each of its 200
 // sequence numbers once, on the stream the generator wrote it to, with the
 // container's id; and every lifecycle free of errors.
-func soakCheckLines(t *testing.T, b *Berth, lives []*soakLife) {
+func soakCheckLines(t *testing.T, b *Berth, p *stallproxy.Proxy, evlog *soakEventLog, lives []*soakLife) {
 	t.Helper()
 	var lost, dup, wrong, records, bad, lifeErrs int
 	for _, l := range lives {
@@ -866,8 +960,9 @@ func soakCheckLines(t *testing.T, b *Berth, lives []*soakLife) {
 		if len(missing) > 0 || nd > 0 || w > 0 || len(runs) > 1 {
 			bad++
 			if bad <= 10 {
-				t.Errorf("%s (lifecycle %d, %s): %d records; missing %d: %s; duplicated %s; %d wrong (stream, id or format); %d runs; removed undelivered: %v",
-					l.c.Name, l.idx, short(l.c.ID), len(recs), len(missing), ranges(missing), dupString(dups), w, len(runs), l.undelivered)
+				t.Errorf("%s (lifecycle %d, %s): %d records; missing %d: %s; duplicated %s; %d wrong (stream, id or format); %d runs; removed undelivered: %v\n  its events in the daemon's stream: %s\n  berth's requests for it through the proxy: %s",
+					l.c.Name, l.idx, short(l.c.ID), len(recs), len(missing), ranges(missing), dupString(dups), w, len(runs), l.undelivered,
+					evlog.of(l.c.ID), soakRequestsFor(p, l.c.ID))
 			}
 		}
 	}
@@ -895,4 +990,94 @@ func soakAssertReadOnly(t *testing.T, p *stallproxy.Proxy) {
 		}
 	}
 	t.Logf("berth's requests through the proxy: %v", m)
+}
+
+// soakEventLog records the daemon's events for the suite's containers, in
+// stream order, on its own goroutine: the ground truth to explain a
+// container berth did not read.
+type soakEventLog struct {
+	mu   sync.Mutex
+	evs  []events.Message
+	err  error
+	done chan struct{}
+}
+
+func soakRecordEvents(t *testing.T) *soakEventLog {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	msgs, errs := suite.docker.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("type", "container"), filters.Arg("label", labelKey+"="+labelValue))})
+	r := &soakEventLog{done: make(chan struct{})}
+	go func() { // owned: ends when cancel ends the stream
+		defer close(r.done)
+		for {
+			select {
+			case m := <-msgs:
+				r.mu.Lock()
+				r.evs = append(r.evs, m)
+				r.mu.Unlock()
+			case err := <-errs:
+				r.mu.Lock()
+				r.err = err
+				r.mu.Unlock()
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-r.done })
+	return r
+}
+
+// late returns, for each event in stream order, how much older it is than
+// the newest event the stream delivered before it (0: in order).
+func (r *soakEventLog) late() ([]events.Message, []time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	evs := append([]events.Message(nil), r.evs...)
+	late := make([]time.Duration, len(evs))
+	var newest int64
+	for i, m := range evs {
+		if m.TimeNano < newest {
+			late[i] = time.Duration(newest - m.TimeNano)
+		} else {
+			newest = m.TimeNano
+		}
+	}
+	return evs, late
+}
+
+// summary counts the events delivered out of time order.
+func (r *soakEventLog) summary() string {
+	evs, late := r.late()
+	n, byAction := 0, map[string]int{}
+	var worst time.Duration
+	for i, d := range late {
+		if d > 0 {
+			n++
+			byAction[string(evs[i].Action)]++
+			worst = max(worst, d)
+		}
+	}
+	return fmt.Sprintf("%d container events, %d of them delivered after a newer one (by action: %v; by up to %v)", len(evs), n, byAction, worst)
+}
+
+// of describes the events of container id in stream order, marking those
+// that came after a newer event of any container.
+func (r *soakEventLog) of(id string) string {
+	evs, late := r.late()
+	var out []string
+	for i, m := range evs {
+		if m.Actor.ID != id {
+			continue
+		}
+		s := fmt.Sprintf("%s@%s", m.Action, time.Unix(0, m.TimeNano).UTC().Format("15:04:05.000000"))
+		if late[i] > 0 {
+			s += fmt.Sprintf(" (delivered after an event %v newer)", late[i].Round(time.Microsecond))
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return "none recorded"
+	}
+	return strings.Join(out, ", ")
 }

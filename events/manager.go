@@ -424,6 +424,7 @@ func (r *run) reconcile(msg sourceMsg) {
 // idempotent, and a follow burst on a container that has in fact stopped ends
 // at once and reports it.
 func (r *run) handleEvent(ev Event) {
+	r.log.Debug("docker event", "action", ev.Action, "id", short(ev.ID), "name", ev.Attributes["name"])
 	ct := r.containers[ev.ID]
 	switch ev.Action {
 	case "create":
@@ -527,6 +528,8 @@ func (r *run) step(ct *container) {
 func (r *run) launch(ct *container, follow bool) {
 	ct.active, ct.follow, ct.state = true, follow, StateStreaming
 	ct.startsAtLaunch = ct.starts
+	r.log.Debug("burst starts", "container", ct.name, "id", short(ct.id), "follow", follow,
+		"since", ct.cursor.Since(), "beginning", ct.cursor.IsBeginning())
 	r.active++
 	spec := collectors.BurstSpec{ID: ct.id, Follow: follow, Cursor: ct.cursor, Meta: &ct.meta}
 	r.bursts.Add(1)
@@ -544,6 +547,9 @@ func (r *run) finish(res collectors.BurstResult) {
 		return
 	}
 	ct.active = false
+	r.log.Debug("burst ended", "container", ct.name, "id", short(ct.id), "follow", res.Follow, "end", res.End,
+		"lines", res.Lines, "bytes", res.Bytes, "requests", res.Requests, "duration", res.Duration.Round(time.Millisecond),
+		"stopped", res.Stopped, "restarted", res.Restarted, "gone", res.Gone, "err", res.Err)
 	ct.cursor = res.Cursor
 	ct.lines += res.Lines
 	ct.lastEnd = res.End
