@@ -318,7 +318,9 @@ func (m *Manager) subscribe(ctx context.Context, since time.Time, out chan<- sou
 			if dedup.replayed(ev) {
 				continue
 			}
-			since = ev.Time
+			if ev.Time.After(since) {
+				since = ev.Time
+			}
 			if !send(sourceMsg{event: &ev}) {
 				_ = stream.Close()
 				return
@@ -327,27 +329,42 @@ func (m *Manager) subscribe(ctx context.Context, since time.Time, out chan<- sou
 	}
 }
 
-// eventDedup drops the events a reconnect with since replays: since is
-// inclusive, so the events at the last event's time come again.
+// eventDedup drops the events a reconnect with since replays (since is
+// inclusive, and berth asks from the newest event it saw). It remembers the
+// events of the last dedupWindow before the newest one by identity, not by
+// order: the daemon publishes concurrent containers' events slightly out of
+// time order, and a live event older than the newest is not a replay.
 type eventDedup struct {
-	last time.Time
-	at   []string // id/action of the events seen at last
+	newest time.Time
+	seen   map[eventKey]time.Time
 }
 
+type eventKey struct {
+	id, action string
+	nano       int64
+}
+
+// dedupWindow is how far before the newest event replays are recognized;
+// a reconnect replays from the newest event on, so a little is plenty.
+const dedupWindow = 10 * time.Second
+
 func (d *eventDedup) replayed(ev Event) bool {
-	key := ev.ID + "/" + ev.Action
-	switch {
-	case ev.Time.Before(d.last):
-		return true
-	case ev.Time.Equal(d.last):
-		if slices.Contains(d.at, key) {
-			return true
-		}
-	default:
-		d.last = ev.Time
-		d.at = d.at[:0]
+	if d.seen == nil {
+		d.seen = make(map[eventKey]time.Time)
 	}
-	d.at = append(d.at, key)
+	k := eventKey{ev.ID, ev.Action, ev.Time.UnixNano()}
+	if _, ok := d.seen[k]; ok {
+		return true
+	}
+	d.seen[k] = ev.Time
+	if ev.Time.After(d.newest) {
+		d.newest = ev.Time
+		for key, t := range d.seen {
+			if t.Before(d.newest.Add(-dedupWindow)) {
+				delete(d.seen, key)
+			}
+		}
+	}
 	return false
 }
 
