@@ -481,7 +481,7 @@ func waitQuiet(t *testing.T, b *Berth, r *otlprecv.Receiver) {
 // waitAll polls the view until each container has at least n records.
 func waitAll(t *testing.T, b *Berth, v *otlpView, cs []*Ctr, n int, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d records from each of %d containers at the OTLP backend", n, len(cs)), timeout, func() (bool, string) {
+	ok, state := waitUntil(timeout, func() (bool, string) {
 		v.poll(t)
 		if b != nil {
 			b.checkAlive(t)
@@ -495,6 +495,32 @@ func waitAll(t *testing.T, b *Berth, v *otlpView, cs []*Ctr, n int, timeout time
 		}
 		return done, fmt.Sprint("records per container: ", counts)
 	})
+	if ok {
+		return
+	}
+	// Say what berth and the daemon think of the containers that fell short.
+	var diag []string
+	var st otlpStatusDoc
+	if b != nil {
+		st = b.otlpStatus(t)
+		diag = append(diag, fmt.Sprintf("exporter %+v", st.Exporter))
+	}
+	for _, c := range cs {
+		if v.count(c.Name) >= n {
+			continue
+		}
+		known := "unknown to berth"
+		for _, s := range st.Containers {
+			if strings.HasPrefix(c.ID, s.ID) {
+				known = fmt.Sprintf("berth: %+v", s)
+			}
+		}
+		info := c.inspect(t)
+		diag = append(diag, fmt.Sprintf("%s (%s): %d records; %s; daemon: status %s, started %s, finished %s",
+			c.Name, short(c.ID), v.count(c.Name), known, info.State.Status, info.State.StartedAt, info.State.FinishedAt))
+	}
+	t.Fatalf("timed out after %v waiting for %d records from each of %d containers at the OTLP backend; last state: %s\n%s",
+		timeout, n, len(cs), state, strings.Join(diag, "\n"))
 }
 
 // startAll starts the containers at once and returns when they all started.

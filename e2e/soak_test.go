@@ -128,6 +128,7 @@ type soakSample struct {
 	Running    int           // containers of the soak running (the test's view)
 	Streams    int           // berth_streams_open
 	IdleExp    int           // berth_deadline_expiries_total{kind="idle"}
+	States     string        // berth_containers by state
 	Phase      string        // warmup, steady, drain, idle
 	Err        string
 }
@@ -360,7 +361,7 @@ func TestSoak(t *testing.T) {
 			if idleExpiry0 < 0 {
 				idleExpiry0 = last.IdleExp
 			}
-			t.Logf("t=%3.0fs: %s; berth: %d goroutines, %d FDs, %d streams open", now.Sub(loadStart).Seconds(), soakProgress(run, delivered), last.GorMetrics, last.FDProc, last.Streams)
+			t.Logf("t=%3.0fs: %s; berth: %d goroutines, %d FDs, %d streams open, containers: %s", now.Sub(loadStart).Seconds(), soakProgress(run, delivered), last.GorMetrics, last.FDProc, last.Streams, last.States)
 			if e := soakErrors(run, 3); e != "none" {
 				t.Logf("  lifecycle errors so far, e.g.: %s", e)
 			}
@@ -706,6 +707,14 @@ func soakTakeSample(b *Berth, pid int, loadStart time.Time) soakSample {
 		s.FDMetrics = get("process_unix_file_descriptor_count")
 		s.Streams = get("berth_streams_open")
 		s.IdleExp = int(m[`berth_deadline_expiries_total{kind="idle"}`])
+		var states []string
+		for k, v := range m {
+			if st, ok := strings.CutPrefix(k, `berth_containers{state="`); ok {
+				states = append(states, fmt.Sprintf("%s %d", strings.TrimSuffix(st, `"}`), int(v)))
+			}
+		}
+		sort.Strings(states)
+		s.States = strings.Join(states, ", ")
 	}
 	s.FDProc = soakProcFDs(pid)
 	if st, err := b.status(); err != nil {
