@@ -264,6 +264,33 @@ func (b *Berth) metric(t *testing.T, name string) (float64, bool) {
 	return 0, false
 }
 
+// metricSum returns the sum of every series of the Prometheus metric name
+// (all label sets) in berth's /metrics.
+func (b *Berth) metricSum(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := b.http.Get("http://" + b.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("berth /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var sum float64
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, name) || len(l) == len(name) || (l[len(name)] != '{' && l[len(name)] != ' ') {
+			continue
+		}
+		f := strings.Fields(l)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			t.Fatalf("berth /metrics: %q: %v", l, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
 // procKB reads a "kB" field (VmRSS, VmHWM) of /proc/<pid>/status.
 func procKB(pid int, field string) (int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -516,8 +543,12 @@ func waitAll(t *testing.T, b *Berth, v *otlpView, cs []*Ctr, n int, timeout time
 			}
 		}
 		info := c.inspect(t)
-		diag = append(diag, fmt.Sprintf("%s (%s): %d records; %s; daemon: status %s, started %s, finished %s",
-			c.Name, short(c.ID), v.count(c.Name), known, info.State.Status, info.State.StartedAt, info.State.FinishedAt))
+		hint := ""
+		if strings.Contains(known, "State:discovered") && info.State.StartedAt != "" && !strings.HasPrefix(info.State.StartedAt, "0001") {
+			hint = " (berth never saw the container start: its start event was dropped, see events.eventDedup)"
+		}
+		diag = append(diag, fmt.Sprintf("%s (%s): %d records; %s; daemon: status %s, started %s, finished %s%s",
+			c.Name, short(c.ID), v.count(c.Name), known, info.State.Status, info.State.StartedAt, info.State.FinishedAt, hint))
 	}
 	t.Fatalf("timed out after %v waiting for %d records from each of %d containers at the OTLP backend; last state: %s\n%s",
 		timeout, n, len(cs), state, strings.Join(diag, "\n"))
