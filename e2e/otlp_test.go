@@ -515,7 +515,7 @@ func TestRestartSIGKILL(t *testing.T) {
 		run  string
 		seq  int
 	}
-	first := map[key]int{}     // key -> index of the first copy
+	first := map[key]int{} // key -> index of the first copy
 	perKill := make([]int, kills)
 	var maxAge time.Duration
 	dups, tooOld := 0, 0

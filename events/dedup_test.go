@@ -37,3 +37,15 @@ func TestEventDedup(t *testing.T) {
 		t.Fatalf("%d events remembered after the window passed, want 1", len(d.seen))
 	}
 }
+
+func TestStatusAfterStop(t *testing.T) {
+	m := NewManager(nil, nil, Config{})
+	close(m.stopped) // as Run does when it returns
+	start := time.Now()
+	if _, err := m.Status(t.Context()); err != ErrNotRunning {
+		t.Fatalf("Status after stop: %v, want ErrNotRunning", err)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Fatalf("Status after stop took %v", d)
+	}
+}

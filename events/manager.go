@@ -116,7 +116,11 @@ type Manager struct {
 
 	statusReq chan chan Status
 	connected atomic.Bool
+	stopped   chan struct{} // closed when Run returns
 }
+
+// ErrNotRunning says the manager is not running (it stopped, or never ran).
+var ErrNotRunning = errors.New("manager is not running")
 
 // NewManager returns a Manager. Run starts it.
 func NewManager(src Source, col Collector, cfg Config) *Manager {
@@ -135,7 +139,7 @@ func NewManager(src Source, col Collector, cfg Config) *Manager {
 	if cfg.Tracer == nil {
 		cfg.Tracer = tracenoop.NewTracerProvider().Tracer("berth")
 	}
-	return &Manager{src: src, col: col, cfg: cfg, log: cfg.Logger, statusReq: make(chan chan Status)}
+	return &Manager{src: src, col: col, cfg: cfg, log: cfg.Logger, statusReq: make(chan chan Status), stopped: make(chan struct{})}
 }
 
 // Connected reports whether the events stream is subscribed and reconciled.
@@ -221,6 +225,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			r.bursts.Wait()
 			sub.Wait()
 			m.connected.Store(false)
+			close(m.stopped)
 			return nil
 		case msg := <-msgs:
 			r.handleSource(msg)
@@ -693,6 +698,8 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 	reply := make(chan Status, 1)
 	select {
 	case m.statusReq <- reply:
+	case <-m.stopped:
+		return Status{}, ErrNotRunning
 	case <-ctx.Done():
 		return Status{}, fmt.Errorf("manager status: %w", ctx.Err())
 	}
