@@ -698,7 +698,9 @@ func soakProgress(run *soakRun, delivered map[*soakLife]bool) string {
 // soakTakeSample reads /metrics, /proc/<pid>/fd and /status.
 func soakTakeSample(b *Berth, pid int, loadStart time.Time) soakSample {
 	s := soakSample{At: time.Now()}
-	s.T = s.At.Sub(loadStart)
+	// to 0.1 s, as in the CSV, so that tools/soakplot computes the same
+	// figures from it
+	s.T = s.At.Sub(loadStart).Round(100 * time.Millisecond)
 	var errs []string
 	code, body := b.httpGet("/metrics")
 	if code != 200 {

@@ -90,7 +90,10 @@ func NewSelf(ctx context.Context, cfg SelfConfig) (*Self, error) {
 		s.tracer = s.tracerProvider.Tracer("github.com/berthlog/berth", trace.WithInstrumentationVersion(cfg.Version))
 	}
 	s.meterProvider = sdkmetric.NewMeterProvider(mopts...)
-	if err := runtime.Start(runtime.WithMeterProvider(s.meterProvider)); err != nil {
+	// The instrumentation reads runtime/metrics (no stop-the-world) at most
+	// once per interval, 15 s by default: go.goroutine.count on /metrics
+	// would lag that much behind /status.
+	if err := runtime.Start(runtime.WithMeterProvider(s.meterProvider), runtime.WithMinimumReadMemStatsInterval(time.Second)); err != nil {
 		return nil, fmt.Errorf("runtime metrics: %w", err)
 	}
 	m, err := newMetrics(s.meterProvider.Meter("github.com/berthlog/berth"))

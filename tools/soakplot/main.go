@@ -253,21 +253,25 @@ func phase(samples []sample, name string) []sample {
 // compute applies the soak test's rules to the steady samples.
 func compute(steady []sample, get func(sample) float64) figures {
 	first, last := steady[0].t, steady[len(steady)-1].t
-	f := figures{baseFrom: first, baseTo: first, from: math.Max(first, last-slopeOver), to: last}
+	f := figures{baseFrom: first, baseTo: first, from: first, to: last}
 	var base, fin, xs, ys []float64
+	const eps = 1e-6 // the times are tenths of a second: compare them as the test does
 	for _, s := range steady {
 		v := get(s)
-		if s.t < first+baselineFor {
+		if s.t < first+baselineFor-eps {
 			base = append(base, v)
 			f.baseTo = s.t
 		}
-		if s.t > last-finalFor {
+		if s.t > last-finalFor+eps {
 			if len(fin) == 0 {
 				f.finFrom = s.t
 			}
 			fin = append(fin, v)
 		}
-		if s.t >= last-slopeOver {
+		if s.t >= last-slopeOver-eps {
+			if len(xs) == 0 {
+				f.from = s.t
+			}
 			xs = append(xs, s.t/60)
 			ys = append(ys, v)
 		}
