@@ -41,8 +41,8 @@ import (
 // even from the first minute on.
 //
 // go_goroutine_count on /metrics comes from the OTel runtime
-// instrumentation, which reads the runtime at most every 15 s: that series
-// moves in steps. /status counts goroutines when asked.
+// instrumentation (berth has it read the runtime at most once a second) and
+// counts the goroutines of the scrape itself, about 10 more than /status.
 const (
 	soakAlive       = 50
 	soakLifecycles  = 600

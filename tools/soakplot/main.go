@@ -85,7 +85,7 @@ func run(in, out string) error {
 
 	top, err := panel(samples, fmt.Sprintf("goroutines: slope %+.2f/min over the last 4 min, warm baseline %.0f, final %.0f", gm.slope, gm.baseline, gm.final),
 		"goroutines", gm,
-		series{"go_goroutine_count (/metrics; the runtime is read at most every 15 s)", func(s sample) float64 { return s.gorMetrics }, color.RGBA{R: 31, G: 119, B: 180, A: 255}, false},
+		series{"go_goroutine_count (/metrics; counted during the scrape)", func(s sample) float64 { return s.gorMetrics }, color.RGBA{R: 31, G: 119, B: 180, A: 255}, false},
 		series{"goroutines (/status)", func(s sample) float64 { return s.gorStat }, color.RGBA{R: 255, G: 127, B: 14, A: 255}, true})
 	if err != nil {
 		return err
