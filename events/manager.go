@@ -616,6 +616,11 @@ func (r *run) finish(res collectors.BurstResult) {
 	case collectors.EndIdle, collectors.EndMaxBurst:
 		// a normal end: re-attach at once
 	case collectors.EndError:
+		if res.Gone {
+			// Removed (or being removed): nothing to retry, no fault to report.
+			r.log.Debug("container gone", "container", ct.name, "id", short(ct.id), "err", res.Err)
+			break
+		}
 		if errors.Is(res.Err, collectors.ErrLogsUnsupported) {
 			ct.unreadable = true
 			ct.lastErr = res.Err.Error()
