@@ -8,9 +8,9 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -27,10 +27,11 @@ import (
 
 	"github.com/berthlog/berth/e2e/internal/lines"
 	"github.com/berthlog/berth/e2e/internal/stallproxy"
+	"github.com/berthlog/berth/e2e/soakfig"
 )
 
 // The soak's shape. A container writes soakLines lines at soakRate lines/s
-// (one in soakStderrEvery on stderr) and exits, so it lives about 25 s. 50
+// (one in soakStderrEvery on stderr) and exits, so it lives about 24 s. 50
 // workers each keep one container running: a worker creates the next
 // container while the current one runs and starts it as soon as the current
 // one has exited; the exited one is removed once berth has delivered its
@@ -48,7 +49,11 @@ const (
 	soakLifecycles  = 600
 	soakLines       = 200
 	soakStderrEvery = 10
-	soakRate        = 8.0 // lines/s: (200-1)/8 = 24.9 s of life
+	// lines/s: (200-1)/8.4 = 23.7 s of life. 12 rounds of that (plus about
+	// 1 s a round to see an exit and start the next) give a steady phase of
+	// about 4m30s (the slope needs 4 minutes of it) and a load of about
+	// 5m10s (the soak must stay within 6 minutes, idle checks included).
+	soakRate = 8.4
 
 	soakIdleTimeout = 2 * time.Second
 	soakFreezeEvery = 30 * time.Second
@@ -60,11 +65,15 @@ const (
 	// not judged: berth is filling up to 50 streams.
 	soakWarmup = 30 * time.Second
 	soakSettle = 10 * time.Second
-	// The warm baseline is the median of the steady samples of the first
-	// minute after the warm-up; the slope is fitted (least squares) to the
-	// steady samples of the last 4 minutes; the final figure is the median
-	// of the steady samples of the last minute. "Steady" ends when the
-	// 600th container starts: from then on fewer than 50 run.
+	// The figures (package soakfig, shared with tools/soakplot), over the
+	// steady samples of each series: the slope is the least-squares slope
+	// per minute over the last 4 minutes at constant load (the series is
+	// fitted to time and to the containers running, counted by the test:
+	// each running container costs berth about 3 goroutines and 1 FD, and
+	// the count moves between 45 and 50); the warm baseline and the final
+	// figure are the medians of the first and of the last minute, at the
+	// reference load of 50 containers. "Steady" ends when the 600th
+	// container starts: from then on fewer than 50 run.
 	soakBaselineFor = time.Minute
 	soakSlopeOver   = 4 * time.Minute
 	soakFinalFor    = time.Minute
@@ -74,7 +83,7 @@ const (
 	soakMaxSlope = 1.0
 	soakMaxRise  = 5
 
-	soakLoadLimit      = 5*time.Minute + 30*time.Second // the whole load, drain included
+	soakLoadLimit      = 5*time.Minute + 45*time.Second // the whole load, drain included (about 5m20s)
 	soakDeliverTimeout = 30 * time.Second               // after a container's exit (berth's backoff.max)
 )
 
@@ -138,19 +147,6 @@ type soakSample struct {
 	States     string        // berth_containers by state
 	Phase      string        // warmup, steady, drain, idle
 	Err        string
-}
-
-// soakSeries names a column of the samples.
-type soakSeries struct {
-	name string
-	get  func(soakSample) int
-}
-
-var soakAllSeries = []soakSeries{
-	{"goroutines_metrics", func(s soakSample) int { return s.GorMetrics }},
-	{"goroutines_status", func(s soakSample) int { return s.GorStatus }},
-	{"fds_metrics", func(s soakSample) int { return s.FDMetrics }},
-	{"fds_proc", func(s soakSample) int { return s.FDProc }},
 }
 
 // soakFreeze is one stalled logs stream.
@@ -429,7 +425,19 @@ func TestSoak(t *testing.T) {
 			s.Phase = "idle"
 		}
 	}
-	csv := soakCSV(samples)
+	var judged []soakfig.Sample // the samples that did not fail
+	for _, s := range samples {
+		if s.Err == "" {
+			judged = append(judged, soakfig.Sample{TimeS: soakfig.RoundTime(s.T.Seconds()),
+				GorMetrics: float64(s.GorMetrics), GorStatus: float64(s.GorStatus), FDMetrics: float64(s.FDMetrics), FDProc: float64(s.FDProc),
+				Running: float64(s.Running), Streams: float64(s.Streams), Phase: s.Phase})
+		}
+	}
+	var csvBuf bytes.Buffer
+	if err := soakfig.WriteCSV(&csvBuf, judged); err != nil {
+		t.Errorf("the samples' CSV: %v", err)
+	}
+	csv := csvBuf.Bytes()
 	csvPath := filepath.Join(testDir(t), "soak.csv")
 	if err := os.WriteFile(csvPath, csv, 0o644); err != nil {
 		t.Errorf("writing %s: %v", csvPath, err)
@@ -458,7 +466,7 @@ func TestSoak(t *testing.T) {
 	t.Logf("%d samples (%d failed) written to %s", len(samples), sampleErrs, csvPath)
 
 	// Figures and verdicts.
-	steady := soakPhase(samples, "steady")
+	steady := soakfig.Phase(judged, "steady")
 	steadyLen := steadyEnd.Sub(warmEnd)
 	t.Logf("phases: warm-up %v (the first %d containers started after %v), steady %v (%d samples), drain %v; the soak took %v in all",
 		warmEnd.Sub(loadStart).Round(time.Second), soakAlive, rampAt.Sub(loadStart).Round(time.Second), steadyLen.Round(time.Second), len(steady),
@@ -466,22 +474,24 @@ func TestSoak(t *testing.T) {
 	if steadyLen < soakSlopeOver {
 		t.Errorf("the steady phase lasted %v, less than the %v the slope is fitted over: the soak is too short to judge", steadyLen.Round(time.Second), soakSlopeOver)
 	}
-	for _, ser := range soakAllSeries {
-		f := soakFigures(steady, ser.get)
+	rules := soakfig.Rules{BaselineFor: soakBaselineFor.Seconds(), SlopeOver: soakSlopeOver.Seconds(), FinalFor: soakFinalFor.Seconds(), RefLoad: soakAlive}
+	for _, ser := range soakfig.AllSeries {
+		f := soakfig.Compute(steady, ser.Get, rules)
+		bad := f.N < 10 || !(f.Slope < soakMaxSlope) || !(f.Final <= f.Baseline+soakMaxRise)
 		verdict := "ok"
-		if f.N < 10 || f.Slope >= soakMaxSlope || f.Final > f.Baseline+soakMaxRise {
+		if bad {
 			verdict = "FAIL"
 		}
-		t.Logf("figure: %-18s slope %+.2f/min over the last %v (%d samples), warm baseline %.1f (median of the first minute after warm-up), final %.1f (median of the last minute; last sample %d) [%s]",
-			ser.name, f.Slope, soakSlopeOver, f.N, f.Baseline, f.Final, f.Last, verdict)
+		t.Logf("figure: %-18s slope %+.2f/min (±%.2f) at constant load over the last %v (%d samples; %+.2f per container running; plain slope %+.2f/min), warm baseline %.1f, final %.1f at %d containers running (plain medians %.1f, %.1f) [%s]",
+			ser.Name, f.Slope, f.SlopeSE, soakSlopeOver, f.N, f.PerLoad, f.RawSlope, f.Baseline, f.Final, soakAlive, f.RawBaseline, f.RawFinal, verdict)
 		if f.N < 10 {
-			t.Errorf("%s: only %d samples in the slope window", ser.name, f.N)
+			t.Errorf("%s: only %d samples in the slope window", ser.Name, f.N)
 		}
-		if f.Slope >= soakMaxSlope {
-			t.Errorf("%s: slope %+.2f per minute over the last %v, want < %v", ser.name, f.Slope, soakSlopeOver, soakMaxSlope)
+		if !(f.Slope < soakMaxSlope) {
+			t.Errorf("%s: slope %+.2f per minute at constant load over the last %v, want < %v", ser.Name, f.Slope, soakSlopeOver, soakMaxSlope)
 		}
-		if f.Final > f.Baseline+soakMaxRise {
-			t.Errorf("%s: final %.1f, want <= warm baseline %.1f + %d", ser.name, f.Final, f.Baseline, soakMaxRise)
+		if !(f.Final <= f.Baseline+soakMaxRise) {
+			t.Errorf("%s: final %.1f, want <= warm baseline %.1f + %d (both at %d containers running)", ser.Name, f.Final, f.Baseline, soakMaxRise, soakAlive)
 		}
 	}
 	t.Logf("figure: idle before the load %d goroutines, %d FDs; idle after every container was removed %d goroutines, %d FDs",
@@ -811,96 +821,6 @@ func soakAbs(x int) int {
 		return -x
 	}
 	return x
-}
-
-func soakPhase(samples []soakSample, phase string) []soakSample {
-	var out []soakSample
-	for _, s := range samples {
-		if s.Phase == phase && s.Err == "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// soakFig is what the soak reports of one series over the steady samples.
-type soakFig struct {
-	Baseline float64 // median of the first minute
-	Slope    float64 // per minute, least squares over the last 4 minutes
-	N        int     // samples in the slope window
-	Final    float64 // median of the last minute
-	Last     int     // the last steady sample
-}
-
-// soakFigures computes the figures of a series over the steady samples
-// (the same rules as tools/soakplot).
-func soakFigures(steady []soakSample, get func(soakSample) int) soakFig {
-	var f soakFig
-	if len(steady) == 0 {
-		return f
-	}
-	first, last := steady[0].T, steady[len(steady)-1].T
-	var base, fin, xs, ys []float64
-	for _, s := range steady {
-		v := float64(get(s))
-		if s.T < first+soakBaselineFor {
-			base = append(base, v)
-		}
-		if s.T > last-soakFinalFor {
-			fin = append(fin, v)
-		}
-		if s.T >= last-soakSlopeOver {
-			xs = append(xs, s.T.Minutes())
-			ys = append(ys, v)
-		}
-	}
-	f.Baseline, f.Final, f.Last = soakMedian(base), soakMedian(fin), get(steady[len(steady)-1])
-	f.Slope, f.N = soakLeastSquares(xs, ys), len(xs)
-	return f
-}
-
-func soakMedian(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// soakLeastSquares is the slope of the least-squares line through (xs, ys).
-func soakLeastSquares(xs, ys []float64) float64 {
-	n := float64(len(xs))
-	if n < 2 {
-		return math.NaN()
-	}
-	var sx, sy float64
-	for i := range xs {
-		sx += xs[i]
-		sy += ys[i]
-	}
-	mx, my := sx/n, sy/n
-	var num, den float64
-	for i := range xs {
-		num += (xs[i] - mx) * (ys[i] - my)
-		den += (xs[i] - mx) * (xs[i] - mx)
-	}
-	return num / den
-}
-
-func soakCSV(samples []soakSample) []byte {
-	var b strings.Builder
-	b.WriteString("time_s,goroutines_metrics,goroutines_status,fds_metrics,fds_proc,containers_running,streams_open,phase\n")
-	for _, s := range samples {
-		if s.Err != "" {
-			continue
-		}
-		fmt.Fprintf(&b, "%.1f,%d,%d,%d,%d,%d,%d,%s\n", s.T.Seconds(), s.GorMetrics, s.GorStatus, s.FDMetrics, s.FDProc, s.Running, s.Streams, s.Phase)
-	}
-	return []byte(b.String())
 }
 
 // soakCheckFreezes requires that each freeze held a logs response of its

@@ -1,6 +1,6 @@
 module github.com/berthlog/berth/tools/soakplot
 
-go 1.26
+go 1.26.8
 
 require gonum.org/v1/plot v0.17.0
 
@@ -12,5 +12,10 @@ require (
 	github.com/ajstarks/svgo v0.0.0-20211024235047-1546f124cd8b // indirect
 	github.com/golang/freetype v0.0.0-20170609003504-e2365dfdc4a0 // indirect
 	golang.org/x/image v0.30.0 // indirect
-	golang.org/x/text v0.28.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
 )
+
+// soakfig (the soak's CSV and figures) lives in berth's e2e/ tree.
+require github.com/berthlog/berth v0.0.0
+
+replace github.com/berthlog/berth => ../..
