@@ -66,6 +66,11 @@ type BurstSpec struct {
 	// rename applies to the next batch. If it holds nil the burst inspects
 	// the container first and stores the result.
 	Meta *atomic.Pointer[Meta]
+	// Delivered, if set, is added to once per batch the sink accepted (by
+	// the batch's records, never per line), so that its owner can show the
+	// lines of a burst that is still running. When the burst returns it has
+	// grown by exactly BurstResult.Lines.
+	Delivered *atomic.Int64
 }
 
 // BurstResult reports how a burst went. Cursor is the position after the last
@@ -161,6 +166,7 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 	defer c.state.Put(st)
 	st.cursor.copyFrom(&spec.Cursor)
 	st.committed.copyFrom(&spec.Cursor)
+	st.delivered = spec.Delivered
 
 	res.End, res.Err = c.burst(ctx, spec, st, &res)
 	if res.End == EndEOF && spec.Follow {
@@ -218,7 +224,14 @@ func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, r
 		reqStart := time.Now()
 		body, err := c.src.Logs(ctx, spec.ID, req)
 		if err != nil {
-			return endOf(ctx, err, false), fmt.Errorf("open logs of container %.12s: %w", spec.ID, err)
+			// A daemon that takes the request but sends no response header
+			// ends the request at the connection's deadline: an idle (or
+			// max_burst) end like a stream that went quiet, not a fault.
+			end := endOf(ctx, err, c.pastMaxBurst(reqStart))
+			if end != EndError {
+				return end, nil
+			}
+			return end, fmt.Errorf("open logs of container %.12s: %w", spec.ID, err)
 		}
 		st.start(body, meta.TTY, c.cfg.MaxLineBytes)
 		err = c.read(ctx, st, spec.Meta, tail != TailAll, res)
@@ -227,12 +240,18 @@ func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, r
 			tail = widen(tail)
 			continue
 		}
-		end := endOf(ctx, err, time.Since(reqStart) >= c.cfg.MaxBurst && c.cfg.MaxBurst > 0)
+		end := endOf(ctx, err, c.pastMaxBurst(reqStart))
 		if end != EndError {
 			err = nil
 		}
 		return end, err
 	}
+}
+
+// pastMaxBurst says whether a request made at reqStart has run for max_burst:
+// its deadline was then the hard one, not the idle one.
+func (c *Collector) pastMaxBurst(reqStart time.Time) bool {
+	return c.cfg.MaxBurst > 0 && time.Since(reqStart) >= c.cfg.MaxBurst
 }
 
 func widen(tail int) int {
@@ -242,7 +261,10 @@ func widen(tail int) int {
 	return tail * 16
 }
 
-// endOf classifies the error that ended a read.
+// endOf classifies the error that ended a read, or a logs request that got
+// no response. A deadline berth armed on the connection is recognized by type
+// (os.ErrDeadlineExceeded anywhere in the chain), whether it fired before the
+// response header or in the middle of the body.
 func endOf(ctx context.Context, err error, pastMaxBurst bool) EndReason {
 	switch {
 	case err == nil || errors.Is(err, io.EOF):
@@ -325,6 +347,9 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 		b[r.Stream-1] += int64(len(r.Body))
 	}
 	c.cfg.Observer.Read(n[0], b[0], n[1], b[1])
+	if st.delivered != nil {
+		st.delivered.Add(int64(len(st.batch.Records)))
+	}
 	st.committed.copyFrom(&st.cursor)
 	st.batch.Records = st.batch.Records[:0]
 	st.arena = st.arena[:0]
@@ -345,7 +370,8 @@ type burstState struct {
 	committed Cursor // advanced when the sink accepted them
 	pending   [2]pendingLine
 	ts        tsCache
-	observed  time.Time // when the bytes of the current batch were read; zero after a flush
+	observed  time.Time     // when the bytes of the current batch were read; zero after a flush
+	delivered *atomic.Int64 // BurstSpec.Delivered of the running burst; may be nil
 	batch     Batch
 	arena     []byte // record bodies of the batch; never reallocated under a record
 }
@@ -395,6 +421,7 @@ func (st *burstState) start(body io.Reader, tty bool, maxLine int) {
 func (st *burstState) release() {
 	st.br.Reset(nil)
 	st.frames.r, st.raw.r, st.msgs = nil, nil, nil
+	st.delivered = nil
 	st.batch = Batch{Records: st.batch.Records[:0]}
 	st.arena = st.arena[:0]
 	st.observed = time.Time{}

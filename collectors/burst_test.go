@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -267,4 +270,152 @@ func TestReattachExactlyOnce(t *testing.T) {
 			}
 		}
 	}
+}
+
+// countingSink sees, at each batch it accepts, what the burst's Delivered
+// counter said before the batch.
+type countingSink struct {
+	delivered *atomic.Int64
+	before    []int64 // the counter at each Consume
+	sizes     []int64 // the records of each batch
+}
+
+func (s *countingSink) Consume(_ context.Context, b *Batch) error {
+	s.before = append(s.before, s.delivered.Load())
+	s.sizes = append(s.sizes, int64(len(b.Records)))
+	return nil
+}
+
+// TestBurstDeliveredMovesPerBatch: the Delivered counter grows as each batch
+// is accepted, while the burst runs, by the batch's records, and ends grown
+// by exactly the burst's Lines.
+func TestBurstDeliveredMovesPerBatch(t *testing.T) {
+	const lines = 2*maxBatchRecords + 100 // at least three batches
+	var log []fakeMsg
+	for i := range lines {
+		log = append(log, fakeMsg{Stdout, at(i + 1), fmt.Sprintf("line %d\n", i)})
+	}
+	const already = 7 // what earlier bursts of the container delivered
+	var delivered atomic.Int64
+	delivered.Store(already)
+	sink := &countingSink{delivered: &delivered}
+	sp := spec(BeginningCursor(), false)
+	sp.Delivered = &delivered
+	res := newTestCollector(&fakeDaemon{log: log}, sink, 1024, 10).Burst(context.Background(), sp)
+	if res.End != EndEOF || res.Lines != lines {
+		t.Fatalf("burst = end %v, %d lines (err %v); want EOF and %d lines", res.End, res.Lines, res.Err, lines)
+	}
+	if len(sink.sizes) < 3 {
+		t.Fatalf("%d batches, want at least 3", len(sink.sizes))
+	}
+	sum := int64(already)
+	for i := range sink.sizes {
+		if sink.before[i] != sum {
+			t.Fatalf("batch %d: the counter said %d before it, want %d (the batches before it)", i, sink.before[i], sum)
+		}
+		sum += sink.sizes[i]
+	}
+	if got := delivered.Load(); got != already+res.Lines {
+		t.Fatalf("counter %d after the burst, want %d + Lines %d", got, already, res.Lines)
+	}
+}
+
+// TestBurstDeliveredSkipsRefusedBatches: a batch the sink refused is not
+// delivered.
+func TestBurstDeliveredSkipsRefusedBatches(t *testing.T) {
+	d := &fakeDaemon{log: []fakeMsg{{Stdout, at(1), "a\n"}, {Stdout, at(2), "b\n"}}}
+	var delivered atomic.Int64
+	sp := spec(BeginningCursor(), false)
+	sp.Delivered = &delivered
+	res := newTestCollector(d, &memSink{fail: 1}, 1024, 10).Burst(context.Background(), sp)
+	if res.End != EndError || res.Lines != 0 || delivered.Load() != 0 {
+		t.Fatalf("refused batch: end %v, Lines %d, counter %d; want error, 0, 0", res.End, res.Lines, delivered.Load())
+	}
+}
+
+// logsErrSource is a LogSource whose logs request fails with err.
+type logsErrSource struct{ err error }
+
+func (s logsErrSource) Inspect(context.Context, string) (*Meta, error) {
+	return &Meta{ID: "c1", Name: "web", Running: true}, nil
+}
+
+func (s logsErrSource) Logs(context.Context, string, LogRequest) (io.ReadCloser, error) {
+	return nil, s.err
+}
+
+// endsObserver keeps the end of every burst.
+type endsObserver struct{ ends []EndReason }
+
+func (o *endsObserver) Read(int64, int64, int64, int64) {}
+func (o *endsObserver) BurstEnded(res *BurstResult)     { o.ends = append(o.ends, res.End) }
+
+// TestBurstLogsRequestEnds: a logs request that got no response header
+// before the connection's deadline ends the burst as an idle deadline (or
+// max_burst), by the error's type, without an error; other failures stay
+// errors.
+func TestBurstLogsRequestEnds(t *testing.T) {
+	deadline := fmt.Errorf("no response header: %w", &net.OpError{Op: "read", Net: "unix", Err: os.ErrDeadlineExceeded})
+	tests := []struct {
+		name     string
+		err      error
+		maxBurst time.Duration
+		cancel   bool
+		want     EndReason
+		wantErr  bool
+	}{
+		{name: "deadline before the response header", err: deadline, maxBurst: time.Hour, want: EndIdle},
+		{name: "the hard deadline before the response header", err: deadline, maxBurst: time.Nanosecond, want: EndMaxBurst},
+		{name: "deadline while berth stops", err: deadline, maxBurst: time.Hour, cancel: true, want: EndShutdown},
+		{name: "daemon unreachable", err: errors.New("cannot connect"), maxBurst: time.Hour, want: EndError, wantErr: true},
+		{name: "a timeout that is not the connection's deadline", err: context.DeadlineExceeded, maxBurst: time.Hour, want: EndError, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.cancel {
+				cancel()
+			}
+			obs := &endsObserver{}
+			c := NewCollector(logsErrSource{err: tt.err}, &memSink{}, Config{MaxBurst: tt.maxBurst, MaxLineBytes: 1024, ReattachTail: 10, Observer: obs})
+			res := c.Burst(ctx, spec(BeginningCursor(), true))
+			if res.End != tt.want || (res.Err != nil) != tt.wantErr {
+				t.Fatalf("burst ended %q (err %v), want %q (error: %v)", res.End, res.Err, tt.want, tt.wantErr)
+			}
+			if tt.wantErr && !errors.Is(res.Err, tt.err) {
+				t.Errorf("err %v does not wrap %v", res.Err, tt.err)
+			}
+			if res.Requests != 1 || res.Lines != 0 || !res.Cursor.IsBeginning() {
+				t.Errorf("result %+v, want 1 request, no line, the cursor unchanged", res)
+			}
+			if len(obs.ends) != 1 || obs.ends[0] != tt.want {
+				t.Errorf("observer saw ends %v, want [%s]", obs.ends, tt.want)
+			}
+		})
+	}
+}
+
+// BenchmarkBurstDelivered is BenchmarkBurst with a Delivered counter, as the
+// manager runs every burst: the counter costs one atomic add per batch, not
+// per line. Reported per line.
+func BenchmarkBurstDelivered(b *testing.B) {
+	src := &benchSource{body: benchBody()}
+	c := NewCollector(src, &countSink{}, Config{MaxBurst: time.Hour, MaxLineBytes: 1 << 20, ReattachTail: 100})
+	meta := new(atomic.Pointer[Meta])
+	meta.Store(&Meta{ID: "c"})
+	var delivered atomic.Int64
+	b.SetBytes(int64(len(src.body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		res := c.Burst(context.Background(), BurstSpec{ID: "c", Cursor: BeginningCursor(), Meta: meta, Delivered: &delivered})
+		if res.Lines != benchLines {
+			b.Fatalf("read %d lines: %v", res.Lines, res.Err)
+		}
+	}
+	if got := delivered.Load(); got != int64(b.N)*benchLines {
+		b.Fatalf("delivered %d, want %d", got, int64(b.N)*benchLines)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchLines), "ns/line")
 }

@@ -291,6 +291,16 @@ func (b *fakeBurst) end(t *testing.T, o outcome) {
 	}
 }
 
+// deliver adds n lines to the burst's Delivered counter, as the real burst
+// does for each batch its sink accepts while it runs.
+func (b *fakeBurst) deliver(t *testing.T, n int64) {
+	t.Helper()
+	if b.spec.Delivered == nil {
+		t.Fatalf("%s got no Delivered counter", b)
+	}
+	b.spec.Delivered.Add(n)
+}
+
 func (b *fakeBurst) returned() bool {
 	select {
 	case <-b.done:

@@ -159,9 +159,14 @@ type container struct {
 	retryAt time.Time
 	bo      *backoff.ExponentialBackOff
 	state   State
-	lines   int64
+	lines   int64 // lines of its finished bursts
 	lastErr string
 	lastEnd collectors.EndReason
+	// delivered is the lines the active burst has delivered so far. The
+	// burst adds to it per batch (BurstSpec.Delivered); the manager reads it
+	// for Status and zeroes it when the burst's result is taken, when its
+	// count moves into lines. Nothing else of the container is shared.
+	delivered atomic.Int64
 
 	// starts counts the signs that it (re)started: start events, and
 	// snapshots that list it running again. A follow burst's "stopped"
@@ -553,7 +558,8 @@ func (r *run) launch(ct *container, follow bool) {
 	r.log.Debug("burst starts", "container", ct.name, "id", short(ct.id), "follow", follow,
 		"since", ct.cursor.Since(), "beginning", ct.cursor.IsBeginning())
 	r.active++
-	spec := collectors.BurstSpec{ID: ct.id, Follow: follow, Cursor: ct.cursor, Meta: &ct.meta}
+	ct.delivered.Store(0)
+	spec := collectors.BurstSpec{ID: ct.id, Follow: follow, Cursor: ct.cursor, Meta: &ct.meta, Delivered: &ct.delivered}
 	r.bursts.Add(1)
 	go func() {
 		defer r.bursts.Done()
@@ -573,7 +579,10 @@ func (r *run) finish(res collectors.BurstResult) {
 		"lines", res.Lines, "bytes", res.Bytes, "requests", res.Requests, "duration", res.Duration.Round(time.Millisecond),
 		"stopped", res.Stopped, "restarted", res.Restarted, "gone", res.Gone, "err", res.Err)
 	ct.cursor = res.Cursor
+	// The burst has returned: delivered no longer moves, and res.Lines
+	// holds the same count.
 	ct.lines += res.Lines
+	ct.delivered.Store(0)
 	ct.lastEnd = res.End
 	if res.Gone {
 		ct.removed, ct.running = true, false
@@ -680,7 +689,7 @@ type ContainerStatus struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	State     State     `json:"state"`
-	Lines     int64     `json:"lines"`
+	Lines     int64     `json:"lines"` // delivered so far, the running burst's batches included
 	Newest    time.Time `json:"newest_timestamp"`
 	LastEnd   string    `json:"last_end,omitempty"`
 	LastError string    `json:"last_error,omitempty"`
@@ -691,7 +700,7 @@ func (r *run) status() Status {
 	for _, id := range slices.Sorted(maps.Keys(r.containers)) {
 		ct := r.containers[id]
 		s.Containers = append(s.Containers, ContainerStatus{
-			ID: short(ct.id), Name: ct.name, State: ct.state, Lines: ct.lines,
+			ID: short(ct.id), Name: ct.name, State: ct.state, Lines: ct.lines + ct.delivered.Load(),
 			Newest: ct.cursor.Newest(), LastEnd: string(ct.lastEnd), LastError: ct.lastErr,
 		})
 	}

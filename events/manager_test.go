@@ -803,3 +803,47 @@ func TestShutdown(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusLinesMoveDuringBurst: a container's lines count shows what its
+// running burst has delivered so far, not only what finished bursts did, and
+// the burst's result does not count those lines twice.
+func TestStatusLinesMoveDuringBurst(t *testing.T) {
+	h := newHarness(t)
+	h.src.setList(running("c1"))
+	h.start(testConfig())
+	linesOf := func() (int64, string) {
+		c, ok := h.container("c1")
+		if !ok {
+			return -1, "c1 not listed"
+		}
+		return c.Lines, fmt.Sprintf("%+v", c)
+	}
+	waitLines := func(what string, want int64) {
+		t.Helper()
+		var last string
+		waitFor(t, what, func() bool {
+			var n int64
+			n, last = linesOf()
+			return n == want
+		}, func() string { return last })
+	}
+
+	a := h.waitActiveFollow("c1")
+	a.deliver(t, 3)
+	waitLines("status to show the 3 lines the running burst #1 delivered", 3)
+	a.deliver(t, 2)
+	waitLines("status to show the 5 lines the running burst #1 delivered", 5)
+	if a.returned() {
+		t.Fatalf("%s returned: the counts were not taken during the burst", a)
+	}
+	a.end(t, outcome{End: collectors.EndIdle, Lines: 5})
+
+	// The idle end re-attaches at once; the next burst starts from 5.
+	b := h.col.waitBurst(t, "c1", 2)
+	waitLines("status to show burst #1's 5 lines once, after it ended", 5)
+	b.deliver(t, 4)
+	waitLines("status to show burst #1's 5 lines plus the 4 running burst #2 delivered", 9)
+	b.end(t, outcome{End: collectors.EndIdle, Lines: 4})
+	h.col.waitBurst(t, "c1", 3)
+	waitLines("status to show 9 lines after burst #2 ended", 9)
+}

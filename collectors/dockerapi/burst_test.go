@@ -2,7 +2,10 @@ package dockerapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"os"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -235,5 +238,98 @@ func TestBurstEndToEndGone(t *testing.T) {
 		collectors.BurstSpec{ID: "gone", Follow: true, Cursor: collectors.BeginningCursor()})
 	if !res.Gone {
 		t.Fatalf("burst of a missing container = %+v, want Gone", res)
+	}
+}
+
+// endObserver keeps the end of every burst it is told about.
+type endObserver struct {
+	mu   sync.Mutex
+	ends []collectors.EndReason
+}
+
+func (o *endObserver) Read(int64, int64, int64, int64) {}
+
+func (o *endObserver) BurstEnded(res *collectors.BurstResult) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.ends = append(o.ends, res.End)
+}
+
+func (o *endObserver) got() []collectors.EndReason {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]collectors.EndReason(nil), o.ends...)
+}
+
+// TestBurstEndToEndNoResponseHeader: a re-attach to a frozen daemon, which
+// takes the logs request and never writes a response header, ends as an idle
+// deadline (no error, so no backoff; counted as an idle expiry by the
+// observer) within the idle timeout plus a margin, with nothing left running.
+func TestBurstEndToEndNoResponseHeader(t *testing.T) {
+	const idle = 400 * time.Millisecond
+	d := newFakeDaemon(t)
+	d.setContainer("c1", nonTTY("c1"))
+	base := time.Date(2024, 5, 1, 10, 20, 30, 0, time.UTC)
+	var requests atomic.Int64
+	d.setLogs(func(lw *logWriter, _ *http.Request) {
+		if requests.Add(1) == 1 {
+			// The first burst reads a line, then the stream goes quiet.
+			_ = lw.Frame(1, base, "before the freeze\n")
+		}
+		// The re-attach gets nothing at all: no status line, no header.
+		lw.Stall()
+	})
+	c := newTestClient(t, d, Options{IdleTimeout: idle, MaxBurst: time.Minute})
+	if err := c.Ping(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	obs := &endObserver{}
+	cfg := collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100, Observer: obs}
+	sink := &recordingSink{}
+	meta := &atomic.Pointer[collectors.Meta]{}
+	first := burst(t, c, sink, cfg, collectors.BurstSpec{ID: "c1", Follow: true, Cursor: collectors.BeginningCursor(), Meta: meta})
+	if first.End != collectors.EndIdle || first.Lines != 1 {
+		t.Fatalf("first burst = %+v, want an idle end after 1 line", first)
+	}
+	before := goleak.IgnoreCurrent()
+
+	start := time.Now()
+	res := burst(t, c, sink, cfg, collectors.BurstSpec{ID: "c1", Follow: true, Cursor: first.Cursor, Meta: meta})
+	el := time.Since(start)
+
+	if res.End != collectors.EndIdle || res.Err != nil {
+		t.Fatalf("re-attach ended %q (err %v), want %q without an error", res.End, res.Err, collectors.EndIdle)
+	}
+	if el < idle-50*time.Millisecond || el > idle+time.Second {
+		t.Errorf("re-attach ended after %v, want the idle timeout %v (+ at most 1s)", el, idle)
+	}
+	if res.Requests != 1 || res.Lines != 0 || !reflect.DeepEqual(res.Cursor, first.Cursor) {
+		t.Errorf("re-attach = %+v, want 1 request, no line and the cursor it started from", res)
+	}
+	if got := requests.Load(); got != 2 {
+		t.Errorf("the daemon saw %d logs requests, want 2 (no silent retry)", got)
+	}
+	if got := obs.got(); len(got) != 2 || got[1] != collectors.EndIdle {
+		t.Errorf("observer saw ends %v, want the re-attach's counted as %q", got, collectors.EndIdle)
+	}
+	goleak.VerifyNone(t, before)
+}
+
+// TestBurstEndToEndNoDaemon: the deadline classification does not swallow a
+// daemon that cannot be reached: that is still an error, which backs off.
+func TestBurstEndToEndNoDaemon(t *testing.T) {
+	// A socket path nothing listens on.
+	c, err := New(Options{Host: "unix://" + shortSocketPath(t), ControlTimeout: 5 * time.Second,
+		IdleTimeout: 400 * time.Millisecond, MaxBurst: time.Minute})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	meta := &atomic.Pointer[collectors.Meta]{}
+	meta.Store(&collectors.Meta{ID: "c1", Name: "c1"})
+	res := burst(t, c, &recordingSink{}, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100},
+		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: collectors.BeginningCursor(), Meta: meta})
+	if res.End != collectors.EndError || res.Err == nil || errors.Is(res.Err, os.ErrDeadlineExceeded) {
+		t.Fatalf("burst without a daemon ended %q (err %v), want an error that is not a deadline", res.End, res.Err)
 	}
 }

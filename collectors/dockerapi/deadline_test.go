@@ -2,9 +2,13 @@ package dockerapi
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -114,7 +118,9 @@ func TestLogsIdleDeadlineEndsStalledRead(t *testing.T) {
 }
 
 // TestLogsIdleDeadlineBeforeHeaders: a daemon that accepts the request but
-// never answers it must not hold Logs forever either.
+// never answers it must not hold Logs forever either, and the error must say,
+// by its type, that the connection's deadline passed (a burst then ends as an
+// idle one), not that the daemon cannot be reached.
 func TestLogsIdleDeadlineBeforeHeaders(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	d := newFakeDaemon(t)
@@ -138,10 +144,14 @@ func TestLogsIdleDeadlineBeforeHeaders(t *testing.T) {
 	}()
 	select {
 	case err := <-done:
+		el := time.Since(start)
 		if err == nil {
 			t.Fatal("Logs succeeded against a daemon that never answered")
 		}
-		if el := time.Since(start); el > idle+2*time.Second {
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("Logs failed with %v, want an error that is os.ErrDeadlineExceeded", err)
+		}
+		if el < idle-50*time.Millisecond || el > idle+2*time.Second {
 			t.Errorf("Logs returned after %v, want about the idle timeout %v", el, idle)
 		}
 	case <-time.After(idle + 10*time.Second):
@@ -243,5 +253,54 @@ func TestLogsBurstsAreSeparateConnections(t *testing.T) {
 		if el := time.Since(start); el > maxBurst+time.Second {
 			t.Errorf("burst %d took %v", i, el)
 		}
+	}
+}
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestDeadlineTransport: a round trip that ended at a connection deadline
+// keeps its cause in the chain but, wrapped by http.Client in a *url.Error,
+// no longer reports Timeout() (the Docker SDK would replace it with a bare
+// "cannot connect"); any other error, a dial timeout included, is untouched.
+func TestDeadlineTransport(t *testing.T) {
+	readTimeout := &net.OpError{Op: "read", Net: "unix", Err: os.ErrDeadlineExceeded}
+	dialTimeout := &net.OpError{Op: "dial", Net: "unix", Err: context.DeadlineExceeded}
+	refused := &net.OpError{Op: "dial", Net: "unix", Err: errors.New("connection refused")}
+	tests := []struct {
+		name         string
+		err          error
+		wantDeadline bool
+		wantTimeout  bool // what the *url.Error reports
+	}{
+		{"no response header before the read deadline", readTimeout, true, false},
+		{"the same, wrapped by the transport", fmt.Errorf("net/http: HTTP/1.x transport connection broken: %w", readTimeout), true, false},
+		{"dial timeout", dialTimeout, false, true},
+		{"connection refused", refused, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hc := keepDeadlines(&http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, tt.err })})
+			req, err := http.NewRequest(http.MethodGet, "http://docker/_ping", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = hc.Do(req)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("Do failed with %v, want its cause %v in the chain", err, tt.err)
+			}
+			if got := errors.Is(err, os.ErrDeadlineExceeded); got != tt.wantDeadline {
+				t.Errorf("errors.Is(%v, os.ErrDeadlineExceeded) = %v, want %v", err, got, tt.wantDeadline)
+			}
+			var ue *url.Error
+			if !errors.As(err, &ue) {
+				t.Fatalf("Do failed with %T, want a *url.Error", err)
+			}
+			if ue.Timeout() != tt.wantTimeout {
+				t.Errorf("url.Error.Timeout() = %v, want %v", ue.Timeout(), tt.wantTimeout)
+			}
+		})
 	}
 }
