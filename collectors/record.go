@@ -6,6 +6,8 @@ package collectors
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -40,10 +42,54 @@ type Meta struct {
 	ImageTags   []string
 	ServiceName string // compose service label, else the container name
 	HostName    string
-	Labels      map[string]string
-	TTY         bool      // raw stream instead of stdcopy frames
-	Running     bool      // the container's state when it was inspected
-	StartedAt   time.Time // when its current (or last) run started
+	Labels      map[string]string // every label of the container
+	TTY         bool              // raw stream instead of stdcopy frames
+	Running     bool              // the container's state when it was inspected
+	StartedAt   time.Time         // when its current (or last) run started
+
+	// SelectedLabels are the labels the operator chose to export (the
+	// labels setting), sorted by key: each is the resource attribute
+	// container.label.<Key>. A sorted slice rather than a map, so that the
+	// output's order is deterministic and the sinks, which encode a Meta's
+	// resource once, walk it without sorting.
+	SelectedLabels []Label
+}
+
+// Label is one container label: the key and value Docker reports.
+type Label struct {
+	Key, Value string
+}
+
+// SelectLabels returns the labels that one of the selectors selects, sorted
+// by key; nil if none. A selector ending in * selects every key that starts
+// with what comes before the * (a lone * selects every label); any other
+// selects the key equal to it.
+func SelectLabels(labels map[string]string, selectors []string) []Label {
+	if len(selectors) == 0 {
+		return nil
+	}
+	var out []Label
+	for k, v := range labels {
+		if selected(k, selectors) {
+			out = append(out, Label{Key: k, Value: v})
+		}
+	}
+	slices.SortFunc(out, func(a, b Label) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+// selected reports whether one of the selectors selects the label key.
+func selected(key string, selectors []string) bool {
+	for _, s := range selectors {
+		if prefix, ok := strings.CutSuffix(s, "*"); ok {
+			if strings.HasPrefix(key, prefix) {
+				return true
+			}
+		} else if key == s {
+			return true
+		}
+	}
+	return false
 }
 
 // Record is one log line.

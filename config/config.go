@@ -71,6 +71,12 @@ type Config struct {
 	TraceSampling float64 `koanf:"trace_sampling"`
 	// MetricsInterval is how often berth's own metrics are pushed over OTLP.
 	MetricsInterval time.Duration `koanf:"metrics_interval"`
+	// Labels selects the container labels exported as the resource
+	// attributes container.label.<key>: each entry is a label key, or a
+	// prefix ending in * (com.example.*) that selects every label starting
+	// with it. Empty: no label. In the environment, a comma-separated list:
+	// BERTH_LABELS=com.example.*,team.
+	Labels []string `koanf:"labels"`
 }
 
 // OTLP configures the OTLP log exporter.
@@ -149,7 +155,7 @@ func Load(path string, environ []string, flags map[string]any) (Config, error) {
 	}
 	var cfg Config
 	dc := &mapstructure.DecoderConfig{
-		DecodeHook:       mapstructure.StringToTimeDurationHookFunc(),
+		DecodeHook:       mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc(), stringToList),
 		WeaklyTypedInput: true,
 		ErrorUnused:      true,
 		Result:           &cfg,
@@ -159,6 +165,24 @@ func Load(path string, environ []string, flags map[string]any) (Config, error) {
 		return Config{}, fmt.Errorf("%w (the keys are listed in the README's configuration reference)", err)
 	}
 	return cfg, nil
+}
+
+// stringToList decodes a string into a list key by splitting it at commas
+// and trimming the spaces around each entry, so that BERTH_LABELS=a, b sets
+// the list [a b]. A blank string is an empty list.
+func stringToList(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.String || to.Kind() != reflect.Slice || to.Elem().Kind() != reflect.String {
+		return data, nil
+	}
+	s := reflect.ValueOf(data).String()
+	if strings.TrimSpace(s) == "" {
+		return []string{}, nil
+	}
+	list := strings.Split(s, ",")
+	for i := range list {
+		list[i] = strings.TrimSpace(list[i])
+	}
+	return list, nil
 }
 
 // envKey maps BERTH_BACKOFF__INITIAL to backoff.initial.
@@ -253,6 +277,16 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log_level", "%q is not allowed; use debug, info, warn or error", c.LogLevel)
+	}
+	for i, l := range c.Labels {
+		switch star := strings.IndexByte(l, '*'); {
+		case strings.TrimSpace(l) == "":
+			bad("labels", "entry %d is empty; remove it, or write a label key (com.example.team) or a prefix ending in * (com.example.*)", i+1)
+		case strings.TrimSpace(l) != l:
+			bad("labels", "entry %q has spaces around it; remove them", l)
+		case star >= 0 && star != len(l)-1:
+			bad("labels", "entry %q has a * that is not its last character; a * may only end an entry, to select every label starting with what comes before it (com.example.*)", l)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -64,6 +64,12 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"events_idle_timeout too short", func(c *Config) { c.EventsIdleTimeout = 500 * time.Millisecond }, "events_idle_timeout"},
 		{"control_timeout too short", func(c *Config) { c.ControlTimeout = time.Millisecond }, "control_timeout"},
 		{"shutdown_timeout zero", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout"},
+		{"labels empty entry", func(c *Config) { c.Labels = []string{"team", ""} }, "labels"},
+		{"labels blank entry", func(c *Config) { c.Labels = []string{"  "} }, "labels"},
+		{"labels entry with spaces around it", func(c *Config) { c.Labels = []string{" team"} }, "labels"},
+		{"labels * at the start", func(c *Config) { c.Labels = []string{"*.example.com"} }, "labels"},
+		{"labels * in the middle", func(c *Config) { c.Labels = []string{"com.*.team"} }, "labels"},
+		{"labels two *", func(c *Config) { c.Labels = []string{"com.**"} }, "labels"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()
@@ -99,6 +105,9 @@ func TestValidateAccepts(t *testing.T) {
 		{"upper-case log level", func(c *Config) { c.LogLevel = "DEBUG" }},
 		{"no http listener", func(c *Config) { c.HTTPAddr = "" }},
 		{"constant backoff", func(c *Config) { c.Backoff.Max = c.Backoff.Initial; c.Backoff.Multiplier = 1 }},
+		{"labels by key and by prefix", func(c *Config) { c.Labels = []string{"team", "com.example.*", "com.docker.compose.project"} }},
+		{"every label", func(c *Config) { c.Labels = []string{"*"} }},
+		{"no labels", func(c *Config) { c.Labels = []string{} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()
@@ -241,6 +250,54 @@ backoff:
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
+	}
+}
+
+// TestLoadLabels: the labels list is set from a YAML list, a YAML string or
+// a comma-separated BERTH_LABELS; the environment replaces the file's list;
+// what Validate then says about it.
+func TestLoadLabels(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		yaml    string // file content; empty: no file
+		environ []string
+		want    []string
+		wantErr string // part of Validate's error; empty: valid
+	}{
+		{name: "default: none"},
+		{name: "YAML list", yaml: "labels:\n  - team\n  - com.example.*\n", want: []string{"team", "com.example.*"}},
+		{name: "YAML flow list", yaml: "labels: [team, \"com.example.*\"]\n", want: []string{"team", "com.example.*"}},
+		{name: "YAML string is split at commas", yaml: "labels: team, com.example.*\n", want: []string{"team", "com.example.*"}},
+		{name: "YAML empty list", yaml: "labels: []\n", want: []string{}},
+		{name: "environment", environ: []string{"BERTH_LABELS=team,com.example.*,env"}, want: []string{"team", "com.example.*", "env"}},
+		{name: "environment, spaces trimmed", environ: []string{"BERTH_LABELS= team , com.example.* "}, want: []string{"team", "com.example.*"}},
+		{name: "environment, one key", environ: []string{"BERTH_LABELS=team"}, want: []string{"team"}},
+		{name: "environment empty: none", environ: []string{"BERTH_LABELS="}, want: []string{}},
+		{name: "environment replaces the file", yaml: "labels: [a, b, c]\n", environ: []string{"BERTH_LABELS=d"}, want: []string{"d"}},
+		{name: "environment with an empty entry", environ: []string{"BERTH_LABELS=team,,env"}, want: []string{"team", "", "env"}, wantErr: "labels: entry 2 is empty"},
+		{name: "environment trailing comma", environ: []string{"BERTH_LABELS=team,"}, want: []string{"team", ""}, wantErr: "labels: entry 2 is empty"},
+		{name: "YAML * in the middle", yaml: "labels: [\"com.*.team\"]\n", want: []string{"com.*.team"}, wantErr: `labels: entry "com.*.team" has a * that is not its last character`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.yaml != "" {
+				path = writeFile(t, "berth.yaml", tc.yaml)
+			}
+			cfg, err := Load(path, tc.environ, nil)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if !slices.Equal(cfg.Labels, tc.want) {
+				t.Errorf("labels = %q, want %q", cfg.Labels, tc.want)
+			}
+			err = cfg.Validate()
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("Validate: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("Validate = %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
 	}
 }
 

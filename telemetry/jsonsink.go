@@ -22,7 +22,8 @@ const TimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 //
 //	{"timestamp":"...","observed_timestamp":"...","body":"...",
 //	 "attributes":{"log.iostream":"stdout"},
-//	 "resource":{"container.id":"...","container.name":"...",...}}
+//	 "resource":{"container.id":"...","container.name":"...",...,
+//	   "container.label.<key>":"..."}}
 //
 // A body that is not valid UTF-8 is written as the base64 of its exact bytes,
 // with the attribute "log.body.encoding":"base64", so nothing is replaced.
@@ -102,7 +103,8 @@ func appendRecord(buf []byte, r *collectors.Record, resource []byte, tf *timeFor
 }
 
 // appendResource encodes a container's resource attributes (OpenTelemetry
-// semantic conventions).
+// semantic conventions), then its selected labels as container.label.<key>
+// in key order. Consume encodes it once per Meta.
 func appendResource(buf []byte, m *collectors.Meta) []byte {
 	kv := func(buf []byte, k, v string) []byte {
 		buf = appendString(buf, []byte(k))
@@ -128,6 +130,10 @@ func appendResource(buf []byte, m *collectors.Meta) []byte {
 	buf = kv(buf, "service.name", m.ServiceName)
 	buf = append(buf, ',')
 	buf = kv(buf, "host.name", m.HostName)
+	for _, l := range m.SelectedLabels {
+		buf = append(buf, ',')
+		buf = kv(buf, LabelAttributePrefix+l.Key, l.Value)
+	}
 	return append(buf, '}')
 }
 

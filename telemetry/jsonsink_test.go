@@ -126,3 +126,76 @@ func TestTimeFormatterMatchesTimeFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONSinkLabels: the selected labels follow host.name in the resource,
+// as "container.label.<key>", in key order; a Meta without selected labels
+// has none, whatever labels its container carries.
+func TestJSONSinkLabels(t *testing.T) {
+	base := collectors.Meta{ID: "abc", Name: "web-1", ImageName: "app", ServiceName: "web", HostName: "h1",
+		Labels: map[string]string{"team": "payments", "com.example.tier": "edge", "secret": "s", "q": `a "quoted" \ value`}}
+	const head = `"resource":{"container.id":"abc","container.name":"web-1","container.image.name":"app","container.image.tags":[],"container.runtime":"docker","service.name":"web","host.name":"h1"`
+	for _, tc := range []struct {
+		name     string
+		selected []collectors.Label
+		want     string // the resource's end, after host.name
+	}{
+		{"none selected", nil, `}}`},
+		{"one", []collectors.Label{{Key: "team", Value: "payments"}}, `,"container.label.team":"payments"}}`},
+		{"several, escaped", []collectors.Label{{Key: "com.example.tier", Value: "edge"}, {Key: "q", Value: `a "quoted" \ value`}, {Key: "team", Value: ""}},
+			`,"container.label.com.example.tier":"edge","container.label.q":"a \"quoted\" \\ value","container.label.team":""}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			meta := base
+			meta.SelectedLabels = tc.selected
+			var out bytes.Buffer
+			s := NewJSONSink(&out, nil)
+			recs := []collectors.Record{{Body: []byte("one"), Stream: collectors.Stdout}, {Body: []byte("two"), Stream: collectors.Stderr}}
+			if err := s.Consume(context.Background(), &collectors.Batch{Meta: &meta, Records: recs}); err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+			if len(lines) != 2 {
+				t.Fatalf("%d lines for 2 records", len(lines))
+			}
+			for i, line := range lines {
+				_, res, ok := strings.Cut(line, `,"resource":`)
+				if !ok || `"resource":`+res != head+tc.want {
+					t.Errorf("line %d: %s\nwant the resource %s", i, line, head+tc.want)
+				}
+				var r wireRecord
+				if err := json.Unmarshal([]byte(line), &r); err != nil {
+					t.Fatalf("line %d is not JSON: %v: %s", i, err, line)
+				}
+				n := 0
+				for k := range r.Resource {
+					if strings.HasPrefix(k, "container.label.") {
+						n++
+					}
+				}
+				if n != len(tc.selected) {
+					t.Errorf("line %d has %d label attributes, want %d", i, n, len(tc.selected))
+				}
+				for _, l := range tc.selected {
+					if r.Resource["container.label."+l.Key] != l.Value {
+						t.Errorf("line %d: container.label.%s = %v, want %q", i, l.Key, r.Resource["container.label."+l.Key], l.Value)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestJSONSinkLabelsCostNothingPerRecord: the labels are encoded once per
+// Meta; writing a batch then allocates nothing.
+func TestJSONSinkLabelsCostNothingPerRecord(t *testing.T) {
+	s := NewJSONSink(discard{}, nil)
+	meta := &collectors.Meta{ID: "abc", Name: "web", SelectedLabels: []collectors.Label{{Key: "team", Value: "payments"}, {Key: "tier", Value: "edge"}}}
+	recs := make([]collectors.Record, 64)
+	for i := range recs {
+		recs[i] = collectors.Record{Timestamp: time.Unix(1, 0), Observed: time.Unix(2, 0), Body: []byte("a line"), Stream: collectors.Stdout}
+	}
+	batch := &collectors.Batch{Meta: meta, Records: recs}
+	if allocs := testing.AllocsPerRun(20, func() { _ = s.Consume(context.Background(), batch) }); allocs != 0 {
+		t.Errorf("Consume of a labelled batch allocates %v times, want 0", allocs)
+	}
+}

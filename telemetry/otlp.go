@@ -230,21 +230,31 @@ func (s *OTLPSink) logger(m *collectors.Meta) otellog.Logger {
 }
 
 // ContainerResource is the resource of a container's records, in
-// OpenTelemetry semantic conventions.
+// OpenTelemetry semantic conventions, with each selected label as
+// container.label.<key>. It is built once per Meta (see logger), never per
+// record.
 func ContainerResource(m *collectors.Meta) *resource.Resource {
-	attrs := []attribute.KeyValue{
+	attrs := make([]attribute.KeyValue, 0, 7+len(m.SelectedLabels))
+	attrs = append(attrs,
 		attribute.String("container.id", m.ID),
 		attribute.String("container.name", m.Name),
 		attribute.String("container.image.name", m.ImageName),
 		attribute.String("container.runtime", "docker"),
 		attribute.String("service.name", m.ServiceName),
 		attribute.String("host.name", m.HostName),
-	}
+	)
 	if len(m.ImageTags) > 0 {
 		attrs = append(attrs, attribute.StringSlice("container.image.tags", m.ImageTags))
 	}
+	for _, l := range m.SelectedLabels {
+		attrs = append(attrs, attribute.String(LabelAttributePrefix+l.Key, l.Value))
+	}
 	return resource.NewSchemaless(attrs...)
 }
+
+// LabelAttributePrefix starts the resource attribute of each selected
+// container label: container.label.<key>.
+const LabelAttributePrefix = "container.label."
 
 var (
 	attrStdout    = attribute.String("log.iostream", "stdout")

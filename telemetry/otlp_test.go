@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -323,5 +325,76 @@ func TestSignalURL(t *testing.T) {
 		if got := SignalURL(base, "/v1/logs"); got != want {
 			t.Errorf("SignalURL(%q) = %q, want %q", base, got, want)
 		}
+	}
+}
+
+// TestOTLPSinkExportsSelectedLabels: each selected label is the resource
+// attribute container.label.<key> of every record of its container, and a
+// container without selected labels has no such attribute.
+func TestOTLPSinkExportsSelectedLabels(t *testing.T) {
+	labelled := &collectors.Meta{
+		ID: "c1", Name: "web", ImageName: "app", ServiceName: "web", HostName: "h",
+		Labels: map[string]string{"team": "payments", "com.example.tier": "edge", "secret": "not selected", "empty": ""},
+		SelectedLabels: []collectors.Label{
+			{Key: "com.example.tier", Value: "edge"}, {Key: "empty", Value: ""}, {Key: "team", Value: "payments"},
+		},
+	}
+	plain := &collectors.Meta{ID: "c2", Name: "db", Labels: map[string]string{"team": "storage"}}
+	exp := &fakeExporter{}
+	s := NewOTLPSink(exp, &ackLog{}, OTLPSinkConfig{Backoff: fastBackoff()}, nil)
+	ctx := context.Background()
+	for i, b := range []*collectors.Batch{batchOf(labelled, 1, "a", "b"), batchOf(plain, 2, "x")} {
+		if err := s.Consume(ctx, b); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(exp.exported) != 3 {
+		t.Fatalf("exported %d records, want 3", len(exp.exported))
+	}
+	labelsOf := func(r sdklog.Record) map[string]string {
+		got := map[string]string{}
+		for _, kv := range r.Resource().Attributes() {
+			if k, ok := strings.CutPrefix(string(kv.Key), "container.label."); ok {
+				if kv.Value.Type() != attribute.STRING {
+					t.Errorf("%s is a %v, want a string", kv.Key, kv.Value.Type())
+				}
+				got[k] = kv.Value.AsString()
+			}
+		}
+		return got
+	}
+	want := map[string]string{"com.example.tier": "edge", "empty": "", "team": "payments"}
+	for i, r := range exp.exported[:2] {
+		if got := labelsOf(r); !reflect.DeepEqual(got, want) {
+			t.Errorf("record %d: labels %v, want %v", i, got, want)
+		}
+	}
+	if got := labelsOf(exp.exported[2]); len(got) != 0 {
+		t.Errorf("a container without selected labels has %v", got)
+	}
+}
+
+// TestContainerResourceLabels: the selected labels come after the
+// semantic-convention attributes and change none of them.
+func TestContainerResourceLabels(t *testing.T) {
+	m := &collectors.Meta{
+		ID: "c1", Name: "web", ImageName: "app", ImageTags: []string{"1.0"}, ServiceName: "web", HostName: "h",
+		SelectedLabels: []collectors.Label{{Key: "service.name", Value: "a label, not the service"}, {Key: "team", Value: "payments"}},
+	}
+	res := ContainerResource(m)
+	got := map[string]string{}
+	for _, kv := range res.Attributes() {
+		got[string(kv.Key)] = kv.Value.Emit()
+	}
+	want := map[string]string{
+		"container.id": "c1", "container.name": "web", "container.image.name": "app", "container.image.tags": `["1.0"]`,
+		"container.runtime": "docker", "service.name": "web", "host.name": "h",
+		"container.label.service.name": "a label, not the service", "container.label.team": "payments",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("resource %v, want %v", got, want)
 	}
 }

@@ -166,6 +166,7 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 		EventsIdleTimeout: cfg.EventsIdleTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxBurst:          cfg.MaxBurst,
+		Labels:            cfg.Labels,
 	})
 	if err != nil {
 		log.Error("cannot set up the Docker client", "err", err)

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +52,10 @@ type Options struct {
 	IdleTimeout time.Duration
 	// MaxBurst bounds a log burst from its dial.
 	MaxBurst time.Duration
+	// Labels selects the labels of a container exported with its records
+	// (Meta.SelectedLabels): label keys, or prefixes ending in * (see
+	// collectors.SelectLabels). Empty: none.
+	Labels []string
 }
 
 // Client talks to the daemon through three HTTP clients, one per deadline
@@ -95,6 +100,7 @@ func New(opts Options) (*Client, error) {
 	if tlsConf != nil || u.Scheme == "https" {
 		scheme = "https"
 	}
+	opts.Labels = slices.Clone(opts.Labels) // the caller's slice may change
 	c := &Client{opts: opts, scheme: scheme, urlHost: u.Host, basePath: u.Path}
 	if network == "unix" {
 		c.urlHost = client.DummyHost
@@ -133,7 +139,7 @@ func New(opts Options) (*Client, error) {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
 	// One connection per burst: when the burst ends its connection is gone.
-	if c.logs, err = newDocker(newHTTP(deadlinePolicy{idle: opts.IdleTimeout, lifetime: opts.MaxBurst}, false)); err != nil {
+	if c.logs, err = newDocker(keepDeadlines(newHTTP(deadlinePolicy{idle: opts.IdleTimeout, lifetime: opts.MaxBurst}, false))); err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
 	c.events = newHTTP(deadlinePolicy{idle: opts.EventsIdleTimeout}, false)
@@ -188,15 +194,17 @@ func (c *Client) Inspect(ctx context.Context, id string) (*collectors.Meta, erro
 	if err != nil {
 		return nil, classify(err)
 	}
-	return metaOf(info), nil
+	return metaOf(info, c.opts.Labels), nil
 }
 
-// metaOf maps an inspect answer to the resource of the container's records.
-func metaOf(info container.InspectResponse) *collectors.Meta {
+// metaOf maps an inspect answer to the resource of the container's records;
+// selectors choose the labels exported with them.
+func metaOf(info container.InspectResponse, selectors []string) *collectors.Meta {
 	m := &collectors.Meta{ID: info.ID, Name: strings.TrimPrefix(info.Name, "/")}
 	if info.Config != nil {
 		m.TTY = info.Config.Tty
 		m.Labels = info.Config.Labels
+		m.SelectedLabels = collectors.SelectLabels(m.Labels, selectors)
 		m.ImageName, m.ImageTags = SplitImage(info.Config.Image)
 	}
 	if info.State != nil {
@@ -238,10 +246,11 @@ func (c *Client) Logs(ctx context.Context, id string, req collectors.LogRequest)
 	}
 	rc, err := c.logs.ContainerLogs(ctx, id, opts)
 	if err != nil {
-		if client.IsErrConnectionFailed(err) && ctx.Err() == nil {
-			// The SDK reports a response that did not start within the
-			// idle deadline as a failed connection.
-			return nil, fmt.Errorf("no answer to the logs request within idle_timeout (%v), or no connection: %w", c.opts.IdleTimeout, err)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The connection's deadline passed before the response header
+			// (keepDeadlines keeps that cause in the chain): the burst ends
+			// as an idle one.
+			return nil, fmt.Errorf("no response header to the logs request within idle_timeout (%v): %w", c.opts.IdleTimeout, err)
 		}
 		return nil, classify(err)
 	}
@@ -370,3 +379,35 @@ func classify(err error) error {
 	}
 	return err
 }
+
+// keepDeadlines makes hc's requests keep a connection deadline's expiry in
+// their error chain. The Docker SDK replaces any request error that reports
+// Timeout() with a bare "Cannot connect to the Docker daemon" that drops its
+// cause, so a logs request whose response header never came would look like
+// a daemon that cannot be reached. Every other error reaches the SDK as is.
+func keepDeadlines(hc *http.Client) *http.Client {
+	hc.Transport = deadlineTransport{base: hc.Transport}
+	return hc
+}
+
+// deadlineTransport hides the Timeout() of a round trip that ended at a
+// connection deadline from the SDK (see keepDeadlines), keeping the error
+// itself in the chain.
+type deadlineTransport struct{ base http.RoundTripper }
+
+func (t deadlineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		return resp, deadlineError{err: err}
+	}
+	return resp, err
+}
+
+// deadlineError is a round trip's error whose cause is a connection
+// deadline. It deliberately has no Timeout method: errors.Is(err,
+// os.ErrDeadlineExceeded) still finds the cause through Unwrap, but the
+// *url.Error around it no longer reports Timeout() to the SDK.
+type deadlineError struct{ err error }
+
+func (e deadlineError) Error() string { return e.err.Error() }
+func (e deadlineError) Unwrap() error { return e.err }

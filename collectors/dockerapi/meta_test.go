@@ -1,0 +1,63 @@
+package dockerapi
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/berthlog/berth/collectors"
+)
+
+// TestInspectSelectsLabels: the labels option chooses the labels a Meta
+// exports, sorted by key; every label is still in Meta.Labels.
+func TestInspectSelectsLabels(t *testing.T) {
+	all := map[string]string{
+		"com.docker.compose.service": "frontend",
+		"com.example.tier":           "edge",
+		"com.example.owner":          "ops",
+		"team":                       "payments",
+		"secret.token":               "not selected",
+	}
+	d := newFakeDaemon(t)
+	d.setContainer("aaa", map[string]any{
+		"Id":     "aaa",
+		"Name":   "/web",
+		"Config": map[string]any{"Image": "app:1", "Labels": all},
+		"State":  map[string]any{"Running": true, "Status": "running"},
+	})
+	d.setContainer("bbb", map[string]any{
+		"Id":     "bbb",
+		"Name":   "/db",
+		"Config": map[string]any{"Image": "db"},
+		"State":  map[string]any{"Running": true, "Status": "running"},
+	})
+	for _, tc := range []struct {
+		name      string
+		selectors []string
+		id        string
+		want      []collectors.Label
+	}{
+		{"none by default", nil, "aaa", nil},
+		{"keys and a prefix", []string{"team", "com.example.*", "absent"}, "aaa", []collectors.Label{
+			{Key: "com.example.owner", Value: "ops"}, {Key: "com.example.tier", Value: "edge"}, {Key: "team", Value: "payments"},
+		}},
+		{"a container without labels", []string{"*"}, "bbb", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			selectors := append([]string(nil), tc.selectors...)
+			c := newTestClient(t, d, Options{Labels: selectors})
+			for i := range selectors {
+				selectors[i] = "*" // the client keeps its own copy
+			}
+			m, err := c.Inspect(testCtx(t), tc.id)
+			if err != nil {
+				t.Fatalf("Inspect: %v", err)
+			}
+			if !reflect.DeepEqual(m.SelectedLabels, tc.want) {
+				t.Errorf("SelectedLabels = %v, want %v", m.SelectedLabels, tc.want)
+			}
+			if tc.id == "aaa" && !reflect.DeepEqual(m.Labels, all) {
+				t.Errorf("Labels = %v, want every label %v", m.Labels, all)
+			}
+		})
+	}
+}
