@@ -135,22 +135,57 @@ func freePort(t *testing.T) string {
 // stderr in files, and waits until /healthz answers 200. Cleanup stops it.
 func startBerth(t *testing.T, cfg BerthConfig) *Berth {
 	t.Helper()
-	bin := berthBinary(t)
-	dir := testDir(t)
+	return startBerthProc(t, cfg, berthProc{})
+}
+
+// berthProc holds what startBerthProc needs beyond the config file: the
+// binary, the environment and the directories. Its zero value is
+// startBerth's choice.
+type berthProc struct {
+	// Bin is the berth binary; empty: berthBinary(t) (-race with -race).
+	Bin string
+	// Env is added to berth's environment (berthEnv).
+	Env []string
+	// Dir holds berth's config, stdout and stderr; empty: the test's
+	// directory (testDir).
+	Dir string
+	// StateDir is berth's state_dir; empty: Dir/state, created here. A
+	// directory given here is not created: berth creates it (0700).
+	StateDir string
+}
+
+// startBerthProc is startBerth with the binary, environment and directories
+// of p: it writes cfg, starts berth with stdout and stderr in files under
+// p.Dir, and waits until /healthz answers 200. Cleanup stops it (SIGTERM,
+// exit 0 required) unless the test did.
+func startBerthProc(t *testing.T, cfg BerthConfig, p berthProc) *Berth {
+	t.Helper()
+	bin := p.Bin
+	if bin == "" {
+		bin = berthBinary(t)
+	}
+	dir := p.Dir
+	if dir == "" {
+		dir = testDir(t)
+	}
 	b := &Berth{
 		dir:        dir,
 		cfgPath:    filepath.Join(dir, "berth.yaml"),
 		stdoutPath: filepath.Join(dir, "berth.stdout"),
 		stderrPath: filepath.Join(dir, "berth.stderr"),
-		stateDir:   filepath.Join(dir, "state"),
+		stateDir:   p.StateDir,
 		httpAddr:   freePort(t),
 		exited:     make(chan struct{}),
 		http:       &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
 	}
-	if err := os.MkdirAll(b.stateDir, 0o755); err != nil {
-		t.Fatal(err)
+	if b.stateDir == "" {
+		b.stateDir = filepath.Join(dir, "state")
+		if err := os.MkdirAll(b.stateDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.WriteFile(b.cfgPath, []byte(cfg.yaml(b.stateDir, b.httpAddr)), 0o644); err != nil {
+	yaml := cfg.yaml(b.stateDir, b.httpAddr)
+	if err := os.WriteFile(b.cfgPath, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	stdout, err := os.Create(b.stdoutPath)
@@ -164,14 +199,14 @@ func startBerth(t *testing.T, cfg BerthConfig) *Berth {
 	b.cmd = exec.Command(bin, "--config", b.cfgPath)
 	b.cmd.Dir = dir
 	b.cmd.Stdout, b.cmd.Stderr = stdout, stderr
-	b.cmd.Env = berthEnv()
+	b.cmd.Env = append(berthEnv(), p.Env...)
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := b.cmd.Start(); err != nil {
 		t.Fatalf("starting berth: %v", err)
 	}
 	_ = stdout.Close()
 	_ = stderr.Close()
-	go func() { // owned: ends when the process does; stop/cleanup wait for it
+	go func() { // owned: ends when the process does; stop/sigkill/cleanup wait for it
 		b.waitErr = b.cmd.Wait()
 		close(b.exited)
 	}()
@@ -187,10 +222,14 @@ func startBerth(t *testing.T, cfg BerthConfig) *Berth {
 			if os.Getenv("BERTH_E2E_KEEP") != "" {
 				keep = "kept"
 			}
-			t.Logf("berth's config, stdout and stderr are in %s (%s)\nberth stderr (tail):\n%s", dir, keep, b.stderrTail(60))
+			t.Logf("berth pid %d: config, stdout and stderr are in %s (%s)\nberth stderr (tail):\n%s", b.cmd.Process.Pid, dir, keep, b.stderrTail(60))
 		}
 	})
-	t.Logf("berth pid %d, http %s, config:\n%s", b.cmd.Process.Pid, b.httpAddr, cfg.yaml(b.stateDir, b.httpAddr))
+	env := ""
+	if len(p.Env) > 0 {
+		env = fmt.Sprintf(", env %q", p.Env)
+	}
+	t.Logf("berth pid %d (%s), http %s%s, config:\n%s", b.cmd.Process.Pid, filepath.Base(bin), b.httpAddr, env, yaml)
 
 	waitFor(t, "berth's /healthz to answer 200", 30*time.Second, func() (bool, string) {
 		select {
@@ -418,18 +457,48 @@ func (r Record) BodyBytes() ([]byte, error) {
 
 // Output reads berth's stdout file incrementally; no goroutine.
 type Output struct {
+	recordIndex // the records read, in stdout order
+
 	path     string
 	f        *os.File
 	buf      []byte
 	pending  []byte
 	lineNo   int
-	recs     []Record
-	byName   map[string][]int
 	bad      []string
 	badCount int
 }
 
-func newOutput(path string) *Output { return &Output{path: path, byName: map[string][]int{}} }
+func newOutput(path string) *Output { return &Output{path: path} }
+
+// recordIndex holds records in arrival order (recs), indexed by
+// container.name. Its zero value is empty and ready for use.
+type recordIndex struct {
+	recs   []Record
+	byName map[string][]int
+}
+
+// put appends r to the records.
+func (x *recordIndex) put(r Record) {
+	if x.byName == nil {
+		x.byName = map[string][]int{}
+	}
+	x.recs = append(x.recs, r)
+	name := r.res("container.name")
+	x.byName[name] = append(x.byName[name], len(x.recs)-1)
+}
+
+// records returns the records of the container name, in arrival order.
+func (x *recordIndex) records(name string) []Record {
+	idx := x.byName[name]
+	out := make([]Record, len(idx))
+	for i, j := range idx {
+		out[i] = x.recs[j]
+	}
+	return out
+}
+
+// count is the number of records of the container name.
+func (x *recordIndex) count(name string) int { return len(x.byName[name]) }
 
 func (o *Output) close() {
 	if o.f != nil {
@@ -487,17 +556,5 @@ func (o *Output) add(line []byte) {
 		return
 	}
 	r.Line = o.lineNo
-	o.recs = append(o.recs, r)
-	name := r.res("container.name")
-	o.byName[name] = append(o.byName[name], len(o.recs)-1)
-}
-
-// records returns the records of the container name, in stdout order.
-func (o *Output) records(name string) []Record {
-	idx := o.byName[name]
-	out := make([]Record, len(idx))
-	for i, j := range idx {
-		out[i] = o.recs[j]
-	}
-	return out
+	o.put(r)
 }

@@ -50,12 +50,17 @@ func recordEvents(t *testing.T) *eventRecorder {
 	return r
 }
 
-// of returns the events of container id.
-func (r *eventRecorder) of(id string) []events.Message {
+// all returns a copy of the events recorded so far, in stream order.
+func (r *eventRecorder) all() []events.Message {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return append([]events.Message(nil), r.evs...)
+}
+
+// of returns the events of container id.
+func (r *eventRecorder) of(id string) []events.Message {
 	var out []events.Message
-	for _, m := range r.evs {
+	for _, m := range r.all() {
 		if m.Actor.ID == id {
 			out = append(out, m)
 		}
@@ -78,13 +83,11 @@ func describe(ms []events.Message) string {
 // outOfOrder counts the events whose time is before the time of an event
 // the stream delivered earlier, and describes the first few.
 func (r *eventRecorder) outOfOrder() (int, []string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var maxNano int64
 	var maxEv events.Message
 	n := 0
 	var ex []string
-	for _, m := range r.evs {
+	for _, m := range r.all() {
 		if m.TimeNano < maxNano {
 			n++
 			if len(ex) < 3 {

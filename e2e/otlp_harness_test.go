@@ -15,9 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -28,6 +26,7 @@ import (
 	"time"
 
 	"github.com/berthlog/berth/e2e/internal/lines"
+	"github.com/berthlog/berth/e2e/internal/logrecord"
 	"github.com/berthlog/berth/e2e/internal/otelcolrun"
 	"github.com/berthlog/berth/e2e/internal/otlprecv"
 )
@@ -57,85 +56,15 @@ func otlpYAML(endpoint, protocol string) []string {
 // Cleanup stops it (SIGTERM, exit 0 required) unless the test did.
 func startBerthOTLP(t *testing.T, cfg BerthConfig, o otlpRun) *Berth {
 	t.Helper()
-	bin := o.Bin
-	if bin == "" {
-		bin = berthBinary(t)
-	}
 	dir, err := os.MkdirTemp(testDir(t), "berth-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &Berth{
-		dir:        dir,
-		cfgPath:    filepath.Join(dir, "berth.yaml"),
-		stdoutPath: filepath.Join(dir, "berth.stdout"),
-		stderrPath: filepath.Join(dir, "berth.stderr"),
-		stateDir:   o.StateDir,
-		httpAddr:   freePort(t),
-		exited:     make(chan struct{}),
-		http:       &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
+	stateDir := o.StateDir
+	if stateDir == "" {
+		stateDir = filepath.Join(dir, "state") // not created: berth creates it
 	}
-	if b.stateDir == "" {
-		b.stateDir = filepath.Join(dir, "state")
-	}
-	yaml := cfg.yaml(b.stateDir, b.httpAddr)
-	if err := os.WriteFile(b.cfgPath, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := os.Create(b.stdoutPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := os.Create(b.stderrPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.cmd = exec.Command(bin, "--config", b.cfgPath)
-	b.cmd.Dir = dir
-	b.cmd.Stdout, b.cmd.Stderr = stdout, stderr
-	b.cmd.Env = append(berthEnv(), o.Env...)
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := b.cmd.Start(); err != nil {
-		t.Fatalf("starting berth: %v", err)
-	}
-	_ = stdout.Close()
-	_ = stderr.Close()
-	go func() { // owned: ends when the process does; stop/kill/cleanup wait for it
-		b.waitErr = b.cmd.Wait()
-		close(b.exited)
-	}()
-	b.out = newOutput(b.stdoutPath)
-	t.Cleanup(func() {
-		if !b.stopped {
-			b.stop(t)
-		}
-		b.http.CloseIdleConnections()
-		b.out.close()
-		if t.Failed() {
-			keep := "removed at the end of the run; BERTH_E2E_KEEP=1 keeps them"
-			if os.Getenv("BERTH_E2E_KEEP") != "" {
-				keep = "kept"
-			}
-			t.Logf("berth pid %d: config, stdout and stderr are in %s (%s)\nberth stderr (tail):\n%s", b.cmd.Process.Pid, dir, keep, b.stderrTail(40))
-		}
-	})
-	t.Logf("berth pid %d (%s), http %s, env %q, config:\n%s", b.cmd.Process.Pid, filepath.Base(bin), b.httpAddr, o.Env, yaml)
-
-	waitFor(t, "berth's /healthz to answer 200", 30*time.Second, func() (bool, string) {
-		select {
-		case <-b.exited:
-			t.Fatalf("berth exited at start: %v\nstderr:\n%s", b.waitErr, b.stderrTail(40))
-		default:
-		}
-		resp, err := b.http.Get("http://" + b.httpAddr + "/healthz")
-		if err != nil {
-			return false, err.Error()
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == 200, resp.Status
-	})
-	return b
+	return startBerthProc(t, cfg, berthProc{Bin: o.Bin, Env: o.Env, Dir: dir, StateDir: stateDir})
 }
 
 // stopOTLP is stop (SIGTERM, exit status 0, no data race) plus: with OTLP
@@ -242,31 +171,31 @@ func (b *Berth) otlpStatus(t *testing.T) otlpStatusDoc {
 // berth's /metrics, and whether it is there.
 func (b *Berth) metric(t *testing.T, name string) (float64, bool) {
 	t.Helper()
-	resp, err := b.http.Get("http://" + b.httpAddr + "/metrics")
-	if err != nil {
-		t.Fatalf("berth /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if !strings.HasPrefix(l, name) || len(l) == len(name) || (l[len(name)] != '{' && l[len(name)] != ' ') {
-			continue
-		}
-		f := strings.Fields(l)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			t.Fatalf("berth /metrics: %q: %v", l, err)
-		}
-		return v, true
-	}
-	return 0, false
+	var v float64
+	found := false
+	b.eachSeries(t, name, func(x float64) bool {
+		v, found = x, true
+		return false
+	})
+	return v, found
 }
 
 // metricSum returns the sum of every series of the Prometheus metric name
 // (all label sets) in berth's /metrics.
 func (b *Berth) metricSum(t *testing.T, name string) float64 {
+	t.Helper()
+	var sum float64
+	b.eachSeries(t, name, func(x float64) bool {
+		sum += x
+		return true
+	})
+	return sum
+}
+
+// eachSeries reads berth's /metrics and calls f with the value of each series
+// of the Prometheus metric name (any labels), in order, until f returns
+// false.
+func (b *Berth) eachSeries(t *testing.T, name string, f func(v float64) bool) {
 	t.Helper()
 	resp, err := b.http.Get("http://" + b.httpAddr + "/metrics")
 	if err != nil {
@@ -275,20 +204,20 @@ func (b *Berth) metricSum(t *testing.T, name string) float64 {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	var sum float64
 	for sc.Scan() {
 		l := sc.Text()
 		if !strings.HasPrefix(l, name) || len(l) == len(name) || (l[len(name)] != '{' && l[len(name)] != ' ') {
 			continue
 		}
-		f := strings.Fields(l)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		fs := strings.Fields(l)
+		v, err := strconv.ParseFloat(fs[len(fs)-1], 64)
 		if err != nil {
 			t.Fatalf("berth /metrics: %q: %v", l, err)
 		}
-		sum += v
+		if !f(v) {
+			return
+		}
 	}
-	return sum
 }
 
 // procKB reads a "kB" field (VmRSS, VmHWM) of /proc/<pid>/status.
@@ -359,13 +288,13 @@ func waitCheckpoint(t *testing.T, stateDir string, has, hasNot []*Ctr, timeout t
 // otlpView holds the records an OTLP backend received, as Records indexed by
 // container.name. poll fetches what arrived since the last poll.
 type otlpView struct {
-	fetch  func() ([]Record, error)
-	recs   []Record
-	byName map[string][]int
+	recordIndex // the records received so far
+
+	fetch func() ([]Record, error)
 }
 
 func newOTLPView(fetch func() ([]Record, error)) *otlpView {
-	return &otlpView{fetch: fetch, byName: map[string][]int{}}
+	return &otlpView{fetch: fetch}
 }
 
 // recvView reads the in-test receiver's records.
@@ -375,7 +304,7 @@ func recvView(r *otlprecv.Receiver) *otlpView {
 		all := r.Records()
 		out := make([]Record, 0, len(all)-seen)
 		for _, x := range all[seen:] {
-			out = append(out, fromRecv(x))
+			out = append(out, fromBackend(x.Record))
 		}
 		seen = len(all)
 		return out, nil
@@ -413,7 +342,7 @@ func collectorView(path string) *otlpView {
 		off += int64(end + 1)
 		out := make([]Record, 0, len(recs))
 		for _, x := range recs {
-			out = append(out, fromCollector(x))
+			out = append(out, fromBackend(x))
 		}
 		return out, nil
 	})
@@ -427,22 +356,9 @@ func (v *otlpView) poll(t *testing.T) {
 	}
 	for _, r := range recs {
 		r.Line = len(v.recs) + 1
-		v.recs = append(v.recs, r)
-		name := r.res("container.name")
-		v.byName[name] = append(v.byName[name], len(v.recs)-1)
+		v.put(r)
 	}
 }
-
-func (v *otlpView) records(name string) []Record {
-	idx := v.byName[name]
-	out := make([]Record, len(idx))
-	for i, j := range idx {
-		out[i] = v.recs[j]
-	}
-	return out
-}
-
-func (v *otlpView) count(name string) int { return len(v.byName[name]) }
 
 func nanoTime(ns uint64) string {
 	if ns == 0 {
@@ -451,19 +367,9 @@ func nanoTime(ns uint64) string {
 	return time.Unix(0, int64(ns)).UTC().Format(time.RFC3339Nano)
 }
 
-// fromRecv turns a receiver record into a Record (Line is set by poll).
-func fromRecv(x otlprecv.Record) Record {
-	r := Record{
-		Timestamp: nanoTime(x.TimeUnixNano), ObservedTimestamp: nanoTime(x.ObservedTimeUnixNano),
-		Body: x.Body, Attributes: x.Attributes, Resource: x.Resource,
-	}
-	if x.BodyKind == "bytes" {
-		r.Body = string(x.BodyBytes)
-	}
-	return r
-}
-
-func fromCollector(x otelcolrun.Record) Record {
+// fromBackend turns a record of an OTLP backend (the receiver or the
+// collector) into a Record (Line is set by poll).
+func fromBackend(x logrecord.Record) Record {
 	r := Record{
 		Timestamp: nanoTime(x.TimeUnixNano), ObservedTimestamp: nanoTime(x.ObservedTimeUnixNano),
 		Body: x.Body, Attributes: x.Attributes, Resource: x.Resource,

@@ -23,7 +23,6 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/api/types/filters"
 
 	"github.com/berthlog/berth/e2e/internal/lines"
 	"github.com/berthlog/berth/e2e/internal/stallproxy"
@@ -933,47 +932,19 @@ func soakAssertReadOnly(t *testing.T, p *stallproxy.Proxy) {
 }
 
 // soakEventLog records the daemon's events for the suite's containers, in
-// stream order, on its own goroutine: the ground truth to explain a
-// container berth did not read.
-type soakEventLog struct {
-	mu   sync.Mutex
-	evs  []events.Message
-	err  error
-	done chan struct{}
-}
+// stream order (recordEvents): the ground truth to explain a container berth
+// did not read.
+type soakEventLog struct{ rec *eventRecorder }
 
 func soakRecordEvents(t *testing.T) *soakEventLog {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	msgs, errs := suite.docker.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
-		filters.Arg("type", "container"), filters.Arg("label", labelKey+"="+labelValue))})
-	r := &soakEventLog{done: make(chan struct{})}
-	go func() { // owned: ends when cancel ends the stream
-		defer close(r.done)
-		for {
-			select {
-			case m := <-msgs:
-				r.mu.Lock()
-				r.evs = append(r.evs, m)
-				r.mu.Unlock()
-			case err := <-errs:
-				r.mu.Lock()
-				r.err = err
-				r.mu.Unlock()
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-r.done })
-	return r
+	return &soakEventLog{rec: recordEvents(t)}
 }
 
 // late returns, for each event in stream order, how much older it is than
 // the newest event the stream delivered before it (0: in order).
 func (r *soakEventLog) late() ([]events.Message, []time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	evs := append([]events.Message(nil), r.evs...)
+	evs := r.rec.all()
 	late := make([]time.Duration, len(evs))
 	var newest int64
 	for i, m := range evs {

@@ -72,12 +72,7 @@ func NewOTLPExporter(ctx context.Context, c OTLPConfig) (sdklog.Exporter, error)
 	if err != nil {
 		return nil, err
 	}
-	compression := c.Compression
-	if compression == "" && os.Getenv("OTEL_EXPORTER_OTLP_COMPRESSION") == "" && os.Getenv("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION") == "" {
-		compression = "gzip"
-	}
-	hasScheme := strings.Contains(c.Endpoint, "://")
-	if hasScheme {
+	if strings.Contains(c.Endpoint, "://") {
 		if _, err := url.Parse(c.Endpoint); err != nil {
 			return nil, fmt.Errorf("otlp.endpoint %q: %w", c.Endpoint, err)
 		}
@@ -87,52 +82,75 @@ func NewOTLPExporter(ctx context.Context, c OTLPConfig) (sdklog.Exporter, error)
 		opts := []otlploggrpc.Option{otlploggrpc.WithRetry(otlploggrpc.RetryConfig{
 			Enabled: true, InitialInterval: exporterRetry.initial, MaxInterval: exporterRetry.max, MaxElapsedTime: exporterRetry.elapsed,
 		})}
-		switch {
-		case hasScheme:
-			opts = append(opts, otlploggrpc.WithEndpointURL(c.Endpoint))
-		case c.Endpoint != "":
-			opts = append(opts, otlploggrpc.WithEndpoint(c.Endpoint))
-		}
-		if c.Insecure {
-			opts = append(opts, otlploggrpc.WithInsecure())
-		}
-		if len(c.Headers) > 0 {
-			opts = append(opts, otlploggrpc.WithHeaders(c.Headers))
-		}
-		if compression == "gzip" {
-			opts = append(opts, otlploggrpc.WithCompressor("gzip"))
-		}
-		if c.Timeout > 0 {
-			opts = append(opts, otlploggrpc.WithTimeout(c.Timeout))
-		}
+		opts = append(opts, endpointOptions(c, "", otlploggrpc.WithEndpointURL, otlploggrpc.WithEndpoint, otlploggrpc.WithInsecure, otlploggrpc.WithHeaders)...)
+		opts = append(opts, transportOptions(c, "LOGS", func() otlploggrpc.Option { return otlploggrpc.WithCompressor("gzip") }, nil, otlploggrpc.WithTimeout)...)
 		return otlploggrpc.New(ctx, opts...)
 	default:
 		opts := []otlploghttp.Option{otlploghttp.WithRetry(otlploghttp.RetryConfig{
 			Enabled: true, InitialInterval: exporterRetry.initial, MaxInterval: exporterRetry.max, MaxElapsedTime: exporterRetry.elapsed,
 		})}
-		switch {
-		case hasScheme:
-			opts = append(opts, otlploghttp.WithEndpointURL(SignalURL(c.Endpoint, "/v1/logs")))
-		case c.Endpoint != "":
-			opts = append(opts, otlploghttp.WithEndpoint(c.Endpoint))
-		}
-		if c.Insecure {
-			opts = append(opts, otlploghttp.WithInsecure())
-		}
-		if len(c.Headers) > 0 {
-			opts = append(opts, otlploghttp.WithHeaders(c.Headers))
-		}
-		switch compression {
-		case "gzip":
-			opts = append(opts, otlploghttp.WithCompression(otlploghttp.GzipCompression))
-		case "none":
-			opts = append(opts, otlploghttp.WithCompression(otlploghttp.NoCompression))
-		}
-		if c.Timeout > 0 {
-			opts = append(opts, otlploghttp.WithTimeout(c.Timeout))
-		}
+		opts = append(opts, endpointOptions(c, "/v1/logs", otlploghttp.WithEndpointURL, otlploghttp.WithEndpoint, otlploghttp.WithInsecure, otlploghttp.WithHeaders)...)
+		opts = append(opts, transportOptions(c, "LOGS",
+			func() otlploghttp.Option { return otlploghttp.WithCompression(otlploghttp.GzipCompression) },
+			func() otlploghttp.Option { return otlploghttp.WithCompression(otlploghttp.NoCompression) },
+			otlploghttp.WithTimeout)...)
 		return otlploghttp.New(ctx, opts...)
 	}
+}
+
+// transportOptions returns the compression and timeout options of an
+// exporter of one signal (LOGS, METRICS, TRACES) from c. Compression is
+// c.Compression; when that is empty, gzip unless
+// OTEL_EXPORTER_OTLP_COMPRESSION or OTEL_EXPORTER_OTLP_<signal>_COMPRESSION
+// chooses. gzip and none are the exporter package's options for them (none
+// may be nil when no compression is the package's default); a zero
+// c.Timeout leaves the package's default (or OTEL_EXPORTER_OTLP_TIMEOUT).
+func transportOptions[O any](c OTLPConfig, signal string, gzip, none func() O, withTimeout func(time.Duration) O) []O {
+	compression := c.Compression
+	if compression == "" && os.Getenv("OTEL_EXPORTER_OTLP_COMPRESSION") == "" && os.Getenv("OTEL_EXPORTER_OTLP_"+signal+"_COMPRESSION") == "" {
+		compression = "gzip"
+	}
+	var opts []O
+	switch {
+	case compression == "gzip":
+		opts = append(opts, gzip())
+	case compression == "none" && none != nil:
+		opts = append(opts, none())
+	}
+	if c.Timeout > 0 {
+		opts = append(opts, withTimeout(c.Timeout))
+	}
+	return opts
+}
+
+// endpointOptions returns the options that every exporter berth builds (logs,
+// and its own metrics and traces, over gRPC or HTTP) takes from c: the
+// endpoint, plain-text transport and headers. Each exporter package has its
+// own Option type, so the caller passes that package's WithEndpointURL,
+// WithEndpoint, WithInsecure and WithHeaders. An endpoint with a scheme is a
+// URL: for OTLP/HTTP, signalPath ("/v1/logs") is appended to its path (see
+// SignalURL); for gRPC, signalPath is "" and the URL is passed as is. Empty
+// fields add no option, leaving them to the OTEL_EXPORTER_OTLP_* variables.
+func endpointOptions[O any](c OTLPConfig, signalPath string,
+	withURL, withHostPort func(string) O, withInsecure func() O, withHeaders func(map[string]string) O) []O {
+	var opts []O
+	switch {
+	case strings.Contains(c.Endpoint, "://"):
+		u := c.Endpoint
+		if signalPath != "" {
+			u = SignalURL(u, signalPath)
+		}
+		opts = append(opts, withURL(u))
+	case c.Endpoint != "":
+		opts = append(opts, withHostPort(c.Endpoint))
+	}
+	if c.Insecure {
+		opts = append(opts, withInsecure())
+	}
+	if len(c.Headers) > 0 {
+		opts = append(opts, withHeaders(c.Headers))
+	}
+	return opts
 }
 
 // SignalURL joins a base endpoint URL, as otlp.endpoint and

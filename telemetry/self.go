@@ -104,50 +104,38 @@ func NewSelf(ctx context.Context, cfg SelfConfig) (*Self, error) {
 	return s, nil
 }
 
+// newSelfExporters builds the exporters of berth's own metrics and traces,
+// with the same endpoint, TLS, headers, compression and timeout as the log
+// exporter (endpointOptions, transportOptions). They keep the SDK's own
+// retry: a lost metrics or trace export is not worth holding memory for.
 func newSelfExporters(ctx context.Context, protocol string, c OTLPConfig) (sdkmetric.Exporter, sdktrace.SpanExporter, error) {
-	hasScheme := strings.Contains(c.Endpoint, "://")
 	if protocol == ProtocolGRPC {
-		var mo []otlpmetricgrpc.Option
-		var to []otlptracegrpc.Option
-		switch {
-		case hasScheme:
-			mo, to = append(mo, otlpmetricgrpc.WithEndpointURL(c.Endpoint)), append(to, otlptracegrpc.WithEndpointURL(c.Endpoint))
-		case c.Endpoint != "":
-			mo, to = append(mo, otlpmetricgrpc.WithEndpoint(c.Endpoint)), append(to, otlptracegrpc.WithEndpoint(c.Endpoint))
-		}
-		if c.Insecure {
-			mo, to = append(mo, otlpmetricgrpc.WithInsecure()), append(to, otlptracegrpc.WithInsecure())
-		}
-		if len(c.Headers) > 0 {
-			mo, to = append(mo, otlpmetricgrpc.WithHeaders(c.Headers)), append(to, otlptracegrpc.WithHeaders(c.Headers))
-		}
-		me, err := otlpmetricgrpc.New(ctx, mo...)
+		me, err := otlpmetricgrpc.New(ctx, append(
+			endpointOptions(c, "", otlpmetricgrpc.WithEndpointURL, otlpmetricgrpc.WithEndpoint, otlpmetricgrpc.WithInsecure, otlpmetricgrpc.WithHeaders),
+			transportOptions(c, "METRICS", func() otlpmetricgrpc.Option { return otlpmetricgrpc.WithCompressor("gzip") }, nil, otlpmetricgrpc.WithTimeout)...)...)
 		if err != nil {
 			return nil, nil, err
 		}
-		te, err := otlptracegrpc.New(ctx, to...)
+		te, err := otlptracegrpc.New(ctx, append(
+			endpointOptions(c, "", otlptracegrpc.WithEndpointURL, otlptracegrpc.WithEndpoint, otlptracegrpc.WithInsecure, otlptracegrpc.WithHeaders),
+			transportOptions(c, "TRACES", func() otlptracegrpc.Option { return otlptracegrpc.WithCompressor("gzip") }, nil, otlptracegrpc.WithTimeout)...)...)
 		return me, te, err
 	}
-	var mo []otlpmetrichttp.Option
-	var to []otlptracehttp.Option
-	switch {
-	case hasScheme:
-		mo = append(mo, otlpmetrichttp.WithEndpointURL(SignalURL(c.Endpoint, "/v1/metrics")))
-		to = append(to, otlptracehttp.WithEndpointURL(SignalURL(c.Endpoint, "/v1/traces")))
-	case c.Endpoint != "":
-		mo, to = append(mo, otlpmetrichttp.WithEndpoint(c.Endpoint)), append(to, otlptracehttp.WithEndpoint(c.Endpoint))
-	}
-	if c.Insecure {
-		mo, to = append(mo, otlpmetrichttp.WithInsecure()), append(to, otlptracehttp.WithInsecure())
-	}
-	if len(c.Headers) > 0 {
-		mo, to = append(mo, otlpmetrichttp.WithHeaders(c.Headers)), append(to, otlptracehttp.WithHeaders(c.Headers))
-	}
-	me, err := otlpmetrichttp.New(ctx, mo...)
+	me, err := otlpmetrichttp.New(ctx, append(
+		endpointOptions(c, "/v1/metrics", otlpmetrichttp.WithEndpointURL, otlpmetrichttp.WithEndpoint, otlpmetrichttp.WithInsecure, otlpmetrichttp.WithHeaders),
+		transportOptions(c, "METRICS",
+			func() otlpmetrichttp.Option { return otlpmetrichttp.WithCompression(otlpmetrichttp.GzipCompression) },
+			func() otlpmetrichttp.Option { return otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression) },
+			otlpmetrichttp.WithTimeout)...)...)
 	if err != nil {
 		return nil, nil, err
 	}
-	te, err := otlptracehttp.New(ctx, to...)
+	te, err := otlptracehttp.New(ctx, append(
+		endpointOptions(c, "/v1/traces", otlptracehttp.WithEndpointURL, otlptracehttp.WithEndpoint, otlptracehttp.WithInsecure, otlptracehttp.WithHeaders),
+		transportOptions(c, "TRACES",
+			func() otlptracehttp.Option { return otlptracehttp.WithCompression(otlptracehttp.GzipCompression) },
+			func() otlptracehttp.Option { return otlptracehttp.WithCompression(otlptracehttp.NoCompression) },
+			otlptracehttp.WithTimeout)...)...)
 	return me, te, err
 }
 

@@ -40,6 +40,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/berthlog/berth/e2e/internal/logrecord"
 )
 
 // Build returns the path of the collector binary, building it first if the
@@ -498,28 +500,9 @@ service:
 	return b.String()
 }
 
-// Record is one log record from the file exporter's output.
-type Record struct {
-	Resource   map[string]any // resource attributes
-	Scope      string         // instrumentation scope name
-	Attributes map[string]any // record attributes
-
-	// Body is the body when it is a string; for other non-bytes bodies, a
-	// Go rendering of the value (see BodyKind).
-	Body string
-	// BodyBytes is the body when it is bytes, else nil.
-	BodyBytes []byte
-	// BodyKind is "string", "bytes", "int", "double", "bool", "array",
-	// "kvlist" or "" (no body).
-	BodyKind string
-
-	TimeUnixNano         uint64
-	ObservedTimeUnixNano uint64
-	SeverityNumber       int32
-	SeverityText         string
-	EventName            string
-	TraceID, SpanID      string // hex as in the file, "" when unset
-}
+// Record is one log record from the file exporter's output (trace and span
+// ids are hex as in the file).
+type Record = logrecord.Record
 
 // ReadFile reads the log records of a file exporter's output: one OTLP/JSON
 // document per line, records in file order. Lines without resourceLogs

@@ -51,6 +51,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/berthlog/berth/e2e/internal/logrecord"
 )
 
 // Transport names, as found in Record.Transport and RequestInfo.Transport.
@@ -67,29 +69,11 @@ const (
 	OutcomeBad         = "bad"         // undecodable request (HTTP 400 / 415, not counted as rejected)
 )
 
-// Record is one log record the receiver accepted.
+// Record is one log record the receiver accepted, with the transport it
+// came over.
 type Record struct {
 	Transport string // GRPC or HTTP
-
-	Resource   map[string]any // resource attributes
-	Scope      string         // instrumentation scope name
-	Attributes map[string]any // record attributes
-
-	// Body is the body when it is a string. For other non-bytes bodies it is
-	// a Go rendering of the value (fmt %v of Value); see BodyKind.
-	Body string
-	// BodyBytes is the body when it is bytes, else nil.
-	BodyBytes []byte
-	// BodyKind is "string", "bytes", "int", "double", "bool", "array",
-	// "kvlist" or "" (no body).
-	BodyKind string
-
-	TimeUnixNano         uint64
-	ObservedTimeUnixNano uint64
-	SeverityNumber       int32
-	SeverityText         string
-	EventName            string
-	TraceID, SpanID      string // hex, "" when unset
+	logrecord.Record
 }
 
 // RequestInfo describes one export request the receiver answered.
@@ -368,8 +352,7 @@ func flatten(dst []Record, transport string, req *collogpb.ExportLogsServiceRequ
 		for _, sl := range rl.GetScopeLogs() {
 			scope := sl.GetScope().GetName()
 			for _, lr := range sl.GetLogRecords() {
-				rec := Record{
-					Transport:            transport,
+				rec := Record{Transport: transport, Record: logrecord.Record{
 					Resource:             res,
 					Scope:                scope,
 					Attributes:           attrMap(lr.GetAttributes()),
@@ -378,7 +361,7 @@ func flatten(dst []Record, transport string, req *collogpb.ExportLogsServiceRequ
 					SeverityNumber:       int32(lr.GetSeverityNumber()),
 					SeverityText:         lr.GetSeverityText(),
 					EventName:            lr.GetEventName(),
-				}
+				}}
 				if id := lr.GetTraceId(); len(id) > 0 {
 					rec.TraceID = hex.EncodeToString(id)
 				}
