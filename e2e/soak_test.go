@@ -61,8 +61,10 @@ const (
 
 	// Warm-up: the samples of the first soakWarmup of the load (at least
 	// soakSettle after the 50th container of the first round started) are
-	// not judged: berth is filling up to 50 streams.
-	soakWarmup = 30 * time.Second
+	// not judged: berth is filling up to 50 streams. The first 50 are up
+	// 10 to 15 s after the load starts; the steady phase that follows must
+	// hold the 4 minutes of the slope window.
+	soakWarmup = 20 * time.Second
 	soakSettle = 10 * time.Second
 	// The figures (package soakfig, shared with tools/soakplot), over the
 	// steady samples of each series: the slope is the least-squares slope
