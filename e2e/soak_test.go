@@ -48,11 +48,12 @@ const (
 	soakLifecycles  = 600
 	soakLines       = 200
 	soakStderrEvery = 10
-	// lines/s: (200-1)/8.4 = 23.7 s of life. 12 rounds of that (plus about
-	// 1 s a round to see an exit and start the next) give a steady phase of
-	// about 4m30s (the slope needs 4 minutes of it) and a load of about
-	// 5m10s (the soak must stay within 6 minutes, idle checks included).
-	soakRate = 8.4
+	// lines/s: (200-1)/8.2 = 24.3 s of life. 12 rounds of that (plus 0.3
+	// to 2 s a round to see an exit and start the next, more on a busy
+	// host) give a steady phase of 4m20s to 4m40s (the slope needs 4
+	// minutes of it) and a load of 5m05s to 5m30s (the soak must stay
+	// within 6 minutes, idle checks included).
+	soakRate = 8.2
 
 	soakIdleTimeout = 2 * time.Second
 	soakFreezeEvery = 30 * time.Second
