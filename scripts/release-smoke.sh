@@ -24,6 +24,11 @@ cd "$(dirname "$0")/.."
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf '\nrelease-smoke: FAILED: %s\n' "$*" >&2; exit 1; }
+
+# The packaged berth runs under systemd with none of this shell's BERTH_*
+# or OTEL_* settings (a test run's BERTH_E2E, say, which berth would reject
+# as an unknown setting): every berth below runs without them.
+while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(BERTH_|OTEL_)' || true)
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 start=$(now)
@@ -192,12 +197,9 @@ EOF
 mkdir -p "$tmp/state"
 /usr/bin/berth check-config --config "$tmp/berth.yaml" >/dev/null || die "the smoke test's config is invalid"
 
-# The packaged default: no OTLP endpoint, so records go to stdout. Settings
-# from this shell's environment (BERTH_*, OTEL_*) must not change that.
-unset_env=()
-while IFS= read -r v; do unset_env+=(-u "$v"); done < <(compgen -e | grep -E '^(BERTH_|OTEL_)' || true)
+# The packaged default: no OTLP endpoint, so records go to stdout.
 log "starting /usr/bin/berth (http_addr 127.0.0.1:$port)"
-env "${unset_env[@]}" /usr/bin/berth --config "$tmp/berth.yaml" >"$tmp/berth.stdout" 2>"$tmp/berth.stderr" &
+/usr/bin/berth --config "$tmp/berth.yaml" >"$tmp/berth.stdout" 2>"$tmp/berth.stderr" &
 berth_pid=$!
 
 alive() { [ -e "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
