@@ -479,7 +479,7 @@ func TestSoak(t *testing.T) {
 	rules := soakfig.Rules{BaselineFor: soakBaselineFor.Seconds(), SlopeOver: soakSlopeOver.Seconds(), FinalFor: soakFinalFor.Seconds(), RefLoad: soakAlive}
 	for _, ser := range soakfig.AllSeries {
 		f := soakfig.Compute(steady, ser.Get, rules)
-		bad := f.N < 10 || !(f.Slope < soakMaxSlope) || !(f.Final <= f.Baseline+soakMaxRise)
+		bad := f.N < 10 || !(f.Slope < soakMaxSlope) || !(f.SlopeSE <= soakfig.MaxSlopeSE) || !(f.Final <= f.Baseline+soakMaxRise)
 		verdict := "ok"
 		if bad {
 			verdict = "FAIL"
@@ -491,6 +491,9 @@ func TestSoak(t *testing.T) {
 		}
 		if !(f.Slope < soakMaxSlope) {
 			t.Errorf("%s: slope %+.2f per minute at constant load over the last %v, want < %v", ser.Name, f.Slope, soakSlopeOver, soakMaxSlope)
+		}
+		if !(f.SlopeSE <= soakfig.MaxSlopeSE) {
+			t.Errorf("%s: the slope's standard error is %.2f per minute (more than %v): too noisy to tell a flat series from a leak; was something else loading the host or the daemon?", ser.Name, f.SlopeSE, soakfig.MaxSlopeSE)
 		}
 		if !(f.Final <= f.Baseline+soakMaxRise) {
 			t.Errorf("%s: final %.1f, want <= warm baseline %.1f + %d (both at %d containers running)", ser.Name, f.Final, f.Baseline, soakMaxRise, soakAlive)

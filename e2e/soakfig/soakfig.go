@@ -198,6 +198,17 @@ type Figures struct {
 // eps compares times of one decimal as equal when they print equal.
 const eps = 1e-6
 
+// maxLoadTimeR2 is how much of the load's variance time may explain (r²)
+// for the fit to keep the load term. In the soak's runs r² was below 0.1.
+const maxLoadTimeR2 = 0.75
+
+// MaxSlopeSE is the standard error of the slope above which a soak cannot
+// judge its series: a flat series and a leak of 2 a minute would then be
+// hard to tell apart. The soak's runs had 0.06 to 0.32 per minute. The
+// error assumes independent residuals; samples 5 s apart are not quite, so
+// it is a floor, not an exact figure.
+const MaxSlopeSE = 0.5
+
 // Compute applies the rules to the steady samples of one series. It
 // needs at least three samples in the slope window; with fewer, the slopes
 // are NaN.
@@ -287,9 +298,12 @@ func fitTimeLoad(win []Sample, get func(Sample) float64) fit {
 	f.rawSlope = sty / stt
 	det := stt*sll - stl*stl
 	dof := n - 3
-	// The load term is kept when it varies and is not (almost) a linear
-	// function of time: then det is a fair share of stt*sll.
-	withLoad := sll > 0 && det > 1e-3*stt*sll && dof > 0
+	// The load term is kept when it varies and does not move mostly in step
+	// with time: det/(stt*sll) is 1 - r² of load against time, and below
+	// maxLoadTimeR2 the fit could not tell a leak from a trend in the load.
+	// Without it the slope is the plain one, which counts a load trend as
+	// a leak: a false alarm rather than a missed leak.
+	withLoad := sll > 0 && det > (1-maxLoadTimeR2)*stt*sll && dof > 0
 	if withLoad {
 		f.slope = (sll*sty - stl*sly) / det
 		f.perLoad = (stt*sly - stl*sty) / det

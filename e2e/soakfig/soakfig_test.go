@@ -171,3 +171,20 @@ func TestReadCSVErrors(t *testing.T) {
 		t.Errorf("optional columns absent: %+v, %v", s, err)
 	}
 }
+
+// TestComputeLoadMostlyInStepWithTime: when time explains most of the
+// load's moves, the fit cannot tell a leak from the load's trend, so it
+// drops the load term: the slope is the plain one, and a leak of 2 a minute
+// under a rising load reads as more, never as less.
+func TestComputeLoadMostlyInStepWithTime(t *testing.T) {
+	small := []float64{0.5, -0.5, 0, 0.5, 0, -0.5}
+	load := func(t float64) float64 { return 40 + t/30 + small[int(t/5)%6] }
+	val := func(t float64) float64 { return 15 + 3*load(t) + 2*t/60 }
+	f := Compute(samples(300, load, val), func(s Sample) float64 { return s.GorStatus }, rules)
+	if f.PerLoad != 0 || f.Slope != f.RawSlope {
+		t.Errorf("per load %v, slope %v, plain slope %v: want the load term dropped", f.PerLoad, f.Slope, f.RawSlope)
+	}
+	if f.Slope < 2 {
+		t.Errorf("slope %v: a leak of 2 a minute under a rising load must read as at least 2", f.Slope)
+	}
+}
