@@ -83,7 +83,10 @@ func NewOTLPExporter(ctx context.Context, c OTLPConfig) (sdklog.Exporter, error)
 			Enabled: true, InitialInterval: exporterRetry.initial, MaxInterval: exporterRetry.max, MaxElapsedTime: exporterRetry.elapsed,
 		})}
 		opts = append(opts, endpointOptions(c, "", otlploggrpc.WithEndpointURL, otlploggrpc.WithEndpoint, otlploggrpc.WithInsecure, otlploggrpc.WithHeaders)...)
-		opts = append(opts, transportOptions(c, "LOGS", func() otlploggrpc.Option { return otlploggrpc.WithCompressor("gzip") }, nil, otlploggrpc.WithTimeout)...)
+		opts = append(opts, transportOptions(c, "LOGS",
+			func() otlploggrpc.Option { return otlploggrpc.WithCompressor("gzip") },
+			func() otlploggrpc.Option { return otlploggrpc.WithCompressor("none") },
+			otlploggrpc.WithTimeout)...)
 		return otlploggrpc.New(ctx, opts...)
 	default:
 		opts := []otlploghttp.Option{otlploghttp.WithRetry(otlploghttp.RetryConfig{

@@ -106,7 +106,10 @@ func NewSelf(ctx context.Context, cfg SelfConfig) (*Self, error) {
 
 // newSelfExporters builds the exporters of berth's own metrics and traces,
 // with the same endpoint, TLS, headers, compression and timeout as the log
-// exporter (endpointOptions, transportOptions). They keep the SDK's own
+// exporter (endpointOptions, transportOptions), but for one case: their
+// gRPC packages have no option for "no compression" (WithCompressor takes
+// only gzip), so there otlp.compression: none leaves the choice to
+// OTEL_EXPORTER_OTLP_*COMPRESSION, if set. They keep the SDK's own
 // retry: a lost metrics or trace export is not worth holding memory for.
 func newSelfExporters(ctx context.Context, protocol string, c OTLPConfig) (sdkmetric.Exporter, sdktrace.SpanExporter, error) {
 	if protocol == ProtocolGRPC {

@@ -13,12 +13,14 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -244,17 +246,38 @@ func (c *Client) Logs(ctx context.Context, id string, req collectors.LogRequest)
 	if !req.Since.IsZero() {
 		opts.Since = unixNano(req.Since)
 	}
+	// Whether the whole request went out: a deadline that passes after
+	// that is a daemon that has not answered yet (an idle end); one that
+	// passes before it is a connection that does not work (an error).
+	var sent atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) { sent.Store(info.Err == nil) },
+	})
 	rc, err := c.logs.ContainerLogs(ctx, id, opts)
 	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			// The connection's deadline passed before the response header
-			// (keepDeadlines keeps that cause in the chain): the burst ends
-			// as an idle one.
-			return nil, fmt.Errorf("no response header to the logs request within idle_timeout (%v): %w", c.opts.IdleTimeout, err)
-		}
-		return nil, classify(err)
+		return nil, logsRequestError(err, sent.Load(), c.opts.IdleTimeout)
 	}
 	return rc, nil
+}
+
+// logsRequestError explains why a logs request got no response. A
+// connection deadline that passed once the request was sent is a daemon
+// that has not answered within idle_timeout: the error keeps
+// os.ErrDeadlineExceeded in its chain (keepDeadlines), and the burst ends as
+// an idle one. One that passed before the request was sent is a connection
+// that does not work: the error is a fault, and does not match
+// os.ErrDeadlineExceeded.
+func logsRequestError(err error, sent bool, idle time.Duration) error {
+	switch {
+	case !errors.Is(err, os.ErrDeadlineExceeded):
+		return classify(err)
+	case sent:
+		return fmt.Errorf("no response header to the logs request within idle_timeout (%v): %w", idle, err)
+	default:
+		// %v, not %w: not the idle end the deadline stands for once the
+		// request is out.
+		return fmt.Errorf("the logs request could not be sent within idle_timeout (%v): %v", idle, err)
+	}
 }
 
 // unixNano formats t as the daemon's seconds.nanoseconds timestamp.

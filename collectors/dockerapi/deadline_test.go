@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -300,6 +301,31 @@ func TestDeadlineTransport(t *testing.T) {
 			}
 			if ue.Timeout() != tt.wantTimeout {
 				t.Errorf("url.Error.Timeout() = %v, want %v", ue.Timeout(), tt.wantTimeout)
+			}
+		})
+	}
+}
+
+func TestLogsRequestError(t *testing.T) {
+	deadline := fmt.Errorf("read unix ->/run/docker.sock: %w", os.ErrDeadlineExceeded)
+	for _, tc := range []struct {
+		name         string
+		err          error
+		sent         bool
+		wantDeadline bool
+		wantText     string
+	}{
+		{"sent, no answer: an idle end", deadline, true, true, "no response header to the logs request within idle_timeout (2s)"},
+		{"not sent: a fault", deadline, false, false, "the logs request could not be sent within idle_timeout (2s)"},
+		{"another error is classified as before", errors.New("connection refused"), true, false, "connection refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := logsRequestError(tc.err, tc.sent, 2*time.Second)
+			if got := errors.Is(err, os.ErrDeadlineExceeded); got != tc.wantDeadline {
+				t.Errorf("errors.Is(%v, os.ErrDeadlineExceeded) = %v, want %v", err, got, tc.wantDeadline)
+			}
+			if !strings.Contains(err.Error(), tc.wantText) {
+				t.Errorf("error %q does not say %q", err, tc.wantText)
 			}
 		})
 	}
