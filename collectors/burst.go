@@ -66,11 +66,29 @@ type BurstSpec struct {
 	// rename applies to the next batch. If it holds nil the burst inspects
 	// the container first and stores the result.
 	Meta *atomic.Pointer[Meta]
-	// Delivered, if set, is added to once per batch the sink accepted (by
-	// the batch's records, never per line), so that its owner can show the
-	// lines of a burst that is still running. When the burst returns it has
-	// grown by exactly BurstResult.Lines.
-	Delivered *atomic.Int64
+	// Progress, if set, is updated once per batch the sink accepted (never
+	// per line), so that its owner can show a burst that is still running.
+	Progress *BurstProgress
+}
+
+// BurstProgress is what a running burst has delivered so far: /status shows
+// it while the burst runs (a burst may last max_burst). The burst updates it
+// once per batch the sink accepted; when the burst returns, Lines has grown
+// by exactly BurstResult.Lines.
+type BurstProgress struct {
+	// Lines is the records accepted.
+	Lines atomic.Int64
+	// Newest is the newest accepted record's timestamp, in Unix
+	// nanoseconds; 0 until the first batch.
+	Newest atomic.Int64
+}
+
+// NewestTime returns Newest as a time (zero when none).
+func (p *BurstProgress) NewestTime() time.Time {
+	if n := p.Newest.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // BurstResult reports how a burst went. Cursor is the position after the last
@@ -166,7 +184,7 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 	defer c.state.Put(st)
 	st.cursor.copyFrom(&spec.Cursor)
 	st.committed.copyFrom(&spec.Cursor)
-	st.delivered = spec.Delivered
+	st.progress = spec.Progress
 
 	res.End, res.Err = c.burst(ctx, spec, st, &res)
 	if res.End == EndEOF && spec.Follow {
@@ -347,10 +365,13 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 		b[r.Stream-1] += int64(len(r.Body))
 	}
 	c.cfg.Observer.Read(n[0], b[0], n[1], b[1])
-	if st.delivered != nil {
-		st.delivered.Add(int64(len(st.batch.Records)))
-	}
 	st.committed.copyFrom(&st.cursor)
+	if st.progress != nil {
+		st.progress.Lines.Add(int64(len(st.batch.Records)))
+		if n := st.committed.Newest(); !n.IsZero() {
+			st.progress.Newest.Store(n.UnixNano())
+		}
+	}
 	st.batch.Records = st.batch.Records[:0]
 	st.arena = st.arena[:0]
 	st.observed = time.Time{}
@@ -370,8 +391,8 @@ type burstState struct {
 	committed Cursor // advanced when the sink accepted them
 	pending   [2]pendingLine
 	ts        tsCache
-	observed  time.Time     // when the bytes of the current batch were read; zero after a flush
-	delivered *atomic.Int64 // BurstSpec.Delivered of the running burst; may be nil
+	observed  time.Time      // when the bytes of the current batch were read; zero after a flush
+	progress  *BurstProgress // BurstSpec.Progress of the running burst; may be nil
 	batch     Batch
 	arena     []byte // record bodies of the batch; never reallocated under a record
 }
@@ -421,7 +442,7 @@ func (st *burstState) start(body io.Reader, tty bool, maxLine int) {
 func (st *burstState) release() {
 	st.br.Reset(nil)
 	st.frames.r, st.raw.r, st.msgs = nil, nil, nil
-	st.delivered = nil
+	st.progress = nil
 	st.batch = Batch{Records: st.batch.Records[:0]}
 	st.arena = st.arena[:0]
 	st.observed = time.Time{}

@@ -272,35 +272,35 @@ func TestReattachExactlyOnce(t *testing.T) {
 	}
 }
 
-// countingSink sees, at each batch it accepts, what the burst's Delivered
-// counter said before the batch.
+// countingSink sees, at each batch it accepts, what the burst's progress
+// said of its lines before the batch.
 type countingSink struct {
-	delivered *atomic.Int64
-	before    []int64 // the counter at each Consume
-	sizes     []int64 // the records of each batch
+	progress *BurstProgress
+	before   []int64 // the counter at each Consume
+	sizes    []int64 // the records of each batch
 }
 
 func (s *countingSink) Consume(_ context.Context, b *Batch) error {
-	s.before = append(s.before, s.delivered.Load())
+	s.before = append(s.before, s.progress.Lines.Load())
 	s.sizes = append(s.sizes, int64(len(b.Records)))
 	return nil
 }
 
-// TestBurstDeliveredMovesPerBatch: the Delivered counter grows as each batch
-// is accepted, while the burst runs, by the batch's records, and ends grown
-// by exactly the burst's Lines.
-func TestBurstDeliveredMovesPerBatch(t *testing.T) {
+// TestBurstProgressMovesPerBatch: the progress's lines grow as each batch
+// is accepted, while the burst runs, by the batch's records, and end grown
+// by exactly the burst's Lines; its newest timestamp is the last line's.
+func TestBurstProgressMovesPerBatch(t *testing.T) {
 	const lines = 2*maxBatchRecords + 100 // at least three batches
 	var log []fakeMsg
 	for i := range lines {
 		log = append(log, fakeMsg{Stdout, at(i + 1), fmt.Sprintf("line %d\n", i)})
 	}
 	const already = 7 // what earlier bursts of the container delivered
-	var delivered atomic.Int64
-	delivered.Store(already)
-	sink := &countingSink{delivered: &delivered}
+	var progress BurstProgress
+	progress.Lines.Store(already)
+	sink := &countingSink{progress: &progress}
 	sp := spec(BeginningCursor(), false)
-	sp.Delivered = &delivered
+	sp.Progress = &progress
 	res := newTestCollector(&fakeDaemon{log: log}, sink, 1024, 10).Burst(context.Background(), sp)
 	if res.End != EndEOF || res.Lines != lines {
 		t.Fatalf("burst = end %v, %d lines (err %v); want EOF and %d lines", res.End, res.Lines, res.Err, lines)
@@ -315,21 +315,25 @@ func TestBurstDeliveredMovesPerBatch(t *testing.T) {
 		}
 		sum += sink.sizes[i]
 	}
-	if got := delivered.Load(); got != already+res.Lines {
+	if got := progress.Lines.Load(); got != already+res.Lines {
 		t.Fatalf("counter %d after the burst, want %d + Lines %d", got, already, res.Lines)
+	}
+	if got := progress.NewestTime(); !got.Equal(at(lines)) {
+		t.Fatalf("newest %v after the burst, want the last line's %v", got, at(lines))
 	}
 }
 
-// TestBurstDeliveredSkipsRefusedBatches: a batch the sink refused is not
+// TestBurstProgressSkipsRefusedBatches: a batch the sink refused is not
 // delivered.
-func TestBurstDeliveredSkipsRefusedBatches(t *testing.T) {
+func TestBurstProgressSkipsRefusedBatches(t *testing.T) {
 	d := &fakeDaemon{log: []fakeMsg{{Stdout, at(1), "a\n"}, {Stdout, at(2), "b\n"}}}
-	var delivered atomic.Int64
+	var progress BurstProgress
 	sp := spec(BeginningCursor(), false)
-	sp.Delivered = &delivered
+	sp.Progress = &progress
 	res := newTestCollector(d, &memSink{fail: 1}, 1024, 10).Burst(context.Background(), sp)
-	if res.End != EndError || res.Lines != 0 || delivered.Load() != 0 {
-		t.Fatalf("refused batch: end %v, Lines %d, counter %d; want error, 0, 0", res.End, res.Lines, delivered.Load())
+	if res.End != EndError || res.Lines != 0 || progress.Lines.Load() != 0 || !progress.NewestTime().IsZero() {
+		t.Fatalf("refused batch: end %v, Lines %d, progress %d lines, newest %v; want error, 0, 0, none",
+			res.End, res.Lines, progress.Lines.Load(), progress.NewestTime())
 	}
 }
 
@@ -396,26 +400,26 @@ func TestBurstLogsRequestEnds(t *testing.T) {
 	}
 }
 
-// BenchmarkBurstDelivered is BenchmarkBurst with a Delivered counter, as the
-// manager runs every burst: the counter costs one atomic add per batch, not
-// per line. Reported per line.
-func BenchmarkBurstDelivered(b *testing.B) {
+// BenchmarkBurstProgress is BenchmarkBurst with a progress, as the manager
+// runs every burst: it costs two atomic operations per batch, not per line.
+// Reported per line.
+func BenchmarkBurstProgress(b *testing.B) {
 	src := &benchSource{body: benchBody()}
 	c := NewCollector(src, &countSink{}, Config{MaxBurst: time.Hour, MaxLineBytes: 1 << 20, ReattachTail: 100})
 	meta := new(atomic.Pointer[Meta])
 	meta.Store(&Meta{ID: "c"})
-	var delivered atomic.Int64
+	var progress BurstProgress
 	b.SetBytes(int64(len(src.body)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		res := c.Burst(context.Background(), BurstSpec{ID: "c", Cursor: BeginningCursor(), Meta: meta, Delivered: &delivered})
+		res := c.Burst(context.Background(), BurstSpec{ID: "c", Cursor: BeginningCursor(), Meta: meta, Progress: &progress})
 		if res.Lines != benchLines {
 			b.Fatalf("read %d lines: %v", res.Lines, res.Err)
 		}
 	}
-	if got := delivered.Load(); got != int64(b.N)*benchLines {
-		b.Fatalf("delivered %d, want %d", got, int64(b.N)*benchLines)
+	if got := progress.Lines.Load(); got != int64(b.N)*benchLines {
+		b.Fatalf("progress %d lines, want %d", got, int64(b.N)*benchLines)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchLines), "ns/line")
 }

@@ -291,14 +291,16 @@ func (b *fakeBurst) end(t *testing.T, o outcome) {
 	}
 }
 
-// deliver adds n lines to the burst's Delivered counter, as the real burst
-// does for each batch its sink accepts while it runs.
-func (b *fakeBurst) deliver(t *testing.T, n int64) {
+// deliver adds n lines, the newest written at newest, to the burst's
+// progress, as the real burst does for each batch its sink accepts while it
+// runs.
+func (b *fakeBurst) deliver(t *testing.T, n int64, newest time.Time) {
 	t.Helper()
-	if b.spec.Delivered == nil {
-		t.Fatalf("%s got no Delivered counter", b)
+	if b.spec.Progress == nil {
+		t.Fatalf("%s got no progress", b)
 	}
-	b.spec.Delivered.Add(n)
+	b.spec.Progress.Lines.Add(n)
+	b.spec.Progress.Newest.Store(newest.UnixNano())
 }
 
 func (b *fakeBurst) returned() bool {

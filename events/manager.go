@@ -162,11 +162,12 @@ type container struct {
 	lines   int64 // lines of its finished bursts
 	lastErr string
 	lastEnd collectors.EndReason
-	// delivered is the lines the active burst has delivered so far. The
-	// burst adds to it per batch (BurstSpec.Delivered); the manager reads it
-	// for Status and zeroes it when the burst's result is taken, when its
-	// count moves into lines. Nothing else of the container is shared.
-	delivered atomic.Int64
+	// progress is what the active burst has delivered so far. The burst
+	// updates it per batch (BurstSpec.Progress); the manager reads it for
+	// Status and resets it when it launches a burst and when it takes the
+	// burst's result, whose cursor and lines then hold the same. Nothing
+	// else of the container is shared.
+	progress collectors.BurstProgress
 
 	// starts counts the signs that it (re)started: start events, and
 	// snapshots that list it running again. A follow burst's "stopped"
@@ -558,8 +559,8 @@ func (r *run) launch(ct *container, follow bool) {
 	r.log.Debug("burst starts", "container", ct.name, "id", short(ct.id), "follow", follow,
 		"since", ct.cursor.Since(), "beginning", ct.cursor.IsBeginning())
 	r.active++
-	ct.delivered.Store(0)
-	spec := collectors.BurstSpec{ID: ct.id, Follow: follow, Cursor: ct.cursor, Meta: &ct.meta, Delivered: &ct.delivered}
+	ct.resetProgress()
+	spec := collectors.BurstSpec{ID: ct.id, Follow: follow, Cursor: ct.cursor, Meta: &ct.meta, Progress: &ct.progress}
 	r.bursts.Add(1)
 	go func() {
 		defer r.bursts.Done()
@@ -579,10 +580,10 @@ func (r *run) finish(res collectors.BurstResult) {
 		"lines", res.Lines, "bytes", res.Bytes, "requests", res.Requests, "duration", res.Duration.Round(time.Millisecond),
 		"stopped", res.Stopped, "restarted", res.Restarted, "gone", res.Gone, "err", res.Err)
 	ct.cursor = res.Cursor
-	// The burst has returned: delivered no longer moves, and res.Lines
-	// holds the same count.
+	// The burst has returned: its progress no longer moves, and res holds
+	// the same.
 	ct.lines += res.Lines
-	ct.delivered.Store(0)
+	ct.resetProgress()
 	ct.lastEnd = res.End
 	if res.Gone {
 		ct.removed, ct.running = true, false
@@ -689,8 +690,8 @@ type ContainerStatus struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	State     State     `json:"state"`
-	Lines     int64     `json:"lines"` // delivered so far, the running burst's batches included
-	Newest    time.Time `json:"newest_timestamp"`
+	Lines     int64     `json:"lines"`            // delivered so far, the running burst's batches included
+	Newest    time.Time `json:"newest_timestamp"` // of the newest line delivered, the running burst's included
 	LastEnd   string    `json:"last_end,omitempty"`
 	LastError string    `json:"last_error,omitempty"`
 }
@@ -700,8 +701,8 @@ func (r *run) status() Status {
 	for _, id := range slices.Sorted(maps.Keys(r.containers)) {
 		ct := r.containers[id]
 		s.Containers = append(s.Containers, ContainerStatus{
-			ID: short(ct.id), Name: ct.name, State: ct.state, Lines: ct.lines + ct.delivered.Load(),
-			Newest: ct.cursor.Newest(), LastEnd: string(ct.lastEnd), LastError: ct.lastErr,
+			ID: short(ct.id), Name: ct.name, State: ct.state, Lines: ct.lines + ct.progress.Lines.Load(),
+			Newest: laterOf(ct.cursor.Newest(), ct.progress.NewestTime()), LastEnd: string(ct.lastEnd), LastError: ct.lastErr,
 		})
 	}
 	return s
@@ -726,3 +727,17 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 }
 
 func short(id string) string { return id[:min(12, len(id))] }
+
+// resetProgress zeroes the progress of the container's burst.
+func (ct *container) resetProgress() {
+	ct.progress.Lines.Store(0)
+	ct.progress.Newest.Store(0)
+}
+
+// laterOf returns the later of a and b.
+func laterOf(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

@@ -804,46 +804,49 @@ func TestShutdown(t *testing.T) {
 	}
 }
 
-// TestStatusLinesMoveDuringBurst: a container's lines count shows what its
-// running burst has delivered so far, not only what finished bursts did, and
-// the burst's result does not count those lines twice.
+// TestStatusLinesMoveDuringBurst: a container's lines count and newest
+// timestamp show what its running burst has delivered so far, not only what
+// finished bursts did, and the burst's result does not count those lines
+// twice.
 func TestStatusLinesMoveDuringBurst(t *testing.T) {
 	h := newHarness(t)
 	h.src.setList(running("c1"))
 	h.start(testConfig())
-	linesOf := func() (int64, string) {
-		c, ok := h.container("c1")
-		if !ok {
-			return -1, "c1 not listed"
-		}
-		return c.Lines, fmt.Sprintf("%+v", c)
-	}
-	waitLines := func(what string, want int64) {
+	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	var last string
+	waitStatus := func(what string, lines int64, newest time.Time) {
 		t.Helper()
-		var last string
 		waitFor(t, what, func() bool {
-			var n int64
-			n, last = linesOf()
-			return n == want
+			c, ok := h.container("c1")
+			if !ok {
+				last = "c1 not listed"
+				return false
+			}
+			last = fmt.Sprintf("%+v", c)
+			return c.Lines == lines && c.Newest.Equal(newest)
 		}, func() string { return last })
 	}
 
 	a := h.waitActiveFollow("c1")
-	a.deliver(t, 3)
-	waitLines("status to show the 3 lines the running burst #1 delivered", 3)
-	a.deliver(t, 2)
-	waitLines("status to show the 5 lines the running burst #1 delivered", 5)
+	a.deliver(t, 3, t0.Add(3*time.Second))
+	waitStatus("status to show the 3 lines the running burst #1 delivered, newest at +3s", 3, t0.Add(3*time.Second))
+	a.deliver(t, 2, t0.Add(5*time.Second))
+	waitStatus("status to show the 5 lines the running burst #1 delivered, newest at +5s", 5, t0.Add(5*time.Second))
 	if a.returned() {
 		t.Fatalf("%s returned: the counts were not taken during the burst", a)
 	}
-	a.end(t, outcome{End: collectors.EndIdle, Lines: 5})
+	cur1 := collectors.BeginningCursor()
+	cur1.Streams[0].Time = t0.Add(5 * time.Second)
+	a.end(t, outcome{End: collectors.EndIdle, Lines: 5, Cursor: &cur1})
 
 	// The idle end re-attaches at once; the next burst starts from 5.
 	b := h.col.waitBurst(t, "c1", 2)
-	waitLines("status to show burst #1's 5 lines once, after it ended", 5)
-	b.deliver(t, 4)
-	waitLines("status to show burst #1's 5 lines plus the 4 running burst #2 delivered", 9)
-	b.end(t, outcome{End: collectors.EndIdle, Lines: 4})
+	waitStatus("status to show burst #1's 5 lines once, after it ended", 5, t0.Add(5*time.Second))
+	b.deliver(t, 4, t0.Add(9*time.Second))
+	waitStatus("status to show burst #1's 5 lines plus the 4 running burst #2 delivered, newest at +9s", 9, t0.Add(9*time.Second))
+	cur2 := cur1
+	cur2.Streams[0].Time = t0.Add(9 * time.Second)
+	b.end(t, outcome{End: collectors.EndIdle, Lines: 4, Cursor: &cur2})
 	h.col.waitBurst(t, "c1", 3)
-	waitLines("status to show 9 lines after burst #2 ended", 9)
+	waitStatus("status to show 9 lines after burst #2 ended", 9, t0.Add(9*time.Second))
 }
