@@ -12,7 +12,7 @@ build:
 	@. scripts/lib.sh && ensure_go && go build -trimpath -o bin/berth ./cmd/berth
 
 bench:
-	@. scripts/lib.sh && ensure_go && go test -run '^$$' -bench . -benchmem ./collectors/ ./telemetry/
+	@. scripts/lib.sh && ensure_go && go test -run '^$$' -bench . -benchmem ./collectors/ ./export/
 
 # soak-plot: run the soak test (e2e/soak_test.go, about 6 minutes against the
 # local Docker daemon), which writes its samples to docs/soak.csv, then draw

@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/logs"
 )
 
 // FileName is the checkpoint file inside the state directory.
@@ -34,7 +34,7 @@ type Store struct {
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	cursors map[string]collectors.Cursor
+	cursors map[string]logs.Cursor
 	dirty   bool
 }
 
@@ -51,7 +51,7 @@ func Open(dir string, log *slog.Logger) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", dir, err)
 	}
-	s := &Store{path: filepath.Join(dir, FileName), log: log, cursors: map[string]collectors.Cursor{}}
+	s := &Store{path: filepath.Join(dir, FileName), log: log, cursors: map[string]logs.Cursor{}}
 	// Prove now that checkpoints can be written, rather than at the first save.
 	probe, err := os.CreateTemp(dir, ".probe-*")
 	if err != nil {
@@ -80,7 +80,7 @@ func Open(dir string, log *slog.Logger) (*Store, error) {
 }
 
 // Get returns a container's checkpoint.
-func (s *Store) Get(id string) (collectors.Cursor, bool) {
+func (s *Store) Get(id string) (logs.Cursor, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.cursors[id]
@@ -99,8 +99,8 @@ func (s *Store) IDs() []string {
 }
 
 // Ack records that a container's records up to cursor were delivered.
-// Implements collectors.Acker.
-func (s *Store) Ack(id string, cursor collectors.Cursor) {
+// Implements logs.Acker.
+func (s *Store) Ack(id string, cursor logs.Cursor) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cursors[id] = cursor
@@ -209,7 +209,7 @@ type streamCursor struct {
 	Hashes []uint32  `json:"hashes,omitempty"`
 }
 
-func encode(cursors map[string]collectors.Cursor) ([]byte, error) {
+func encode(cursors map[string]logs.Cursor) ([]byte, error) {
 	f := fileV1{Version: fileVersion, Containers: make(map[string]cursorJSON, len(cursors))}
 	for id, c := range cursors {
 		f.Containers[id] = cursorJSON{
@@ -221,7 +221,7 @@ func encode(cursors map[string]collectors.Cursor) ([]byte, error) {
 	return json.MarshalIndent(f, "", " ")
 }
 
-func decode(data []byte) (map[string]collectors.Cursor, error) {
+func decode(data []byte) (map[string]logs.Cursor, error) {
 	var f fileV1
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
@@ -229,12 +229,12 @@ func decode(data []byte) (map[string]collectors.Cursor, error) {
 	if f.Version != fileVersion {
 		return nil, fmt.Errorf("version %d, want %d", f.Version, fileVersion)
 	}
-	out := make(map[string]collectors.Cursor, len(f.Containers))
+	out := make(map[string]logs.Cursor, len(f.Containers))
 	for id, cj := range f.Containers {
 		if id == "" {
 			return nil, errors.New("a checkpoint without a container id")
 		}
-		var c collectors.Cursor
+		var c logs.Cursor
 		c.Threshold = cj.Threshold
 		c.Streams[0].Time, c.Streams[0].Hashes = cj.Stdout.Time, cj.Stdout.Hashes
 		c.Streams[1].Time, c.Streams[1].Hashes = cj.Stderr.Time, cj.Stderr.Hashes

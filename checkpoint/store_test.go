@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/logs"
 )
 
-func cursorAt(ns int, hashes ...uint32) collectors.Cursor {
-	var c collectors.Cursor
+func cursorAt(ns int, hashes ...uint32) logs.Cursor {
+	var c logs.Cursor
 	c.Streams[0].Time = time.Unix(100, int64(ns)).UTC()
 	c.Streams[0].Hashes = hashes
 	c.Threshold = time.Unix(50, 0).UTC()

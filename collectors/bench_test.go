@@ -11,14 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthlog/berth/logs"
 	"github.com/docker/docker/pkg/stdcopy"
 )
 
 // benchSource serves the same prebuilt response to every request.
 type benchSource struct{ body []byte }
 
-func (b *benchSource) Inspect(context.Context, string) (*Meta, error) {
-	return &Meta{ID: "c", Name: "bench"}, nil
+func (b *benchSource) Inspect(context.Context, string) (*logs.Meta, error) {
+	return &logs.Meta{ID: "c", Name: "bench"}, nil
 }
 
 func (b *benchSource) Logs(context.Context, string, LogRequest) (io.ReadCloser, error) {
@@ -27,7 +28,7 @@ func (b *benchSource) Logs(context.Context, string, LogRequest) (io.ReadCloser, 
 
 type countSink struct{ lines, bytes int }
 
-func (s *countSink) Consume(_ context.Context, b *Batch) error {
+func (s *countSink) Consume(_ context.Context, b *logs.Batch) error {
 	s.lines += len(b.Records)
 	for i := range b.Records {
 		s.bytes += len(b.Records[i].Body)
@@ -43,9 +44,9 @@ func benchBody() []byte {
 	var buf bytes.Buffer
 	pad := strings.Repeat("x", 70)
 	for i := range benchLines {
-		s := Stdout
+		s := logs.Stdout
 		if i%7 == 6 {
-			s = Stderr
+			s = logs.Stderr
 		}
 		writeMsg(&buf, fakeMsg{s, t0.Add(time.Duration(i) * time.Microsecond), fmt.Sprintf("seq=%08d %s\n", i, pad)}, false)
 	}
@@ -58,13 +59,13 @@ func BenchmarkBurst(b *testing.B) {
 	src := &benchSource{body: benchBody()}
 	sink := &countSink{}
 	c := NewCollector(src, sink, Config{MaxBurst: time.Hour, MaxLineBytes: 1 << 20, ReattachTail: 100})
-	meta := new(atomic.Pointer[Meta])
-	meta.Store(&Meta{ID: "c"})
+	meta := new(atomic.Pointer[logs.Meta])
+	meta.Store(&logs.Meta{ID: "c"})
 	b.SetBytes(int64(len(src.body)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		res := c.Burst(context.Background(), BurstSpec{ID: "c", Cursor: BeginningCursor(), Meta: meta})
+		res := c.Burst(context.Background(), BurstSpec{ID: "c", Cursor: logs.BeginningCursor(), Meta: meta})
 		if res.Lines != benchLines {
 			b.Fatalf("read %d lines: %v", res.Lines, res.Err)
 		}

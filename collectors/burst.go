@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/berthlog/berth/logs"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -37,11 +38,11 @@ type LogRequest struct {
 const TailAll = -1
 
 // LogSource is what a burst needs from Docker. The adapter in
-// collectors/dockerapi implements it over a connection whose every read has a
+// dockerapi implements it over a connection whose every read has a
 // deadline, so a response body's Read returns os.ErrDeadlineExceeded when the
 // daemon goes quiet for the idle timeout or the burst reaches max_burst.
 type LogSource interface {
-	Inspect(ctx context.Context, id string) (*Meta, error)
+	Inspect(ctx context.Context, id string) (*logs.Meta, error)
 	Logs(ctx context.Context, id string, req LogRequest) (io.ReadCloser, error)
 }
 
@@ -61,11 +62,11 @@ const (
 type BurstSpec struct {
 	ID     string
 	Follow bool
-	Cursor Cursor
+	Cursor logs.Cursor
 	// Meta is the container's description, shared with its owner so that a
 	// rename applies to the next batch. If it holds nil the burst inspects
 	// the container first and stores the result.
-	Meta *atomic.Pointer[Meta]
+	Meta *atomic.Pointer[logs.Meta]
 	// Progress, if set, is updated once per batch the sink accepted (never
 	// per line), so that its owner can show a burst that is still running.
 	Progress *BurstProgress
@@ -96,7 +97,7 @@ func (p *BurstProgress) NewestTime() time.Time {
 type BurstResult struct {
 	ID       string
 	Follow   bool
-	Cursor   Cursor
+	Cursor   logs.Cursor
 	End      EndReason
 	Err      error
 	Lines    int64 // records accepted by the sink
@@ -141,14 +142,14 @@ func (nopObserver) BurstEnded(*BurstResult)         {}
 // Collector runs bursts against a LogSource and hands records to a Sink.
 type Collector struct {
 	src   LogSource
-	sink  Sink
+	sink  logs.Sink
 	cfg   Config
 	state sync.Pool // *burstState, reused across bursts
 }
 
 // NewCollector returns a Collector. It starts no goroutine: each Burst runs
 // in its caller's goroutine.
-func NewCollector(src LogSource, sink Sink, cfg Config) *Collector {
+func NewCollector(src LogSource, sink logs.Sink, cfg Config) *Collector {
 	if cfg.ReattachTail < 1 {
 		cfg.ReattachTail = 1
 	}
@@ -182,8 +183,8 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 	res := BurstResult{ID: spec.ID, Follow: spec.Follow}
 	st := c.state.Get().(*burstState)
 	defer c.state.Put(st)
-	st.cursor.copyFrom(&spec.Cursor)
-	st.committed.copyFrom(&spec.Cursor)
+	st.cursor.CopyFrom(&spec.Cursor)
+	st.committed.CopyFrom(&spec.Cursor)
 	st.progress = spec.Progress
 
 	res.End, res.Err = c.burst(ctx, spec, st, &res)
@@ -300,9 +301,9 @@ func endOf(ctx context.Context, err error, pastMaxBurst bool) EndReason {
 
 // read consumes one response. It returns io.EOF at the end of the stream, the
 // read error otherwise, or errWiden.
-func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Pointer[Meta], bounded bool, res *BurstResult) error {
-	st.cursor.copyFrom(&st.committed)
-	st.cursor.rewind()
+func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta], bounded bool, res *BurstResult) error {
+	st.cursor.CopyFrom(&st.committed)
+	st.cursor.Rewind()
 	for i := range st.pending {
 		st.pending[i].active = false
 	}
@@ -325,8 +326,8 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 			_ = c.flush(ctx, st, meta, res)
 			return fmt.Errorf("%w: %.64q", err, msg)
 		}
-		h := messageHash(content)
-		old := st.cursor.seen(s, ts, h)
+		h := logs.MessageHash(content)
+		old := st.cursor.Seen(s, ts, h)
 		if first && bounded && !old {
 			return errWiden
 		}
@@ -348,7 +349,7 @@ const maxBatchRecords = 1024
 
 // flush hands the completed records to the sink and, once it accepted them,
 // commits the cursor.
-func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Pointer[Meta], res *BurstResult) error {
+func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta], res *BurstResult) error {
 	if len(st.batch.Records) == 0 {
 		return nil
 	}
@@ -365,7 +366,7 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 		b[r.Stream-1] += int64(len(r.Body))
 	}
 	c.cfg.Observer.Read(n[0], b[0], n[1], b[1])
-	st.committed.copyFrom(&st.cursor)
+	st.committed.CopyFrom(&st.cursor)
 	if st.progress != nil {
 		st.progress.Lines.Add(int64(len(st.batch.Records)))
 		if n := st.committed.Newest(); !n.IsZero() {
@@ -387,13 +388,13 @@ type burstState struct {
 	msgs      messageReader
 	tty       bool
 	maxLine   int
-	cursor    Cursor // advanced as messages are consumed
-	committed Cursor // advanced when the sink accepted them
+	cursor    logs.Cursor // advanced as messages are consumed
+	committed logs.Cursor // advanced when the sink accepted them
 	pending   [2]pendingLine
 	ts        tsCache
 	observed  time.Time      // when the bytes of the current batch were read; zero after a flush
 	progress  *BurstProgress // BurstSpec.Progress of the running burst; may be nil
-	batch     Batch
+	batch     logs.Batch
 	arena     []byte // record bodies of the batch; never reallocated under a record
 }
 
@@ -403,7 +404,7 @@ type pendingLine struct {
 	ts        time.Time
 	buf       []byte
 	truncated bool
-	bound     StreamCursor // the chunks consumed for this line
+	bound     logs.StreamCursor // the chunks consumed for this line
 }
 
 const (
@@ -416,7 +417,7 @@ func newBurstState() *burstState {
 		br:    bufio.NewReaderSize(nil, readBufferSize),
 		arena: make([]byte, 0, arenaSize),
 	}
-	st.batch.Records = make([]Record, 0, 256)
+	st.batch.Records = make([]logs.Record, 0, 256)
 	return st
 }
 
@@ -443,34 +444,34 @@ func (st *burstState) release() {
 	st.br.Reset(nil)
 	st.frames.r, st.raw.r, st.msgs = nil, nil, nil
 	st.progress = nil
-	st.batch = Batch{Records: st.batch.Records[:0]}
+	st.batch = logs.Batch{Records: st.batch.Records[:0]}
 	st.arena = st.arena[:0]
 	st.observed = time.Time{}
 }
 
 // add consumes a new message: it starts or continues the stream's pending
 // line and, when the message ends the line, appends a record.
-func (st *burstState) add(s Stream, ts time.Time, h uint32, content []byte, ends, cut bool) {
+func (st *burstState) add(s logs.Stream, ts time.Time, h uint32, content []byte, ends, cut bool) {
 	p := &st.pending[s-1]
 	if !p.active && ends {
 		// The common case: a whole line in one message.
 		body, truncated := clip(content, st.maxLine)
 		st.emit(s, ts, body, truncated || cut)
-		st.cursor.Streams[s-1].advance(ts, h)
+		st.cursor.Streams[s-1].Advance(ts, h)
 		return
 	}
 	if !p.active {
 		p.active, p.ts, p.buf, p.truncated = true, ts, p.buf[:0], false
-		p.bound.reset()
+		p.bound.Reset()
 	}
-	p.bound.advance(ts, h)
+	p.bound.Advance(ts, h)
 	room := st.maxLine - len(p.buf)
 	part, truncated := clip(content, room)
 	p.buf = append(p.buf, part...)
 	p.truncated = p.truncated || truncated || cut
 	if ends {
 		st.emit(s, p.ts, p.buf, p.truncated)
-		st.cursor.Streams[s-1].merge(&p.bound)
+		st.cursor.Streams[s-1].Merge(&p.bound)
 		p.active = false
 	}
 }
@@ -495,7 +496,7 @@ func clip(b []byte, n int) ([]byte, bool) {
 }
 
 // emit appends a record whose body is copied into the arena.
-func (st *burstState) emit(s Stream, ts time.Time, body []byte, truncated bool) {
+func (st *burstState) emit(s logs.Stream, ts time.Time, body []byte, truncated bool) {
 	if st.tty {
 		if n := len(body); n > 0 && body[n-1] == '\r' {
 			body = body[:n-1]
@@ -512,7 +513,7 @@ func (st *burstState) emit(s Stream, ts time.Time, body []byte, truncated bool) 
 		// the connection together.
 		st.observed = time.Now()
 	}
-	st.batch.Records = append(st.batch.Records, Record{
+	st.batch.Records = append(st.batch.Records, logs.Record{
 		Timestamp: ts,
 		Observed:  st.observed,
 		Body:      st.arena[off:len(st.arena):len(st.arena)],

@@ -12,26 +12,28 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/berthlog/berth/logs"
 )
 
 var t0 = time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
 
 func at(ns int) time.Time { return t0.Add(time.Duration(ns)) }
 
-func newTestCollector(d *fakeDaemon, sink Sink, maxLine, tail int) *Collector {
+func newTestCollector(d *fakeDaemon, sink logs.Sink, maxLine, tail int) *Collector {
 	return NewCollector(d, sink, Config{MaxBurst: time.Hour, MaxLineBytes: maxLine, ReattachTail: tail, HostName: "h"})
 }
 
-func spec(c Cursor, follow bool) BurstSpec {
-	return BurstSpec{ID: "c1", Follow: follow, Cursor: c, Meta: new(atomic.Pointer[Meta])}
+func spec(c logs.Cursor, follow bool) BurstSpec {
+	return BurstSpec{ID: "c1", Follow: follow, Cursor: c, Meta: new(atomic.Pointer[logs.Meta])}
 }
 
 func TestBurstReadsEveryLine(t *testing.T) {
 	d := &fakeDaemon{log: []fakeMsg{
-		{Stdout, at(1), "a\n"}, {Stderr, at(2), "b\n"}, {Stdout, at(3), "\n"}, {Stdout, at(4), "c\n"},
+		{logs.Stdout, at(1), "a\n"}, {logs.Stderr, at(2), "b\n"}, {logs.Stdout, at(3), "\n"}, {logs.Stdout, at(4), "c\n"},
 	}}
 	sink := &memSink{}
-	res := newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(BeginningCursor(), false))
+	res := newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), false))
 	if res.End != EndEOF || res.Err != nil {
 		t.Fatalf("end %v err %v", res.End, res.Err)
 	}
@@ -45,7 +47,7 @@ func TestBurstReadsEveryLine(t *testing.T) {
 	if res.Lines != 4 || !res.Cursor.Streams[0].Time.Equal(at(4)) || !res.Cursor.Streams[1].Time.Equal(at(2)) {
 		t.Fatalf("result %+v", res)
 	}
-	if r := sink.records[1]; r.Timestamp != at(2) || r.Stream != Stderr || r.Observed.IsZero() {
+	if r := sink.records[1]; r.Timestamp != at(2) || r.Stream != logs.Stderr || r.Observed.IsZero() {
 		t.Fatalf("record %+v", r)
 	}
 }
@@ -55,14 +57,14 @@ func TestBurstJoinsPartialChunks(t *testing.T) {
 	// first byte, the second starts with its second.
 	e := "é"
 	d := &fakeDaemon{log: []fakeMsg{
-		{Stdout, at(1), "aaa" + e[:1]},
-		{Stderr, at(2), "interleaved\n"},
-		{Stdout, at(3), e[1:] + "bbb"},
-		{Stdout, at(4), "ccc\n"},
-		{Stdout, at(5), "next\n"},
+		{logs.Stdout, at(1), "aaa" + e[:1]},
+		{logs.Stderr, at(2), "interleaved\n"},
+		{logs.Stdout, at(3), e[1:] + "bbb"},
+		{logs.Stdout, at(4), "ccc\n"},
+		{logs.Stdout, at(5), "next\n"},
 	}}
 	sink := &memSink{}
-	res := newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(BeginningCursor(), false))
+	res := newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), false))
 	want := []string{"stderr:interleaved", "stdout:aaaébbbccc", "stdout:next"}
 	if got := sink.bodies(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("got %q, want %q (end %v, err %v)", got, want, res.End, res.Err)
@@ -74,14 +76,14 @@ func TestBurstJoinsPartialChunks(t *testing.T) {
 
 func TestBurstTruncatesLongLines(t *testing.T) {
 	d := &fakeDaemon{log: []fakeMsg{
-		{Stdout, at(1), strings.Repeat("x", 600)},
-		{Stdout, at(2), strings.Repeat("y", 600)},
-		{Stdout, at(3), "zz\n"},
-		{Stdout, at(4), "after\n"},
-		{Stderr, at(5), strings.Repeat("€", 400) + "\n"}, // one message, over the limit
+		{logs.Stdout, at(1), strings.Repeat("x", 600)},
+		{logs.Stdout, at(2), strings.Repeat("y", 600)},
+		{logs.Stdout, at(3), "zz\n"},
+		{logs.Stdout, at(4), "after\n"},
+		{logs.Stderr, at(5), strings.Repeat("€", 400) + "\n"}, // one message, over the limit
 	}}
 	sink := &memSink{}
-	newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(BeginningCursor(), false))
+	newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), false))
 	if len(sink.records) != 3 {
 		t.Fatalf("got %d records, want 3: %q", len(sink.records), sink.bodies())
 	}
@@ -100,13 +102,13 @@ func TestBurstTruncatesLongLines(t *testing.T) {
 func TestBurstTTY(t *testing.T) {
 	chunk := strings.Repeat("q", chunkSize)
 	d := &fakeDaemon{tty: true, log: []fakeMsg{
-		{Stdout, at(1), "hello\r\n"},
-		{Stdout, at(2), chunk},
-		{Stdout, at(3), "end\r\n"},
-		{Stdout, at(4), "\r\n"},
+		{logs.Stdout, at(1), "hello\r\n"},
+		{logs.Stdout, at(2), chunk},
+		{logs.Stdout, at(3), "end\r\n"},
+		{logs.Stdout, at(4), "\r\n"},
 	}}
 	sink := &memSink{}
-	res := newTestCollector(d, sink, 1<<20, 10).Burst(context.Background(), spec(BeginningCursor(), true))
+	res := newTestCollector(d, sink, 1<<20, 10).Burst(context.Background(), spec(logs.BeginningCursor(), true))
 	want := []string{"stdout:hello", "stdout:" + chunk + "end", "stdout:"}
 	if got := sink.bodies(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("got %.60q, want %.60q (err %v)", got, want, res.Err)
@@ -116,8 +118,8 @@ func TestBurstTTY(t *testing.T) {
 func TestBurstDaemonErrorInStream(t *testing.T) {
 	// The daemon writes its error on stderr, without a timestamp, after
 	// the lines it could read.
-	d := &fakeDaemon{log: []fakeMsg{{Stdout, at(1), "ok\n"}}, trailer: frame(2, "Error grabbing logs: invalid character\n")}
-	res := newTestCollector(d, &memSink{}, 1024, 10).Burst(context.Background(), spec(BeginningCursor(), true))
+	d := &fakeDaemon{log: []fakeMsg{{logs.Stdout, at(1), "ok\n"}}, trailer: frame(2, "Error grabbing logs: invalid character\n")}
+	res := newTestCollector(d, &memSink{}, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), true))
 	var de *DaemonStreamError
 	if res.End != EndError || !errors.As(res.Err, &de) {
 		t.Fatalf("end %v err %v, want a DaemonStreamError", res.End, res.Err)
@@ -129,10 +131,10 @@ func TestBurstDaemonErrorInStream(t *testing.T) {
 
 func TestEndCursorSkipsOldLines(t *testing.T) {
 	d := &fakeDaemon{log: []fakeMsg{
-		{Stdout, at(1), "old1\n"}, {Stderr, at(2), "old2\n"}, {Stdout, at(3), "new1\n"}, {Stderr, at(4), "new2\n"},
+		{logs.Stdout, at(1), "old1\n"}, {logs.Stderr, at(2), "old2\n"}, {logs.Stdout, at(3), "new1\n"}, {logs.Stderr, at(4), "new2\n"},
 	}}
 	sink := &memSink{}
-	res := newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(EndCursor(at(2)), true))
+	res := newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(logs.EndCursor(at(2)), true))
 	if got := strings.Join(sink.bodies(), "|"); got != "stdout:new1|stderr:new2" {
 		t.Fatalf("got %q", got)
 	}
@@ -147,12 +149,12 @@ func TestEndCursorSkipsOldLines(t *testing.T) {
 func TestReattachWidensTailOnlyOnGap(t *testing.T) {
 	var log []fakeMsg
 	for i := range 5000 {
-		log = append(log, fakeMsg{Stdout, at(i + 1), fmt.Sprintf("line %d\n", i)})
+		log = append(log, fakeMsg{logs.Stdout, at(i + 1), fmt.Sprintf("line %d\n", i)})
 	}
 	d := &fakeDaemon{log: log[:100]}
 	sink := &memSink{}
 	c := newTestCollector(d, sink, 1024, 4)
-	res := c.Burst(context.Background(), spec(BeginningCursor(), true))
+	res := c.Burst(context.Background(), spec(logs.BeginningCursor(), true))
 	if res.Lines != 100 {
 		t.Fatalf("first burst read %d lines", res.Lines)
 	}
@@ -182,10 +184,10 @@ func TestReattachWidensTailOnlyOnGap(t *testing.T) {
 }
 
 func TestSinkFailureKeepsCursor(t *testing.T) {
-	d := &fakeDaemon{log: []fakeMsg{{Stdout, at(1), "a\n"}, {Stdout, at(2), "b\n"}}}
+	d := &fakeDaemon{log: []fakeMsg{{logs.Stdout, at(1), "a\n"}, {logs.Stdout, at(2), "b\n"}}}
 	sink := &memSink{fail: 1}
 	c := newTestCollector(d, sink, 1024, 10)
-	res := c.Burst(context.Background(), spec(BeginningCursor(), false))
+	res := c.Burst(context.Background(), spec(logs.BeginningCursor(), false))
 	if res.End != EndError || res.Lines != 0 || !res.Cursor.IsBeginning() {
 		t.Fatalf("a refused batch must not advance the cursor: %+v", res)
 	}
@@ -207,7 +209,7 @@ func TestReattachExactlyOnce(t *testing.T) {
 		clock := [3]int{0, 0, 0}
 		seq := [3]int{}
 		for len(log) < 300 {
-			s := Stream(1 + rng.IntN(2))
+			s := logs.Stream(1 + rng.IntN(2))
 			// Each stream's clock moves forward, sometimes not at all (lines
 			// sharing a timestamp); the other stream can be behind (out of
 			// order). Identical content never shares a timestamp within a
@@ -249,7 +251,7 @@ func TestReattachExactlyOnce(t *testing.T) {
 		d := &fakeDaemon{log: log, cutAfter: cuts, visible: visible}
 		sink := &memSink{}
 		c := newTestCollector(d, sink, 1024, 1+rng.IntN(8))
-		cur := BeginningCursor()
+		cur := logs.BeginningCursor()
 		for i := 0; ; i++ {
 			res := c.Burst(context.Background(), spec(cur, true))
 			cur = res.Cursor
@@ -280,7 +282,7 @@ type countingSink struct {
 	sizes    []int64 // the records of each batch
 }
 
-func (s *countingSink) Consume(_ context.Context, b *Batch) error {
+func (s *countingSink) Consume(_ context.Context, b *logs.Batch) error {
 	s.before = append(s.before, s.progress.Lines.Load())
 	s.sizes = append(s.sizes, int64(len(b.Records)))
 	return nil
@@ -293,13 +295,13 @@ func TestBurstProgressMovesPerBatch(t *testing.T) {
 	const lines = 2*maxBatchRecords + 100 // at least three batches
 	var log []fakeMsg
 	for i := range lines {
-		log = append(log, fakeMsg{Stdout, at(i + 1), fmt.Sprintf("line %d\n", i)})
+		log = append(log, fakeMsg{logs.Stdout, at(i + 1), fmt.Sprintf("line %d\n", i)})
 	}
 	const already = 7 // what earlier bursts of the container delivered
 	var progress BurstProgress
 	progress.Lines.Store(already)
 	sink := &countingSink{progress: &progress}
-	sp := spec(BeginningCursor(), false)
+	sp := spec(logs.BeginningCursor(), false)
 	sp.Progress = &progress
 	res := newTestCollector(&fakeDaemon{log: log}, sink, 1024, 10).Burst(context.Background(), sp)
 	if res.End != EndEOF || res.Lines != lines {
@@ -326,9 +328,9 @@ func TestBurstProgressMovesPerBatch(t *testing.T) {
 // TestBurstProgressSkipsRefusedBatches: a batch the sink refused is not
 // delivered.
 func TestBurstProgressSkipsRefusedBatches(t *testing.T) {
-	d := &fakeDaemon{log: []fakeMsg{{Stdout, at(1), "a\n"}, {Stdout, at(2), "b\n"}}}
+	d := &fakeDaemon{log: []fakeMsg{{logs.Stdout, at(1), "a\n"}, {logs.Stdout, at(2), "b\n"}}}
 	var progress BurstProgress
-	sp := spec(BeginningCursor(), false)
+	sp := spec(logs.BeginningCursor(), false)
 	sp.Progress = &progress
 	res := newTestCollector(d, &memSink{fail: 1}, 1024, 10).Burst(context.Background(), sp)
 	if res.End != EndError || res.Lines != 0 || progress.Lines.Load() != 0 || !progress.NewestTime().IsZero() {
@@ -340,8 +342,8 @@ func TestBurstProgressSkipsRefusedBatches(t *testing.T) {
 // logsErrSource is a LogSource whose logs request fails with err.
 type logsErrSource struct{ err error }
 
-func (s logsErrSource) Inspect(context.Context, string) (*Meta, error) {
-	return &Meta{ID: "c1", Name: "web", Running: true}, nil
+func (s logsErrSource) Inspect(context.Context, string) (*logs.Meta, error) {
+	return &logs.Meta{ID: "c1", Name: "web", Running: true}, nil
 }
 
 func (s logsErrSource) Logs(context.Context, string, LogRequest) (io.ReadCloser, error) {
@@ -383,7 +385,7 @@ func TestBurstLogsRequestEnds(t *testing.T) {
 			}
 			obs := &endsObserver{}
 			c := NewCollector(logsErrSource{err: tt.err}, &memSink{}, Config{MaxBurst: tt.maxBurst, MaxLineBytes: 1024, ReattachTail: 10, Observer: obs})
-			res := c.Burst(ctx, spec(BeginningCursor(), true))
+			res := c.Burst(ctx, spec(logs.BeginningCursor(), true))
 			if res.End != tt.want || (res.Err != nil) != tt.wantErr {
 				t.Fatalf("burst ended %q (err %v), want %q (error: %v)", res.End, res.Err, tt.want, tt.wantErr)
 			}
@@ -406,14 +408,14 @@ func TestBurstLogsRequestEnds(t *testing.T) {
 func BenchmarkBurstProgress(b *testing.B) {
 	src := &benchSource{body: benchBody()}
 	c := NewCollector(src, &countSink{}, Config{MaxBurst: time.Hour, MaxLineBytes: 1 << 20, ReattachTail: 100})
-	meta := new(atomic.Pointer[Meta])
-	meta.Store(&Meta{ID: "c"})
+	meta := new(atomic.Pointer[logs.Meta])
+	meta.Store(&logs.Meta{ID: "c"})
 	var progress BurstProgress
 	b.SetBytes(int64(len(src.body)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		res := c.Burst(context.Background(), BurstSpec{ID: "c", Cursor: BeginningCursor(), Meta: meta, Progress: &progress})
+		res := c.Burst(context.Background(), BurstSpec{ID: "c", Cursor: logs.BeginningCursor(), Meta: meta, Progress: &progress})
 		if res.Lines != benchLines {
 			b.Fatalf("read %d lines: %v", res.Lines, res.Err)
 		}

@@ -9,13 +9,15 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/berthlog/berth/logs"
 )
 
 // fakeMsg is one message of a fake container's log file, as json-file keeps
 // it: content with its newline when it ends a line, without when it is a
 // partial chunk.
 type fakeMsg struct {
-	stream  Stream
+	stream  logs.Stream
 	ts      time.Time
 	content string
 }
@@ -35,10 +37,10 @@ type fakeDaemon struct {
 	trailer  []byte // written after the messages, as the daemon writes its errors
 }
 
-func (d *fakeDaemon) Inspect(context.Context, string) (*Meta, error) {
+func (d *fakeDaemon) Inspect(context.Context, string) (*logs.Meta, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return &Meta{ID: "c1", Name: "web", TTY: d.tty, Running: d.running}, nil
+	return &logs.Meta{ID: "c1", Name: "web", TTY: d.tty, Running: d.running}, nil
 }
 
 func (d *fakeDaemon) Logs(_ context.Context, _ string, req LogRequest) (io.ReadCloser, error) {
@@ -99,11 +101,11 @@ func (c *cutReader) Close() error { return nil }
 // memSink keeps copies of every record it accepted.
 type memSink struct {
 	mu      sync.Mutex
-	records []Record
+	records []logs.Record
 	fail    int // fail this many Consume calls first
 }
 
-func (s *memSink) Consume(_ context.Context, b *Batch) error {
+func (s *memSink) Consume(_ context.Context, b *logs.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail > 0 {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/berthlog/berth/logs"
 )
 
 // A Docker log message, as the daemon writes it with timestamps=1:
@@ -164,7 +166,7 @@ type messageReader interface {
 	// next returns the stream and the bytes of the next message (timestamp
 	// included). The bytes are valid until the next call. truncated reports
 	// that the message was larger than the reader keeps and was cut.
-	next() (s Stream, msg []byte, truncated bool, err error)
+	next() (s logs.Stream, msg []byte, truncated bool, err error)
 	// buffered reports whether bytes are waiting that next can return
 	// without reading from the connection.
 	buffered() bool
@@ -181,7 +183,7 @@ type frameReader struct {
 
 func (f *frameReader) buffered() bool { return f.r.Buffered() > 0 }
 
-func (f *frameReader) next() (Stream, []byte, bool, error) {
+func (f *frameReader) next() (logs.Stream, []byte, bool, error) {
 	hdr, err := f.r.Peek(frameHeaderLen)
 	if err != nil {
 		if errors.Is(err, io.EOF) && len(hdr) > 0 {
@@ -219,8 +221,8 @@ func (f *frameReader) next() (Stream, []byte, bool, error) {
 		}
 	}
 	switch kind {
-	case byte(Stdout), byte(Stderr):
-		return Stream(kind), payload, truncated, nil
+	case byte(logs.Stdout), byte(logs.Stderr):
+		return logs.Stream(kind), payload, truncated, nil
 	case stdcopySystemErr:
 		return 0, nil, false, &DaemonStreamError{Message: string(bytes.TrimSpace(payload))}
 	default:
@@ -248,10 +250,10 @@ type rawReader struct {
 
 func (rr *rawReader) buffered() bool { return rr.r.Buffered() > 0 || rr.off < len(rr.acc) }
 
-func (rr *rawReader) next() (Stream, []byte, bool, error) {
+func (rr *rawReader) next() (logs.Stream, []byte, bool, error) {
 	for {
 		if msg, truncated, ok := rr.cut(); ok {
-			return Stdout, msg, truncated, nil
+			return logs.Stdout, msg, truncated, nil
 		}
 		if rr.off > 0 {
 			rr.acc = append(rr.acc[:0], rr.acc[rr.off:]...)
@@ -270,7 +272,7 @@ func (rr *rawReader) next() (Stream, []byte, bool, error) {
 		case errors.Is(err, io.EOF) && rr.off < len(rr.acc):
 			msg := rr.acc[rr.off:]
 			rr.off = len(rr.acc)
-			return Stdout, msg, false, nil
+			return logs.Stdout, msg, false, nil
 		default:
 			return 0, nil, false, err
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthlog/berth/logs"
 )
 
 const ts1 = "2024-05-01T10:20:30.123456789Z"
@@ -76,7 +78,7 @@ func TestFrameReader(t *testing.T) {
 	in.Write(frame(3, "daemon failed\n"))
 	fr := &frameReader{r: bufio.NewReaderSize(&in, 4096), limit: 100_001}
 	type got struct {
-		s   Stream
+		s   logs.Stream
 		msg string
 		cut bool
 	}
@@ -92,7 +94,7 @@ func TestFrameReader(t *testing.T) {
 		}
 		out = append(out, got{s, string(msg), cut})
 	}
-	want := []got{{Stdout, "a\n", false}, {Stderr, "b\n", false}, {Stdout, big, false}, {Stderr, big + "y", true}, {Stdout, "c\n", false}}
+	want := []got{{logs.Stdout, "a\n", false}, {logs.Stderr, "b\n", false}, {logs.Stdout, big, false}, {logs.Stderr, big + "y", true}, {logs.Stdout, "c\n", false}}
 	if len(out) != len(want) {
 		t.Fatalf("got %d messages, want %d", len(out), len(want))
 	}

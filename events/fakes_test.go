@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/logs"
 )
 
 // waitTimeout bounds every wait of these tests: a condition that does not
@@ -253,7 +254,7 @@ type outcome struct {
 	Stopped  bool
 	Gone     bool
 	Lines    int64
-	Cursor   *collectors.Cursor
+	Cursor   *logs.Cursor
 	Duration time.Duration
 }
 
@@ -322,18 +323,18 @@ type fakeCollector struct {
 	// to the test. It may block, and must return when ctx ends.
 	auto func(ctx context.Context, b *fakeBurst) (o outcome, ok bool)
 	// meta is what "inspect" finds; by default the ID is the name.
-	meta map[string]collectors.Meta
+	meta map[string]logs.Meta
 	// shutdownDelay is how long a burst takes to wind down once ctx ends.
 	shutdownDelay time.Duration
 
 	mu     sync.Mutex
 	bursts []*fakeBurst
 	active map[string]int
-	stored map[string]*collectors.Meta // the Meta each container's pointer was first given
+	stored map[string]*logs.Meta // the Meta each container's pointer was first given
 }
 
 func newFakeCollector(t *testing.T) *fakeCollector {
-	return &fakeCollector{t: t, active: make(map[string]int), stored: make(map[string]*collectors.Meta)}
+	return &fakeCollector{t: t, active: make(map[string]int), stored: make(map[string]*logs.Meta)}
 }
 
 func (c *fakeCollector) Burst(ctx context.Context, spec collectors.BurstSpec) collectors.BurstResult {
@@ -342,7 +343,7 @@ func (c *fakeCollector) Burst(ctx context.Context, spec collectors.BurstSpec) co
 	} else if spec.Meta.Load() == nil {
 		m, ok := c.meta[spec.ID]
 		if !ok {
-			m = collectors.Meta{ID: spec.ID, Name: spec.ID, ServiceName: spec.ID, Running: true}
+			m = logs.Meta{ID: spec.ID, Name: spec.ID, ServiceName: spec.ID, Running: true}
 		}
 		if spec.Meta.CompareAndSwap(nil, &m) {
 			c.mu.Lock()
@@ -430,7 +431,7 @@ func (c *fakeCollector) activeOf(id string) int {
 	return c.active[id]
 }
 
-func (c *fakeCollector) storedMeta(id string) *collectors.Meta {
+func (c *fakeCollector) storedMeta(id string) *logs.Meta {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.stored[id]

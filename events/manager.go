@@ -21,6 +21,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/logs"
 )
 
 // State is where a container is in its lifecycle as berth sees it.
@@ -95,7 +96,7 @@ func (nopObserver) EventsConnected() {}
 
 // Checkpoints is the manager's view of the checkpoint store.
 type Checkpoints interface {
-	Get(id string) (collectors.Cursor, bool)
+	Get(id string) (logs.Cursor, bool)
 	Forget(id string)
 	IDs() []string
 }
@@ -103,9 +104,9 @@ type Checkpoints interface {
 // noCheckpoints is the store of a berth that keeps none.
 type noCheckpoints struct{}
 
-func (noCheckpoints) Get(string) (collectors.Cursor, bool) { return collectors.Cursor{}, false }
-func (noCheckpoints) Forget(string)                        {}
-func (noCheckpoints) IDs() []string                        { return nil }
+func (noCheckpoints) Get(string) (logs.Cursor, bool) { return logs.Cursor{}, false }
+func (noCheckpoints) Forget(string)                  {}
+func (noCheckpoints) IDs() []string                  { return nil }
 
 // Manager runs the events subscription and the containers' state machines.
 type Manager struct {
@@ -148,9 +149,9 @@ func (m *Manager) Connected() bool { return m.connected.Load() }
 // container is the manager's state of one container.
 type container struct {
 	id      string
-	meta    atomic.Pointer[collectors.Meta] // shared with its burst; replaced on rename
+	meta    atomic.Pointer[logs.Meta] // shared with its burst; replaced on rename
 	name    string
-	cursor  collectors.Cursor
+	cursor  logs.Cursor
 	running bool // the daemon last said it runs
 	drained bool // its log has been read to the end since it last stopped
 	removed bool
@@ -401,12 +402,12 @@ func (r *run) reconcile(msg sourceMsg) {
 		if !known {
 			cursor, checkpointed := r.cfg.Checkpoints.Get(c.ID)
 			if !checkpointed {
-				cursor = collectors.BeginningCursor()
+				cursor = logs.BeginningCursor()
 				if msg.initial && r.cfg.InitialPosition == PositionEnd {
 					// Lines written before berth started are not sent; with
 					// a threshold instead of "tail=0" nothing is lost between
 					// bursts, and a stopped container has nothing to read.
-					cursor = collectors.EndCursor(msg.at)
+					cursor = logs.EndCursor(msg.at)
 				}
 			}
 			ct = r.add(c.ID, c.Name, cursor)
@@ -457,12 +458,12 @@ func (r *run) handleEvent(ev Event) {
 	switch ev.Action {
 	case "create":
 		if ct == nil {
-			ct = r.add(ev.ID, ev.Attributes["name"], collectors.BeginningCursor())
+			ct = r.add(ev.ID, ev.Attributes["name"], logs.BeginningCursor())
 			ct.drained = true
 		}
 	case "start", "restart", "unpause":
 		if ct == nil {
-			ct = r.add(ev.ID, ev.Attributes["name"], collectors.BeginningCursor())
+			ct = r.add(ev.ID, ev.Attributes["name"], logs.BeginningCursor())
 		}
 		ct.running = true
 		ct.starts++
@@ -472,7 +473,7 @@ func (r *run) handleEvent(ev Event) {
 		if ct == nil {
 			// Its start was missed (events lost while disconnected): read
 			// the log it wrote.
-			ct = r.add(ev.ID, ev.Attributes["name"], collectors.BeginningCursor())
+			ct = r.add(ev.ID, ev.Attributes["name"], logs.BeginningCursor())
 			ct.drained = false
 		}
 		if ct.running || ct.active {
@@ -499,7 +500,7 @@ func (r *run) handleEvent(ev Event) {
 }
 
 // add starts tracking a container, from its checkpoint if it has one.
-func (r *run) add(id, name string, cursor collectors.Cursor) *container {
+func (r *run) add(id, name string, cursor logs.Cursor) *container {
 	if cp, ok := r.cfg.Checkpoints.Get(id); ok {
 		cursor = cp
 	}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/logs"
 )
 
 func running(id string) Container { return Container{ID: id, Name: id, State: "running"} }
@@ -20,8 +21,8 @@ func exited(id string) Container  { return Container{ID: id, Name: id, State: "e
 
 // someCursor is a cursor as a burst returns it: both streams advanced, with
 // boundary hashes.
-func someCursor(at time.Time, salt uint32) collectors.Cursor {
-	return collectors.Cursor{Streams: [2]collectors.StreamCursor{
+func someCursor(at time.Time, salt uint32) logs.Cursor {
+	return logs.Cursor{Streams: [2]logs.StreamCursor{
 		{Time: at, Hashes: []uint32{salt, salt + 1}},
 		{Time: at.Add(-time.Microsecond), Hashes: []uint32{salt + 2}},
 	}}
@@ -377,20 +378,20 @@ func TestRestartStorm(t *testing.T) {
 func TestRenameSharesMeta(t *testing.T) {
 	tests := []struct {
 		name        string
-		meta        collectors.Meta
+		meta        logs.Meta
 		newName     string
 		wantName    string
 		wantService string
 	}{
-		{"service name follows the container name", collectors.Meta{ID: "c1", Name: "old", ServiceName: "old"}, "new", "new", "new"},
-		{"compose service name is kept", collectors.Meta{ID: "c1", Name: "old", ServiceName: "web"}, "new", "new", "web"},
-		{"rename without a name changes nothing", collectors.Meta{ID: "c1", Name: "old", ServiceName: "old"}, "", "old", "old"},
+		{"service name follows the container name", logs.Meta{ID: "c1", Name: "old", ServiceName: "old"}, "new", "new", "new"},
+		{"compose service name is kept", logs.Meta{ID: "c1", Name: "old", ServiceName: "web"}, "new", "new", "web"},
+		{"rename without a name changes nothing", logs.Meta{ID: "c1", Name: "old", ServiceName: "old"}, "", "old", "old"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
 			tt.meta.Labels = map[string]string{"team": "a"}
-			h.col.meta = map[string]collectors.Meta{"c1": tt.meta}
+			h.col.meta = map[string]logs.Meta{"c1": tt.meta}
 			h.src.setList(Container{ID: "c1", Name: "old", State: "running"})
 			h.start(testConfig())
 			s := h.src.waitStream(t, 1)
@@ -835,7 +836,7 @@ func TestStatusLinesMoveDuringBurst(t *testing.T) {
 	if a.returned() {
 		t.Fatalf("%s returned: the counts were not taken during the burst", a)
 	}
-	cur1 := collectors.BeginningCursor()
+	cur1 := logs.BeginningCursor()
 	cur1.Streams[0].Time = t0.Add(5 * time.Second)
 	a.end(t, outcome{End: collectors.EndIdle, Lines: 5, Cursor: &cur1})
 

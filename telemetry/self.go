@@ -27,13 +27,16 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/config"
+	"github.com/berthlog/berth/export"
+	"github.com/berthlog/berth/internal/otlpconf"
 )
 
 // SelfConfig configures berth's own telemetry.
 type SelfConfig struct {
 	// OTLP, when Enabled, sends berth's traces and metrics to the same
 	// endpoint as the records.
-	OTLP    OTLPConfig
+	OTLP    config.OTLP
 	Enabled bool
 	// TraceSampling is the fraction of root spans kept (0 to 1).
 	TraceSampling float64
@@ -69,7 +72,7 @@ func NewSelf(ctx context.Context, cfg SelfConfig) (*Self, error) {
 	mopts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(prom)}
 	s := &Self{registry: reg, tracer: tracenoop.NewTracerProvider().Tracer("berth")}
 	if cfg.Enabled {
-		protocol, err := ResolveProtocol(cfg.OTLP, os.Getenv)
+		protocol, err := otlpconf.ResolveProtocol(cfg.OTLP, os.Getenv)
 		if err != nil {
 			return nil, err
 		}
@@ -111,22 +114,22 @@ func NewSelf(ctx context.Context, cfg SelfConfig) (*Self, error) {
 // only gzip), so there otlp.compression: none leaves the choice to
 // OTEL_EXPORTER_OTLP_*COMPRESSION, if set. They keep the SDK's own
 // retry: a lost metrics or trace export is not worth holding memory for.
-func newSelfExporters(ctx context.Context, protocol string, c OTLPConfig) (sdkmetric.Exporter, sdktrace.SpanExporter, error) {
-	if protocol == ProtocolGRPC {
+func newSelfExporters(ctx context.Context, protocol string, c config.OTLP) (sdkmetric.Exporter, sdktrace.SpanExporter, error) {
+	if protocol == otlpconf.ProtocolGRPC {
 		me, err := otlpmetricgrpc.New(ctx, append(
-			endpointOptions(c, "", otlpmetricgrpc.WithEndpointURL, otlpmetricgrpc.WithEndpoint, otlpmetricgrpc.WithInsecure, otlpmetricgrpc.WithHeaders),
-			transportOptions(c, "METRICS", func() otlpmetricgrpc.Option { return otlpmetricgrpc.WithCompressor("gzip") }, nil, otlpmetricgrpc.WithTimeout)...)...)
+			otlpconf.EndpointOptions(c, "", otlpmetricgrpc.WithEndpointURL, otlpmetricgrpc.WithEndpoint, otlpmetricgrpc.WithInsecure, otlpmetricgrpc.WithHeaders),
+			otlpconf.TransportOptions(c, os.Getenv, "METRICS", func() otlpmetricgrpc.Option { return otlpmetricgrpc.WithCompressor("gzip") }, nil, otlpmetricgrpc.WithTimeout)...)...)
 		if err != nil {
 			return nil, nil, err
 		}
 		te, err := otlptracegrpc.New(ctx, append(
-			endpointOptions(c, "", otlptracegrpc.WithEndpointURL, otlptracegrpc.WithEndpoint, otlptracegrpc.WithInsecure, otlptracegrpc.WithHeaders),
-			transportOptions(c, "TRACES", func() otlptracegrpc.Option { return otlptracegrpc.WithCompressor("gzip") }, nil, otlptracegrpc.WithTimeout)...)...)
+			otlpconf.EndpointOptions(c, "", otlptracegrpc.WithEndpointURL, otlptracegrpc.WithEndpoint, otlptracegrpc.WithInsecure, otlptracegrpc.WithHeaders),
+			otlpconf.TransportOptions(c, os.Getenv, "TRACES", func() otlptracegrpc.Option { return otlptracegrpc.WithCompressor("gzip") }, nil, otlptracegrpc.WithTimeout)...)...)
 		return me, te, err
 	}
 	me, err := otlpmetrichttp.New(ctx, append(
-		endpointOptions(c, "/v1/metrics", otlpmetrichttp.WithEndpointURL, otlpmetrichttp.WithEndpoint, otlpmetrichttp.WithInsecure, otlpmetrichttp.WithHeaders),
-		transportOptions(c, "METRICS",
+		otlpconf.EndpointOptions(c, "/v1/metrics", otlpmetrichttp.WithEndpointURL, otlpmetrichttp.WithEndpoint, otlpmetrichttp.WithInsecure, otlpmetrichttp.WithHeaders),
+		otlpconf.TransportOptions(c, os.Getenv, "METRICS",
 			func() otlpmetrichttp.Option { return otlpmetrichttp.WithCompression(otlpmetrichttp.GzipCompression) },
 			func() otlpmetrichttp.Option { return otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression) },
 			otlpmetrichttp.WithTimeout)...)...)
@@ -134,8 +137,8 @@ func newSelfExporters(ctx context.Context, protocol string, c OTLPConfig) (sdkme
 		return nil, nil, err
 	}
 	te, err := otlptracehttp.New(ctx, append(
-		endpointOptions(c, "/v1/traces", otlptracehttp.WithEndpointURL, otlptracehttp.WithEndpoint, otlptracehttp.WithInsecure, otlptracehttp.WithHeaders),
-		transportOptions(c, "TRACES",
+		otlpconf.EndpointOptions(c, "/v1/traces", otlptracehttp.WithEndpointURL, otlptracehttp.WithEndpoint, otlptracehttp.WithInsecure, otlptracehttp.WithHeaders),
+		otlpconf.TransportOptions(c, os.Getenv, "TRACES",
 			func() otlptracehttp.Option { return otlptracehttp.WithCompression(otlptracehttp.GzipCompression) },
 			func() otlptracehttp.Option { return otlptracehttp.WithCompression(otlptracehttp.NoCompression) },
 			otlptracehttp.WithTimeout)...)...)
@@ -248,7 +251,7 @@ type Gauges struct {
 	Containers func(ctx context.Context) (byState map[string]int64, streams int64, err error)
 	// Sink is the OTLP sink whose counters and lag are reported; nil when
 	// records go to stdout only.
-	Sink *OTLPSink
+	Sink *export.OTLPSink
 }
 
 // Observe registers the observable instruments: containers by state, open

@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/export"
+	"github.com/berthlog/berth/logs"
 )
 
 func TestInstruments(t *testing.T) {
@@ -27,8 +30,9 @@ func TestInstruments(t *testing.T) {
 	m.BurstEnded(&collectors.BurstResult{End: collectors.EndIdle, Duration: 2 * time.Second})
 	m.BurstEnded(&collectors.BurstResult{End: collectors.EndMaxBurst, Duration: time.Minute})
 	m.EventsConnected()
-	sink := NewOTLPSink(&fakeExporter{}, nil, OTLPSinkConfig{Backoff: fastBackoff()}, nil)
-	if err := sink.Consume(context.Background(), batchOf(testMeta, 1, "a", "b")); err != nil {
+	sink := export.NewOTLPSink(acceptAll{}, nil, export.OTLPSinkConfig{Backoff: export.BackoffConfig{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 2}}, nil)
+	batch := &logs.Batch{Meta: &logs.Meta{ID: "c1", Name: "web"}, Records: []logs.Record{{Timestamp: time.Unix(1, 0), Body: []byte("a")}, {Timestamp: time.Unix(1, 0), Body: []byte("b")}}}
+	if err := sink.Consume(context.Background(), batch); err != nil {
 		t.Fatal(err)
 	}
 	if err := sink.Shutdown(context.Background()); err != nil {
@@ -132,3 +136,10 @@ func TestSelfServesPrometheus(t *testing.T) {
 		}
 	}
 }
+
+// acceptAll is an OTLP log exporter that acknowledges every record.
+type acceptAll struct{}
+
+func (acceptAll) Export(context.Context, []sdklog.Record) error { return nil }
+func (acceptAll) Shutdown(context.Context) error                { return nil }
+func (acceptAll) ForceFlush(context.Context) error              { return nil }

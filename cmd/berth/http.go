@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berthlog/berth/events"
+	"github.com/berthlog/berth/export"
 	"github.com/berthlog/berth/telemetry"
 )
 
@@ -42,7 +43,7 @@ type containerStatus struct {
 }
 
 // newMux serves /healthz, /readyz, /status and /metrics.
-func newMux(mgr *events.Manager, self *telemetry.Self, sink *telemetry.OTLPSink, started time.Time) *http.ServeMux {
+func newMux(mgr *events.Manager, self *telemetry.Self, sink *export.OTLPSink, started time.Time) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

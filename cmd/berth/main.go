@@ -24,9 +24,12 @@ import (
 
 	"github.com/berthlog/berth/checkpoint"
 	"github.com/berthlog/berth/collectors"
-	"github.com/berthlog/berth/collectors/dockerapi"
 	"github.com/berthlog/berth/config"
+	"github.com/berthlog/berth/dockerapi"
 	"github.com/berthlog/berth/events"
+	"github.com/berthlog/berth/export"
+	"github.com/berthlog/berth/internal/otlpconf"
+	"github.com/berthlog/berth/logs"
 	"github.com/berthlog/berth/telemetry"
 )
 
@@ -179,9 +182,8 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 		log.Error("cannot use the state directory; set state_dir (or --state-dir) to a directory berth can write", "err", err)
 		return exitFailure
 	}
-	otlpCfg := otlpConfig(cfg)
 	self, err := telemetry.NewSelf(context.Background(), telemetry.SelfConfig{
-		OTLP: otlpCfg, Enabled: telemetry.OTLPEnabled(otlpCfg, os.Getenv),
+		OTLP: cfg.OTLP, Enabled: otlpconf.Enabled(cfg.OTLP, os.Getenv),
 		TraceSampling: cfg.TraceSampling, MetricInterval: cfg.MetricsInterval,
 		Version: version, HostName: host,
 	})
@@ -195,7 +197,7 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 		defer cancel()
 		_ = self.Shutdown(ctx)
 	}()
-	sink, otlpSink, err := newSink(cfg, otlpCfg, store, stdout, self, log)
+	sink, otlpSink, err := newSink(cfg, store, stdout, self, log)
 	if err != nil {
 		log.Error("cannot set up the exporter", "err", err)
 		return exitUsage
@@ -311,48 +313,31 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 // newSink builds the outputs: OTLP when an endpoint is configured, JSON lines
 // on stdout when no endpoint is (or when stdout: true). The acknowledging
 // sink (OTLP if on, else stdout) advances the checkpoints.
-func newSink(cfg config.Config, otlpCfg telemetry.OTLPConfig, store *checkpoint.Store, stdout io.Writer, self *telemetry.Self, log *slog.Logger) (collectors.Sink, *telemetry.OTLPSink, error) {
-	otlpOn := telemetry.OTLPEnabled(otlpCfg, os.Getenv)
+func newSink(cfg config.Config, store *checkpoint.Store, stdout io.Writer, self *telemetry.Self, log *slog.Logger) (logs.Sink, *export.OTLPSink, error) {
+	otlpOn := otlpconf.Enabled(cfg.OTLP, os.Getenv)
 	stdoutOn := cfg.Stdout == "true" || (cfg.Stdout == "auto" && !otlpOn)
 	if !otlpOn {
 		if !stdoutOn {
 			return nil, nil, errors.New("nothing to export to: stdout is false and no OTLP endpoint is set (otlp.endpoint or OTEL_EXPORTER_OTLP_ENDPOINT)")
 		}
-		return telemetry.NewJSONSink(stdout, store), nil, nil
+		return export.NewJSONSink(stdout, store), nil, nil
 	}
-	exp, err := telemetry.NewOTLPExporter(context.Background(), otlpCfg)
+	exp, err := export.NewOTLPExporter(context.Background(), cfg.OTLP, os.Getenv)
 	if err != nil {
 		return nil, nil, err
 	}
-	protocol, _ := telemetry.ResolveProtocol(otlpCfg, os.Getenv)
-	log.Info("exporting over OTLP", "protocol", protocol, "endpoint", firstNonEmpty(cfg.OTLP.Endpoint,
-		os.Getenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"), os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")), "stdout", stdoutOn)
-	otlpSink := telemetry.NewOTLPSink(exp, store, telemetry.OTLPSinkConfig{
+	protocol, _ := otlpconf.ResolveProtocol(cfg.OTLP, os.Getenv)
+	log.Info("exporting over OTLP", "protocol", protocol, "endpoint", otlpconf.Endpoint(cfg.OTLP, os.Getenv), "stdout", stdoutOn)
+	otlpSink := export.NewOTLPSink(exp, store, export.OTLPSinkConfig{
 		MaxInFlightBytes: cfg.MaxInFlightBytes,
-		Backoff:          telemetry.BackoffConfig(cfg.Backoff),
+		Backoff:          export.BackoffConfig(cfg.Backoff),
 		Tracer:           self.Tracer(),
 		Version:          version,
 	}, log)
 	if stdoutOn {
-		return telemetry.Tee{telemetry.NewJSONSink(stdout, nil), otlpSink}, otlpSink, nil
+		return export.Tee{export.NewJSONSink(stdout, nil), otlpSink}, otlpSink, nil
 	}
 	return otlpSink, otlpSink, nil
-}
-
-func otlpConfig(cfg config.Config) telemetry.OTLPConfig {
-	return telemetry.OTLPConfig{
-		Endpoint: cfg.OTLP.Endpoint, Protocol: cfg.OTLP.Protocol, Insecure: cfg.OTLP.Insecure,
-		Headers: cfg.OTLP.Headers, Compression: cfg.OTLP.Compression, Timeout: cfg.OTLP.Timeout,
-	}
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 func newLogger(level string, w io.Writer) *slog.Logger {

@@ -1,4 +1,4 @@
-package telemetry
+package export
 
 import (
 	"context"
@@ -10,14 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthlog/berth/logs"
 	"go.opentelemetry.io/otel/attribute"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
-
-	"github.com/berthlog/berth/collectors"
 )
 
 // fakeExporter records what it exports; its answers are scripted.
@@ -67,7 +66,7 @@ type ackLog struct {
 	acks []string
 }
 
-func (a *ackLog) Ack(id string, c collectors.Cursor) {
+func (a *ackLog) Ack(id string, c logs.Cursor) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.acks = append(a.acks, fmt.Sprintf("%s@%d", id, c.Streams[0].Time.Nanosecond()))
@@ -79,12 +78,12 @@ func (a *ackLog) list() []string {
 	return append([]string(nil), a.acks...)
 }
 
-var testMeta = &collectors.Meta{ID: "c1", Name: "web", ImageName: "app", ImageTags: []string{"1.0"}, ServiceName: "web", HostName: "h"}
+var testMeta = &logs.Meta{ID: "c1", Name: "web", ImageName: "app", ImageTags: []string{"1.0"}, ServiceName: "web", HostName: "h"}
 
-func batchOf(meta *collectors.Meta, pos int, bodies ...string) *collectors.Batch {
-	b := &collectors.Batch{Meta: meta}
+func batchOf(meta *logs.Meta, pos int, bodies ...string) *logs.Batch {
+	b := &logs.Batch{Meta: meta}
 	for _, body := range bodies {
-		b.Records = append(b.Records, collectors.Record{Timestamp: time.Unix(1, 0), Observed: time.Unix(2, 0), Body: []byte(body), Stream: collectors.Stdout})
+		b.Records = append(b.Records, logs.Record{Timestamp: time.Unix(1, 0), Observed: time.Unix(2, 0), Body: []byte(body), Stream: logs.Stdout})
 	}
 	b.Cursor.Streams[0].Time = time.Unix(0, int64(pos))
 	return b
@@ -109,9 +108,9 @@ func TestOTLPSinkExportsThenAcks(t *testing.T) {
 	exp := &fakeExporter{}
 	acks := &ackLog{}
 	s := NewOTLPSink(exp, acks, OTLPSinkConfig{Backoff: fastBackoff()}, nil)
-	other := &collectors.Meta{ID: "c2", Name: "db"}
+	other := &logs.Meta{ID: "c2", Name: "db"}
 	ctx := context.Background()
-	for i, b := range []*collectors.Batch{batchOf(testMeta, 1, "a", "b"), batchOf(other, 2, "x"), batchOf(testMeta, 3, "c\xff")} {
+	for i, b := range []*logs.Batch{batchOf(testMeta, 1, "a", "b"), batchOf(other, 2, "x"), batchOf(testMeta, 3, "c\xff")} {
 		if err := s.Consume(ctx, b); err != nil {
 			t.Fatalf("batch %d: %v", i, err)
 		}
@@ -290,60 +289,22 @@ func TestClassifyExportError(t *testing.T) {
 	}
 }
 
-func TestResolveProtocol(t *testing.T) {
-	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-	tests := []struct {
-		cfg  string
-		env  map[string]string
-		want string
-		bad  bool
-	}{
-		{"", nil, ProtocolHTTP, false},
-		{"grpc", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, ProtocolGRPC, false},
-		{"", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, ProtocolGRPC, false},
-		{"", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "http/protobuf"}, ProtocolHTTP, false},
-		{"", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "", true},
-	}
-	for _, tt := range tests {
-		got, err := ResolveProtocol(OTLPConfig{Protocol: tt.cfg}, env(tt.env))
-		if (err != nil) != tt.bad || got != tt.want {
-			t.Errorf("ResolveProtocol(%q, %v) = %q, %v", tt.cfg, tt.env, got, err)
-		}
-	}
-	if OTLPEnabled(OTLPConfig{}, env(nil)) || !OTLPEnabled(OTLPConfig{}, env(map[string]string{"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://x"})) {
-		t.Error("OTLPEnabled does not follow the endpoint settings")
-	}
-}
-
-func TestSignalURL(t *testing.T) {
-	for base, want := range map[string]string{
-		"http://127.0.0.1:4318":    "http://127.0.0.1:4318/v1/logs",
-		"http://127.0.0.1:4318/":   "http://127.0.0.1:4318/v1/logs",
-		"https://gw.example/otlp":  "https://gw.example/otlp/v1/logs",
-		"https://gw.example/otlp/": "https://gw.example/otlp/v1/logs",
-	} {
-		if got := SignalURL(base, "/v1/logs"); got != want {
-			t.Errorf("SignalURL(%q) = %q, want %q", base, got, want)
-		}
-	}
-}
-
 // TestOTLPSinkExportsSelectedLabels: each selected label is the resource
 // attribute container.label.<key> of every record of its container, and a
 // container without selected labels has no such attribute.
 func TestOTLPSinkExportsSelectedLabels(t *testing.T) {
-	labelled := &collectors.Meta{
+	labelled := &logs.Meta{
 		ID: "c1", Name: "web", ImageName: "app", ServiceName: "web", HostName: "h",
 		Labels: map[string]string{"team": "payments", "com.example.tier": "edge", "secret": "not selected", "empty": ""},
-		SelectedLabels: []collectors.Label{
+		SelectedLabels: []logs.Label{
 			{Key: "com.example.tier", Value: "edge"}, {Key: "empty", Value: ""}, {Key: "team", Value: "payments"},
 		},
 	}
-	plain := &collectors.Meta{ID: "c2", Name: "db", Labels: map[string]string{"team": "storage"}}
+	plain := &logs.Meta{ID: "c2", Name: "db", Labels: map[string]string{"team": "storage"}}
 	exp := &fakeExporter{}
 	s := NewOTLPSink(exp, &ackLog{}, OTLPSinkConfig{Backoff: fastBackoff()}, nil)
 	ctx := context.Background()
-	for i, b := range []*collectors.Batch{batchOf(labelled, 1, "a", "b"), batchOf(plain, 2, "x")} {
+	for i, b := range []*logs.Batch{batchOf(labelled, 1, "a", "b"), batchOf(plain, 2, "x")} {
 		if err := s.Consume(ctx, b); err != nil {
 			t.Fatalf("batch %d: %v", i, err)
 		}
@@ -380,9 +341,9 @@ func TestOTLPSinkExportsSelectedLabels(t *testing.T) {
 // TestContainerResourceLabels: the selected labels come after the
 // semantic-convention attributes and change none of them.
 func TestContainerResourceLabels(t *testing.T) {
-	m := &collectors.Meta{
+	m := &logs.Meta{
 		ID: "c1", Name: "web", ImageName: "app", ImageTags: []string{"1.0"}, ServiceName: "web", HostName: "h",
-		SelectedLabels: []collectors.Label{{Key: "service.name", Value: "a label, not the service"}, {Key: "team", Value: "payments"}},
+		SelectedLabels: []logs.Label{{Key: "service.name", Value: "a label, not the service"}, {Key: "team", Value: "payments"}},
 	}
 	res := ContainerResource(m)
 	got := map[string]string{}

@@ -1,4 +1,4 @@
-package telemetry
+package export
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/logs"
 )
 
 type wireRecord struct {
@@ -24,14 +24,14 @@ type wireRecord struct {
 func TestJSONSinkSchema(t *testing.T) {
 	var out bytes.Buffer
 	s := NewJSONSink(&out, nil)
-	meta := &collectors.Meta{ID: "abc", Name: "web-1", ImageName: "registry:5000/app", ImageTags: []string{"1.2"}, ServiceName: "web", HostName: "h1"}
+	meta := &logs.Meta{ID: "abc", Name: "web-1", ImageName: "registry:5000/app", ImageTags: []string{"1.2"}, ServiceName: "web", HostName: "h1"}
 	ts := time.Date(2024, 5, 1, 10, 20, 30, 1000, time.UTC)
 	bodies := []string{"plain", "", "quote \" backslash \\ tab \t ctrl \x01 cr \r", "ünïcödé ✓", "\xff\xfe invalid"}
-	var recs []collectors.Record
+	var recs []logs.Record
 	for i, b := range bodies {
-		recs = append(recs, collectors.Record{Timestamp: ts, Observed: ts.Add(time.Second), Body: []byte(b), Stream: collectors.Stream(1 + i%2), Truncated: i == 1})
+		recs = append(recs, logs.Record{Timestamp: ts, Observed: ts.Add(time.Second), Body: []byte(b), Stream: logs.Stream(1 + i%2), Truncated: i == 1})
 	}
-	if err := s.Consume(context.Background(), &collectors.Batch{Meta: meta, Records: recs}); err != nil {
+	if err := s.Consume(context.Background(), &logs.Batch{Meta: meta, Records: recs}); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
@@ -89,7 +89,7 @@ func (failWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe
 
 func TestJSONSinkReportsWriteErrors(t *testing.T) {
 	s := NewJSONSink(failWriter{}, nil)
-	err := s.Consume(context.Background(), &collectors.Batch{Meta: &collectors.Meta{}, Records: []collectors.Record{{Body: []byte("x"), Stream: collectors.Stdout}}})
+	err := s.Consume(context.Background(), &logs.Batch{Meta: &logs.Meta{}, Records: []logs.Record{{Body: []byte("x"), Stream: logs.Stdout}}})
 	if err == nil || !strings.Contains(err.Error(), "broken pipe") {
 		t.Fatalf("err = %v", err)
 	}
@@ -97,12 +97,12 @@ func TestJSONSinkReportsWriteErrors(t *testing.T) {
 
 func BenchmarkJSONSink(b *testing.B) {
 	s := NewJSONSink(discard{}, nil)
-	meta := &collectors.Meta{ID: strings.Repeat("a", 64), Name: "bench", ImageName: "app", ServiceName: "bench", HostName: "h"}
-	recs := make([]collectors.Record, 1024)
+	meta := &logs.Meta{ID: strings.Repeat("a", 64), Name: "bench", ImageName: "app", ServiceName: "bench", HostName: "h"}
+	recs := make([]logs.Record, 1024)
 	for i := range recs {
-		recs[i] = collectors.Record{Timestamp: time.Now(), Observed: time.Now(), Body: []byte("seq=00000001 " + strings.Repeat("x", 80)), Stream: collectors.Stdout}
+		recs[i] = logs.Record{Timestamp: time.Now(), Observed: time.Now(), Body: []byte("seq=00000001 " + strings.Repeat("x", 80)), Stream: logs.Stdout}
 	}
-	batch := &collectors.Batch{Meta: meta, Records: recs}
+	batch := &logs.Batch{Meta: meta, Records: recs}
 	b.ReportAllocs()
 	for range b.N {
 		_ = s.Consume(context.Background(), batch)
@@ -131,17 +131,17 @@ func TestTimeFormatterMatchesTimeFormat(t *testing.T) {
 // as "container.label.<key>", in key order; a Meta without selected labels
 // has none, whatever labels its container carries.
 func TestJSONSinkLabels(t *testing.T) {
-	base := collectors.Meta{ID: "abc", Name: "web-1", ImageName: "app", ServiceName: "web", HostName: "h1",
+	base := logs.Meta{ID: "abc", Name: "web-1", ImageName: "app", ServiceName: "web", HostName: "h1",
 		Labels: map[string]string{"team": "payments", "com.example.tier": "edge", "secret": "s", "q": `a "quoted" \ value`}}
 	const head = `"resource":{"container.id":"abc","container.name":"web-1","container.image.name":"app","container.image.tags":[],"container.runtime":"docker","service.name":"web","host.name":"h1"`
 	for _, tc := range []struct {
 		name     string
-		selected []collectors.Label
+		selected []logs.Label
 		want     string // the resource's end, after host.name
 	}{
 		{"none selected", nil, `}}`},
-		{"one", []collectors.Label{{Key: "team", Value: "payments"}}, `,"container.label.team":"payments"}}`},
-		{"several, escaped", []collectors.Label{{Key: "com.example.tier", Value: "edge"}, {Key: "q", Value: `a "quoted" \ value`}, {Key: "team", Value: ""}},
+		{"one", []logs.Label{{Key: "team", Value: "payments"}}, `,"container.label.team":"payments"}}`},
+		{"several, escaped", []logs.Label{{Key: "com.example.tier", Value: "edge"}, {Key: "q", Value: `a "quoted" \ value`}, {Key: "team", Value: ""}},
 			`,"container.label.com.example.tier":"edge","container.label.q":"a \"quoted\" \\ value","container.label.team":""}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,8 +149,8 @@ func TestJSONSinkLabels(t *testing.T) {
 			meta.SelectedLabels = tc.selected
 			var out bytes.Buffer
 			s := NewJSONSink(&out, nil)
-			recs := []collectors.Record{{Body: []byte("one"), Stream: collectors.Stdout}, {Body: []byte("two"), Stream: collectors.Stderr}}
-			if err := s.Consume(context.Background(), &collectors.Batch{Meta: &meta, Records: recs}); err != nil {
+			recs := []logs.Record{{Body: []byte("one"), Stream: logs.Stdout}, {Body: []byte("two"), Stream: logs.Stderr}}
+			if err := s.Consume(context.Background(), &logs.Batch{Meta: &meta, Records: recs}); err != nil {
 				t.Fatal(err)
 			}
 			lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
@@ -189,12 +189,12 @@ func TestJSONSinkLabels(t *testing.T) {
 // Meta; writing a batch then allocates nothing.
 func TestJSONSinkLabelsCostNothingPerRecord(t *testing.T) {
 	s := NewJSONSink(discard{}, nil)
-	meta := &collectors.Meta{ID: "abc", Name: "web", SelectedLabels: []collectors.Label{{Key: "team", Value: "payments"}, {Key: "tier", Value: "edge"}}}
-	recs := make([]collectors.Record, 64)
+	meta := &logs.Meta{ID: "abc", Name: "web", SelectedLabels: []logs.Label{{Key: "team", Value: "payments"}, {Key: "tier", Value: "edge"}}}
+	recs := make([]logs.Record, 64)
 	for i := range recs {
-		recs[i] = collectors.Record{Timestamp: time.Unix(1, 0), Observed: time.Unix(2, 0), Body: []byte("a line"), Stream: collectors.Stdout}
+		recs[i] = logs.Record{Timestamp: time.Unix(1, 0), Observed: time.Unix(2, 0), Body: []byte("a line"), Stream: logs.Stdout}
 	}
-	batch := &collectors.Batch{Meta: meta, Records: recs}
+	batch := &logs.Batch{Meta: meta, Records: recs}
 	if allocs := testing.AllocsPerRun(20, func() { _ = s.Consume(context.Background(), batch) }); allocs != 0 {
 		t.Errorf("Consume of a labelled batch allocates %v times, want 0", allocs)
 	}

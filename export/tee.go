@@ -1,18 +1,18 @@
-package telemetry
+package export
 
 import (
 	"context"
 
-	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/logs"
 )
 
 // Tee hands every batch to several sinks in order. Give the acknowledging
 // role to one of them only (the OTLP sink when both are on): its
 // acknowledgement is the one the checkpoints follow.
-type Tee []collectors.Sink
+type Tee []logs.Sink
 
-// Consume implements collectors.Sink.
-func (t Tee) Consume(ctx context.Context, b *collectors.Batch) error {
+// Consume implements logs.Sink.
+func (t Tee) Consume(ctx context.Context, b *logs.Batch) error {
 	for _, s := range t {
 		if err := s.Consume(ctx, b); err != nil {
 			return err

@@ -34,6 +34,7 @@ import (
 
 	"github.com/berthlog/berth/collectors"
 	"github.com/berthlog/berth/events"
+	"github.com/berthlog/berth/logs"
 )
 
 // DefaultHost is the local daemon's socket.
@@ -56,7 +57,7 @@ type Options struct {
 	MaxBurst time.Duration
 	// Labels selects the labels of a container exported with its records
 	// (Meta.SelectedLabels): label keys, or prefixes ending in * (see
-	// collectors.SelectLabels). Empty: none.
+	// logs.SelectLabels). Empty: none.
 	Labels []string
 }
 
@@ -189,7 +190,7 @@ func (c *Client) Ping(ctx context.Context) error {
 }
 
 // Inspect describes a container. Implements collectors.LogSource.
-func (c *Client) Inspect(ctx context.Context, id string) (*collectors.Meta, error) {
+func (c *Client) Inspect(ctx context.Context, id string) (*logs.Meta, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.ControlTimeout)
 	defer cancel()
 	info, err := c.control.ContainerInspect(ctx, id)
@@ -201,12 +202,12 @@ func (c *Client) Inspect(ctx context.Context, id string) (*collectors.Meta, erro
 
 // metaOf maps an inspect answer to the resource of the container's records;
 // selectors choose the labels exported with them.
-func metaOf(info container.InspectResponse, selectors []string) *collectors.Meta {
-	m := &collectors.Meta{ID: info.ID, Name: strings.TrimPrefix(info.Name, "/")}
+func metaOf(info container.InspectResponse, selectors []string) *logs.Meta {
+	m := &logs.Meta{ID: info.ID, Name: strings.TrimPrefix(info.Name, "/")}
 	if info.Config != nil {
 		m.TTY = info.Config.Tty
 		m.Labels = info.Config.Labels
-		m.SelectedLabels = collectors.SelectLabels(m.Labels, selectors)
+		m.SelectedLabels = logs.SelectLabels(m.Labels, selectors)
 		m.ImageName, m.ImageTags = SplitImage(info.Config.Image)
 	}
 	if info.State != nil {

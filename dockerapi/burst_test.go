@@ -14,12 +14,13 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/logs"
 )
 
 // gotRecord is a record as a sink saw it, its body copied.
 type gotRecord struct {
 	Container string
-	Stream    collectors.Stream
+	Stream    logs.Stream
 	Timestamp time.Time
 	Body      string
 	Truncated bool
@@ -29,10 +30,10 @@ type gotRecord struct {
 type recordingSink struct {
 	mu      sync.Mutex
 	records []gotRecord
-	metas   []*collectors.Meta
+	metas   []*logs.Meta
 }
 
-func (s *recordingSink) Consume(_ context.Context, b *collectors.Batch) error {
+func (s *recordingSink) Consume(_ context.Context, b *logs.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.metas = append(s.metas, b.Meta)
@@ -64,10 +65,10 @@ func checkRecords(t *testing.T, got, want []gotRecord) {
 }
 
 // burst runs one burst of the real collector against the fake daemon.
-func burst(t *testing.T, c *Client, sink collectors.Sink, cfg collectors.Config, spec collectors.BurstSpec) collectors.BurstResult {
+func burst(t *testing.T, c *Client, sink logs.Sink, cfg collectors.Config, spec collectors.BurstSpec) collectors.BurstResult {
 	t.Helper()
 	if spec.Meta == nil {
-		spec.Meta = &atomic.Pointer[collectors.Meta]{}
+		spec.Meta = &atomic.Pointer[logs.Meta]{}
 	}
 	col := collectors.NewCollector(c, sink, cfg)
 	done := make(chan collectors.BurstResult, 1)
@@ -107,7 +108,7 @@ func TestBurstEndToEndIdle(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 
 	res := burst(t, c, sink, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100, HostName: "h"},
-		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: collectors.BeginningCursor()})
+		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: logs.BeginningCursor()})
 	end := time.Now()
 
 	if res.End != collectors.EndIdle || res.Err != nil {
@@ -118,17 +119,17 @@ func TestBurstEndToEndIdle(t *testing.T) {
 		t.Errorf("the burst ended %v after the stall, want within idle %v + 1s", el, idle)
 	}
 	checkRecords(t, sink.got(), []gotRecord{
-		{"web", collectors.Stdout, base, "line 1", false},
-		{"web", collectors.Stderr, base.Add(time.Microsecond), "oops 1", false},
-		{"web", collectors.Stdout, base.Add(2 * time.Microsecond), "line 2", false},
+		{"web", logs.Stdout, base, "line 1", false},
+		{"web", logs.Stderr, base.Add(time.Microsecond), "oops 1", false},
+		{"web", logs.Stdout, base.Add(2 * time.Microsecond), "line 2", false},
 	})
 	if res.Lines != 3 || res.Requests != 1 {
 		t.Errorf("Lines %d, Requests %d; want 3, 1", res.Lines, res.Requests)
 	}
-	if got := res.Cursor.Streams[collectors.Stdout-1].Time; !got.Equal(base.Add(2 * time.Microsecond)) {
+	if got := res.Cursor.Streams[logs.Stdout-1].Time; !got.Equal(base.Add(2 * time.Microsecond)) {
 		t.Errorf("stdout cursor at %v, want the last stdout line %v", got, base.Add(2*time.Microsecond))
 	}
-	if got := res.Cursor.Streams[collectors.Stderr-1].Time; !got.Equal(base.Add(time.Microsecond)) {
+	if got := res.Cursor.Streams[logs.Stderr-1].Time; !got.Equal(base.Add(time.Microsecond)) {
 		t.Errorf("stderr cursor at %v, want the last stderr line %v", got, base.Add(time.Microsecond))
 	}
 	goleak.VerifyNone(t, before)
@@ -148,11 +149,11 @@ func TestBurstEndToEndEOF(t *testing.T) {
 	c := newTestClient(t, d, Options{IdleTimeout: 5 * time.Second})
 	sink := &recordingSink{}
 	res := burst(t, c, sink, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100},
-		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: collectors.BeginningCursor()})
+		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: logs.BeginningCursor()})
 	if res.End != collectors.EndEOF || !res.Stopped || res.Gone {
 		t.Fatalf("burst = %+v, want EOF, stopped, not gone", res)
 	}
-	checkRecords(t, sink.got(), []gotRecord{{"c1", collectors.Stdout, base, "last words", false}})
+	checkRecords(t, sink.got(), []gotRecord{{"c1", logs.Stdout, base, "last words", false}})
 }
 
 // TestBurstEndToEndMaxBurst: a container that never goes quiet is cut at
@@ -184,7 +185,7 @@ func TestBurstEndToEndMaxBurst(t *testing.T) {
 	sink := &recordingSink{}
 	start := time.Now()
 	res := burst(t, c, sink, collectors.Config{MaxBurst: maxBurst, MaxLineBytes: 1 << 20, ReattachTail: 100},
-		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: collectors.BeginningCursor()})
+		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: logs.BeginningCursor()})
 	el := time.Since(start)
 	if res.End != collectors.EndMaxBurst || res.Err != nil {
 		t.Fatalf("burst ended %q (err %v), want %q", res.End, res.Err, collectors.EndMaxBurst)
@@ -219,13 +220,13 @@ func TestBurstEndToEndTTY(t *testing.T) {
 	c := newTestClient(t, d, Options{})
 	sink := &recordingSink{}
 	res := burst(t, c, sink, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100},
-		collectors.BurstSpec{ID: "c1", Follow: false, Cursor: collectors.BeginningCursor()})
+		collectors.BurstSpec{ID: "c1", Follow: false, Cursor: logs.BeginningCursor()})
 	if res.End != collectors.EndEOF || res.Err != nil {
 		t.Fatalf("burst ended %q (err %v), want EOF", res.End, res.Err)
 	}
 	checkRecords(t, sink.got(), []gotRecord{
-		{"c1", collectors.Stdout, base, "hello", false},
-		{"c1", collectors.Stdout, base.Add(time.Second), "world", false},
+		{"c1", logs.Stdout, base, "hello", false},
+		{"c1", logs.Stdout, base.Add(time.Second), "world", false},
 	})
 }
 
@@ -235,7 +236,7 @@ func TestBurstEndToEndGone(t *testing.T) {
 	d := newFakeDaemon(t)
 	c := newTestClient(t, d, Options{})
 	res := burst(t, c, &recordingSink{}, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100},
-		collectors.BurstSpec{ID: "gone", Follow: true, Cursor: collectors.BeginningCursor()})
+		collectors.BurstSpec{ID: "gone", Follow: true, Cursor: logs.BeginningCursor()})
 	if !res.Gone {
 		t.Fatalf("burst of a missing container = %+v, want Gone", res)
 	}
@@ -286,8 +287,8 @@ func TestBurstEndToEndNoResponseHeader(t *testing.T) {
 	obs := &endObserver{}
 	cfg := collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100, Observer: obs}
 	sink := &recordingSink{}
-	meta := &atomic.Pointer[collectors.Meta]{}
-	first := burst(t, c, sink, cfg, collectors.BurstSpec{ID: "c1", Follow: true, Cursor: collectors.BeginningCursor(), Meta: meta})
+	meta := &atomic.Pointer[logs.Meta]{}
+	first := burst(t, c, sink, cfg, collectors.BurstSpec{ID: "c1", Follow: true, Cursor: logs.BeginningCursor(), Meta: meta})
 	if first.End != collectors.EndIdle || first.Lines != 1 {
 		t.Fatalf("first burst = %+v, want an idle end after 1 line", first)
 	}
@@ -325,10 +326,10 @@ func TestBurstEndToEndNoDaemon(t *testing.T) {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	meta := &atomic.Pointer[collectors.Meta]{}
-	meta.Store(&collectors.Meta{ID: "c1", Name: "c1"})
+	meta := &atomic.Pointer[logs.Meta]{}
+	meta.Store(&logs.Meta{ID: "c1", Name: "c1"})
 	res := burst(t, c, &recordingSink{}, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100},
-		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: collectors.BeginningCursor(), Meta: meta})
+		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: logs.BeginningCursor(), Meta: meta})
 	if res.End != collectors.EndError || res.Err == nil || errors.Is(res.Err, os.ErrDeadlineExceeded) {
 		t.Fatalf("burst without a daemon ended %q (err %v), want an error that is not a deadline", res.End, res.Err)
 	}

@@ -1,4 +1,4 @@
-package telemetry
+package export
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/berthlog/berth/logs"
 	"github.com/cenkalti/backoff/v4"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
@@ -24,8 +25,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/berthlog/berth/collectors"
 )
 
 // OTLPSink exports records through an OpenTelemetry log exporter and
@@ -39,7 +38,7 @@ import (
 // retryable failures for as long as berth runs, then acknowledges.
 type OTLPSink struct {
 	exp       sdklog.Exporter
-	acker     collectors.Acker
+	acker     logs.Acker
 	log       *slog.Logger
 	cfg       OTLPSinkConfig
 	budget    *semaphore.Weighted
@@ -52,7 +51,7 @@ type OTLPSink struct {
 	closed    atomic.Bool
 
 	mu        sync.Mutex
-	providers map[*collectors.Meta]otellog.Logger
+	providers map[*logs.Meta]otellog.Logger
 
 	stats OTLPStats
 }
@@ -97,13 +96,13 @@ const recordOverhead = 256
 type exportItem struct {
 	id      string
 	name    string
-	cursor  collectors.Cursor
+	cursor  logs.Cursor
 	records []sdklog.Record
 	weight  int64
 }
 
 // NewOTLPSink starts the sink's exporter goroutine. Shutdown stops it.
-func NewOTLPSink(exp sdklog.Exporter, acker collectors.Acker, cfg OTLPSinkConfig, log *slog.Logger) *OTLPSink {
+func NewOTLPSink(exp sdklog.Exporter, acker logs.Acker, cfg OTLPSinkConfig, log *slog.Logger) *OTLPSink {
 	if cfg.MaxInFlightBytes <= 0 {
 		cfg.MaxInFlightBytes = 64 << 20
 	}
@@ -125,7 +124,7 @@ func NewOTLPSink(exp sdklog.Exporter, acker collectors.Acker, cfg OTLPSinkConfig
 		done:      make(chan struct{}),
 		runCtx:    ctx,
 		cancelRun: cancel,
-		providers: make(map[*collectors.Meta]otellog.Logger),
+		providers: make(map[*logs.Meta]otellog.Logger),
 	}
 	go s.run()
 	return s
@@ -160,8 +159,8 @@ func (s *OTLPSink) Healthy() (bool, string) {
 var ErrSinkClosed = errors.New("otlp sink is shut down")
 
 // Consume copies the batch into the export queue. It blocks while the
-// in-flight bound is reached. Implements collectors.Sink.
-func (s *OTLPSink) Consume(ctx context.Context, b *collectors.Batch) error {
+// in-flight bound is reached. Implements logs.Sink.
+func (s *OTLPSink) Consume(ctx context.Context, b *logs.Batch) error {
 	if s.closed.Load() {
 		return ErrSinkClosed
 	}
@@ -211,7 +210,7 @@ func (captureProcessor) ForceFlush(context.Context) error                       
 const maxProviders = 4096
 
 // logger returns the logger whose resource describes the container.
-func (s *OTLPSink) logger(m *collectors.Meta) otellog.Logger {
+func (s *OTLPSink) logger(m *logs.Meta) otellog.Logger {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l, ok := s.providers[m]; ok {
@@ -233,7 +232,7 @@ func (s *OTLPSink) logger(m *collectors.Meta) otellog.Logger {
 // OpenTelemetry semantic conventions, with each selected label as
 // container.label.<key>. It is built once per Meta (see logger), never per
 // record.
-func ContainerResource(m *collectors.Meta) *resource.Resource {
+func ContainerResource(m *logs.Meta) *resource.Resource {
 	attrs := make([]attribute.KeyValue, 0, 7+len(m.SelectedLabels))
 	attrs = append(attrs,
 		attribute.String("container.id", m.ID),
@@ -264,7 +263,7 @@ var (
 
 // convert turns a batch into SDK records. A body that is valid UTF-8 is a
 // string; any other is sent as bytes, exactly.
-func (s *OTLPSink) convert(b *collectors.Batch) []sdklog.Record {
+func (s *OTLPSink) convert(b *logs.Batch) []sdklog.Record {
 	out := make([]sdklog.Record, 0, len(b.Records))
 	ctx := context.WithValue(context.Background(), captureKey{}, &out)
 	l := s.logger(b.Meta)
@@ -278,7 +277,7 @@ func (s *OTLPSink) convert(b *collectors.Batch) []sdklog.Record {
 		} else {
 			lr.SetBody(attribute.ByteSliceValue(append([]byte(nil), r.Body...)))
 		}
-		if r.Stream == collectors.Stderr {
+		if r.Stream == logs.Stderr {
 			lr.AddAttributes(attrStderr)
 		} else {
 			lr.AddAttributes(attrStdout)

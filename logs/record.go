@@ -2,7 +2,7 @@
 // per burst, read from a connection whose every Read carries a deadline, split
 // into Docker's messages, joined into lines, de-duplicated against the
 // container's cursor and handed to a Sink in batches.
-package collectors
+package logs
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package collectors
+package logs
 
 import (
 	"hash/crc32"
@@ -82,17 +82,17 @@ func (c *Cursor) Newest() time.Time {
 	return n
 }
 
-// rewind prepares the cursor for a new response: replayed boundary messages
+// Rewind prepares the cursor for a new response: replayed boundary messages
 // are matched from the first one again.
-func (c *Cursor) rewind() {
+func (c *Cursor) Rewind() {
 	for i := range c.Streams {
 		c.Streams[i].next = -1
 	}
 }
 
-// seen reports whether a message was consumed before, and if it matches a
+// Seen reports whether a message was consumed before, and if it matches a
 // boundary hash it moves past it.
-func (c *Cursor) seen(s Stream, ts time.Time, h uint32) bool {
+func (c *Cursor) Seen(s Stream, ts time.Time, h uint32) bool {
 	if !c.Threshold.IsZero() && !ts.After(c.Threshold) {
 		return true
 	}
@@ -118,8 +118,8 @@ func (c *Cursor) seen(s Stream, ts time.Time, h uint32) bool {
 	return false
 }
 
-// advance records a consumed message.
-func (sc *StreamCursor) advance(ts time.Time, h uint32) {
+// Advance records a consumed message.
+func (sc *StreamCursor) Advance(ts time.Time, h uint32) {
 	if ts.After(sc.Time) {
 		sc.Time = ts
 		sc.Hashes = sc.Hashes[:0]
@@ -130,22 +130,22 @@ func (sc *StreamCursor) advance(ts time.Time, h uint32) {
 	sc.next = len(sc.Hashes)
 }
 
-// merge advances sc by every message recorded in o (a line's chunks).
-func (sc *StreamCursor) merge(o *StreamCursor) {
+// Merge advances sc by every message recorded in o (a line's chunks).
+func (sc *StreamCursor) Merge(o *StreamCursor) {
 	for _, h := range o.Hashes {
-		sc.advance(o.Time, h)
+		sc.Advance(o.Time, h)
 	}
 }
 
-// reset empties a pending line's boundary, keeping its memory.
-func (sc *StreamCursor) reset() {
+// Reset empties a pending line's boundary, keeping its memory.
+func (sc *StreamCursor) Reset() {
 	sc.Time = time.Time{}
 	sc.Hashes = sc.Hashes[:0]
 	sc.next = -1
 }
 
-// copyFrom makes c an independent copy of o, reusing c's memory.
-func (c *Cursor) copyFrom(o *Cursor) {
+// CopyFrom makes c an independent copy of o, reusing c's memory.
+func (c *Cursor) CopyFrom(o *Cursor) {
 	c.Threshold = o.Threshold
 	for i := range c.Streams {
 		c.Streams[i].Time = o.Streams[i].Time
@@ -157,13 +157,13 @@ func (c *Cursor) copyFrom(o *Cursor) {
 // Clone returns an independent copy of the cursor.
 func (c Cursor) Clone() Cursor {
 	var n Cursor
-	n.copyFrom(&c)
+	n.CopyFrom(&c)
 	return n
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// messageHash identifies a message's content at the boundary. CRC-32C is
+// MessageHash identifies a message's content at the boundary. CRC-32C is
 // computed in hardware and is stable across restarts, so a persisted cursor
 // still matches after berth restarts.
-func messageHash(content []byte) uint32 { return crc32.Checksum(content, castagnoli) }
+func MessageHash(content []byte) uint32 { return crc32.Checksum(content, castagnoli) }

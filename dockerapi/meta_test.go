@@ -4,7 +4,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/logs"
 )
 
 // TestInspectSelectsLabels: the labels option chooses the labels a Meta
@@ -34,10 +34,10 @@ func TestInspectSelectsLabels(t *testing.T) {
 		name      string
 		selectors []string
 		id        string
-		want      []collectors.Label
+		want      []logs.Label
 	}{
 		{"none by default", nil, "aaa", nil},
-		{"keys and a prefix", []string{"team", "com.example.*", "absent"}, "aaa", []collectors.Label{
+		{"keys and a prefix", []string{"team", "com.example.*", "absent"}, "aaa", []logs.Label{
 			{Key: "com.example.owner", Value: "ops"}, {Key: "com.example.tier", Value: "edge"}, {Key: "team", Value: "payments"},
 		}},
 		{"a container without labels", []string{"*"}, "bbb", nil},

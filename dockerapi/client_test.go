@@ -18,6 +18,7 @@ import (
 
 	"github.com/berthlog/berth/collectors"
 	"github.com/berthlog/berth/events"
+	"github.com/berthlog/berth/logs"
 )
 
 // The adapter implements the consumer-side interfaces.
@@ -363,7 +364,7 @@ func TestListAndInspect(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Inspect: %v", err)
 	}
-	want := &collectors.Meta{
+	want := &logs.Meta{
 		ID: "aaa", Name: "web", ImageName: "registry:5000/team/app", ImageTags: []string{"1.2"},
 		ServiceName: "frontend", Labels: map[string]string{"com.docker.compose.service": "frontend", "tier": "edge"},
 		TTY: true, Running: true,
@@ -376,7 +377,7 @@ func TestListAndInspect(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Inspect: %v", err)
 	}
-	want = &collectors.Meta{ID: "bbb", Name: "db", ImageName: "postgres", ServiceName: "db"}
+	want = &logs.Meta{ID: "bbb", Name: "db", ImageName: "postgres", ServiceName: "db"}
 	if !reflect.DeepEqual(m, want) {
 		t.Errorf("Inspect(bbb) = %+v, want %+v", m, want)
 	}

@@ -1,6 +1,6 @@
 // Package telemetry holds berth's outputs: the sinks that export collected
 // records, and (later) berth's own traces and metrics.
-package telemetry
+package export
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/logs"
 )
 
 // TimeFormat is RFC 3339 with all nine digits of nanoseconds, so that lines
@@ -33,23 +33,23 @@ type JSONSink struct {
 	mu        sync.Mutex
 	w         io.Writer
 	buf       []byte
-	resources map[*collectors.Meta][]byte // encoded resource of each published Meta
+	resources map[*logs.Meta][]byte // encoded resource of each published Meta
 	times     timeFormatter
-	acker     collectors.Acker
+	acker     logs.Acker
 }
 
 // NewJSONSink returns a sink writing to w (berth uses stdout). A written
 // batch is delivered: it is acknowledged to acker at once, if acker is not
 // nil.
-func NewJSONSink(w io.Writer, acker collectors.Acker) *JSONSink {
-	return &JSONSink{w: w, resources: make(map[*collectors.Meta][]byte), acker: acker}
+func NewJSONSink(w io.Writer, acker logs.Acker) *JSONSink {
+	return &JSONSink{w: w, resources: make(map[*logs.Meta][]byte), acker: acker}
 }
 
 // maxCachedResources bounds the resource cache; it is rebuilt when full.
 const maxCachedResources = 4096
 
-// Consume writes the batch. It implements collectors.Sink.
-func (s *JSONSink) Consume(_ context.Context, b *collectors.Batch) error {
+// Consume writes the batch. It implements logs.Sink.
+func (s *JSONSink) Consume(_ context.Context, b *logs.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	res, ok := s.resources[b.Meta]
@@ -74,7 +74,7 @@ func (s *JSONSink) Consume(_ context.Context, b *collectors.Batch) error {
 	return nil
 }
 
-func appendRecord(buf []byte, r *collectors.Record, resource []byte, tf *timeFormatter) []byte {
+func appendRecord(buf []byte, r *logs.Record, resource []byte, tf *timeFormatter) []byte {
 	buf = append(buf, `{"timestamp":"`...)
 	buf = tf.append(buf, r.Timestamp)
 	buf = append(buf, `","observed_timestamp":"`...)
@@ -105,7 +105,7 @@ func appendRecord(buf []byte, r *collectors.Record, resource []byte, tf *timeFor
 // appendResource encodes a container's resource attributes (OpenTelemetry
 // semantic conventions), then its selected labels as container.label.<key>
 // in key order. Consume encodes it once per Meta.
-func appendResource(buf []byte, m *collectors.Meta) []byte {
+func appendResource(buf []byte, m *logs.Meta) []byte {
 	kv := func(buf []byte, k, v string) []byte {
 		buf = appendString(buf, []byte(k))
 		buf = append(buf, ':')
