@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
@@ -22,15 +23,48 @@ import (
 // Config is berth's whole configuration. Keys are snake_case; nested keys are
 // written with a dot (backoff.initial) in flags' terms and as YAML maps in a
 // file; in the environment, BERTH_BACKOFF__INITIAL.
+//
+// The sections are what each component receives (dockerapi takes Docker and
+// Bursts, collectors Bursts, events Containers and Backoff, export Export and
+// Backoff, checkpoint Checkpoints, telemetry Telemetry). Most sections are
+// embedded with the tag ",squash,flatten": their keys stay at the top level
+// (idle_timeout, not bursts.idle_timeout) both when decoding (mapstructure's
+// squash) and when the defaults are loaded from the struct (the structs
+// provider's flatten), and their fields are promoted (c.IdleTimeout).
 type Config struct {
+	Docker      `koanf:",squash,flatten"`
+	Bursts      `koanf:",squash,flatten"`
+	Containers  `koanf:",squash,flatten"`
+	Export      `koanf:",squash,flatten"`
+	Checkpoints `koanf:",squash,flatten"`
+	Telemetry   `koanf:",squash,flatten"`
+	// Backoff paces re-attaching after failures, reconnecting to Docker and
+	// retrying exports.
+	Backoff Backoff `koanf:"backoff"`
+	// ShutdownTimeout bounds the wait for every goroutine on SIGTERM.
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+}
+
+// Docker is how berth reaches the daemon and describes its containers.
+type Docker struct {
 	// DockerHost is the daemon's address. Empty: DOCKER_HOST, else the local
 	// socket.
 	DockerHost string `koanf:"docker_host"`
-	// StateDir holds berth's checkpoints.
-	StateDir string `koanf:"state_dir"`
-	// HTTPAddr is where berth serves /healthz, /readyz and /status.
-	// Empty disables the listener.
-	HTTPAddr string `koanf:"http_addr"`
+	// ControlTimeout bounds each short Docker call (ping, list, inspect).
+	ControlTimeout time.Duration `koanf:"control_timeout"`
+	// EventsIdleTimeout ends a silent events stream, which berth then
+	// re-opens from the last event it saw.
+	EventsIdleTimeout time.Duration `koanf:"events_idle_timeout"`
+	// Labels selects the container labels exported as the resource
+	// attributes container.label.<key>: each entry is a label key, or a
+	// prefix ending in * (com.example.*) that selects every label starting
+	// with it. Empty: no label. In the environment, a comma-separated list:
+	// BERTH_LABELS=com.example.*,team.
+	Labels []string `koanf:"labels"`
+}
+
+// Bursts bounds each log burst: one logs request, read until it ends.
+type Bursts struct {
 	// IdleTimeout ends a log burst that has received no byte for this long.
 	// A quiet container's burst ending so is normal: berth re-attaches.
 	IdleTimeout time.Duration `koanf:"idle_timeout"`
@@ -39,23 +73,20 @@ type Config struct {
 	// MaxLineBytes is the longest line berth sends; longer lines are cut and
 	// marked log.truncated.
 	MaxLineBytes int `koanf:"max_line_bytes"`
-	// InitialPosition is where berth starts on a container that exists when
-	// it starts and has no checkpoint: beginning or end.
-	InitialPosition string `koanf:"initial_position"`
 	// ReattachTail is the number of recent messages a re-attach asks for; it
 	// is widened only when the answer does not reach the checkpoint.
 	ReattachTail int `koanf:"reattach_tail"`
-	// EventsIdleTimeout ends a silent events stream, which berth then
-	// re-opens from the last event it saw.
-	EventsIdleTimeout time.Duration `koanf:"events_idle_timeout"`
-	// ControlTimeout bounds each short Docker call (ping, list, inspect).
-	ControlTimeout time.Duration `koanf:"control_timeout"`
-	// ShutdownTimeout bounds the wait for every goroutine on SIGTERM.
-	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
-	// Backoff paces re-attaching after failures and reconnecting to Docker.
-	Backoff Backoff `koanf:"backoff"`
-	// LogLevel is the level of berth's own logs on stderr.
-	LogLevel string `koanf:"log_level"`
+}
+
+// Containers is what the state machine needs beyond the backoff.
+type Containers struct {
+	// InitialPosition is where berth starts on a container that exists when
+	// it starts and has no checkpoint: beginning or end.
+	InitialPosition string `koanf:"initial_position"`
+}
+
+// Export is where records go and how much of them may wait for the backend.
+type Export struct {
 	// OTLP is where records are exported. Empty fields defer to the
 	// standard OTEL_EXPORTER_OTLP_* environment variables.
 	OTLP OTLP `koanf:"otlp"`
@@ -65,18 +96,28 @@ type Config struct {
 	// MaxInFlightBytes bounds the records read but not yet acknowledged by
 	// the backend; when it is reached, reading pauses.
 	MaxInFlightBytes int64 `koanf:"max_in_flight_bytes"`
+}
+
+// Checkpoints is where and how often acknowledged positions are saved.
+type Checkpoints struct {
+	// StateDir holds berth's checkpoints.
+	StateDir string `koanf:"state_dir"`
 	// CheckpointInterval is how often acknowledged positions are saved.
 	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
+}
+
+// Telemetry is berth's own: its log, its HTTP endpoints, its traces and
+// metrics.
+type Telemetry struct {
+	// HTTPAddr is where berth serves /healthz, /readyz, /status and
+	// /metrics. Empty disables the listener.
+	HTTPAddr string `koanf:"http_addr"`
+	// LogLevel is the level of berth's own logs on stderr.
+	LogLevel string `koanf:"log_level"`
 	// TraceSampling is the fraction of berth's own traces kept (0 to 1).
 	TraceSampling float64 `koanf:"trace_sampling"`
 	// MetricsInterval is how often berth's own metrics are pushed over OTLP.
 	MetricsInterval time.Duration `koanf:"metrics_interval"`
-	// Labels selects the container labels exported as the resource
-	// attributes container.label.<key>: each entry is a label key, or a
-	// prefix ending in * (com.example.*) that selects every label starting
-	// with it. Empty: no label. In the environment, a comma-separated list:
-	// BERTH_LABELS=com.example.*,team.
-	Labels []string `koanf:"labels"`
 }
 
 // OTLP configures the OTLP log exporter.
@@ -96,27 +137,50 @@ type Backoff struct {
 	Multiplier float64       `koanf:"multiplier"`
 }
 
+// NewExponentialBackOff returns the schedule b describes, jittered by ±50%
+// and without an end: berth retries for as long as it runs (Docker's log is
+// the buffer meanwhile). Every retry loop of berth builds its backoff here.
+func (b Backoff) NewExponentialBackOff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = b.Initial
+	bo.MaxInterval = b.Max
+	bo.Multiplier = b.Multiplier
+	bo.RandomizationFactor = 0.5
+	bo.MaxElapsedTime = 0
+	bo.Reset()
+	return bo
+}
+
 // Default returns the configuration berth runs with when nothing is set.
 func Default() Config {
 	return Config{
-		DockerHost:         "",
-		StateDir:           "/var/lib/berth",
-		HTTPAddr:           "127.0.0.1:9477",
-		IdleTimeout:        30 * time.Second,
-		MaxBurst:           5 * time.Minute,
-		MaxLineBytes:       1 << 20,
-		InitialPosition:    "end",
-		ReattachTail:       100,
-		EventsIdleTimeout:  5 * time.Minute,
-		ControlTimeout:     10 * time.Second,
-		ShutdownTimeout:    10 * time.Second,
-		Backoff:            Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2},
-		LogLevel:           "info",
-		Stdout:             "auto",
-		MaxInFlightBytes:   64 << 20,
-		CheckpointInterval: 5 * time.Second,
-		TraceSampling:      1,
-		MetricsInterval:    30 * time.Second,
+		Docker: Docker{
+			ControlTimeout:    10 * time.Second,
+			EventsIdleTimeout: 5 * time.Minute,
+		},
+		Bursts: Bursts{
+			IdleTimeout:  30 * time.Second,
+			MaxBurst:     5 * time.Minute,
+			MaxLineBytes: 1 << 20,
+			ReattachTail: 100,
+		},
+		Containers: Containers{InitialPosition: "end"},
+		Export: Export{
+			Stdout:           "auto",
+			MaxInFlightBytes: 64 << 20,
+		},
+		Checkpoints: Checkpoints{
+			StateDir:           "/var/lib/berth",
+			CheckpointInterval: 5 * time.Second,
+		},
+		Telemetry: Telemetry{
+			HTTPAddr:        "127.0.0.1:9477",
+			LogLevel:        "info",
+			TraceSampling:   1,
+			MetricsInterval: 30 * time.Second,
+		},
+		Backoff:         Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2},
+		ShutdownTimeout: 10 * time.Second,
 	}
 }
 
@@ -289,23 +353,4 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// Keys lists every configuration key, for documentation and tests.
-func Keys() []string {
-	var keys []string
-	var walk func(t reflect.Type, prefix string)
-	walk = func(t reflect.Type, prefix string) {
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name := prefix + f.Tag.Get("koanf")
-			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
-				walk(f.Type, name+".")
-				continue
-			}
-			keys = append(keys, name)
-		}
-	}
-	walk(reflect.TypeOf(Config{}), "")
-	return keys
 }

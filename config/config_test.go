@@ -316,28 +316,3 @@ func TestLoadMissingFile(t *testing.T) {
 }
 
 // TestKeys lists every key once, nested ones with a dot.
-func TestKeys(t *testing.T) {
-	keys := Keys()
-	for _, k := range []string{"docker_host", "idle_timeout", "max_burst", "backoff.initial", "backoff.max", "backoff.multiplier", "log_level"} {
-		if !slices.Contains(keys, k) {
-			t.Errorf("Keys() = %v lacks %q", keys, k)
-		}
-	}
-	seen := map[string]bool{}
-	for _, k := range keys {
-		if seen[k] {
-			t.Errorf("key %q listed twice", k)
-		}
-		seen[k] = true
-		if k == "" || strings.HasSuffix(k, ".") {
-			t.Errorf("malformed key %q", k)
-		}
-	}
-	// Every key can be set from the environment.
-	for _, k := range keys {
-		env := EnvPrefix + strings.ToUpper(strings.ReplaceAll(k, ".", "__"))
-		if got := envKey(env); got != k {
-			t.Errorf("envKey(%q) = %q, want %q", env, got, k)
-		}
-	}
-}
