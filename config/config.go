@@ -81,9 +81,18 @@ type Bursts struct {
 // Containers is what the state machine needs beyond the backoff.
 type Containers struct {
 	// InitialPosition is where berth starts on a container that exists when
-	// it starts and has no checkpoint: beginning or end.
+	// it starts and has no checkpoint: InitialPositionBeginning or
+	// InitialPositionEnd.
 	InitialPosition string `koanf:"initial_position"`
 }
+
+// The values of initial_position.
+const (
+	// InitialPositionBeginning reads such a container's whole log.
+	InitialPositionBeginning = "beginning"
+	// InitialPositionEnd reads only what it writes after berth started.
+	InitialPositionEnd = "end"
+)
 
 // Export is where records go and how much of them may wait for the backend.
 type Export struct {
@@ -164,7 +173,7 @@ func Default() Config {
 			MaxLineBytes: 1 << 20,
 			ReattachTail: 100,
 		},
-		Containers: Containers{InitialPosition: "end"},
+		Containers: Containers{InitialPosition: InitialPositionEnd},
 		Export: Export{
 			Stdout:           "auto",
 			MaxInFlightBytes: 64 << 20,
@@ -283,7 +292,7 @@ func (c Config) Validate() error {
 	if c.MaxLineBytes < 1024 || c.MaxLineBytes > 64<<20 {
 		bad("max_line_bytes", "%d is out of range; use 1024 to 67108864 (default 1048576)", c.MaxLineBytes)
 	}
-	if c.InitialPosition != "beginning" && c.InitialPosition != "end" {
+	if c.InitialPosition != InitialPositionBeginning && c.InitialPosition != InitialPositionEnd {
 		bad("initial_position", "%q is not allowed; use beginning or end", c.InitialPosition)
 	}
 	if c.ReattachTail < 1 {
