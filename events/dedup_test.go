@@ -3,6 +3,9 @@ package events
 import (
 	"testing"
 	"time"
+
+	"github.com/berthlog/berth/config"
+	"github.com/berthlog/berth/telemetry"
 )
 
 func TestEventDedup(t *testing.T) {
@@ -39,7 +42,10 @@ func TestEventDedup(t *testing.T) {
 }
 
 func TestStatusAfterStop(t *testing.T) {
-	m := NewManager(nil, nil, Config{})
+	m, err := NewManager(nil, nil, nil, config.Containers{}, config.Backoff{}, telemetry.NopSettings())
+	if err != nil {
+		t.Fatal(err)
+	}
 	close(m.stopped) // as Run does when it returns
 	start := time.Now()
 	if _, err := m.Status(t.Context()); err != ErrNotRunning {

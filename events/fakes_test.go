@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/telemetry"
 )
 
 // waitTimeout bounds every wait of these tests: a condition that does not
@@ -533,11 +535,11 @@ type harness struct {
 }
 
 // testConfig reads from the beginning and backs off 50ms..400ms.
-func testConfig() Config {
-	return Config{
-		InitialPosition: PositionBeginning,
-		Backoff:         Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, Multiplier: 2},
-		HealthyAfter:    time.Hour,
+func testConfig() testCfg {
+	return testCfg{
+		Containers:   config.Containers{InitialPosition: config.InitialPositionBeginning},
+		Backoff:      config.Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, Multiplier: 2},
+		HealthyAfter: time.Hour,
 	}
 }
 
@@ -552,8 +554,20 @@ func (h *harness) simulate() *fakeDaemon {
 	return h.daemon
 }
 
-func (h *harness) start(cfg Config) *harness {
-	h.m = NewManager(h.src, h.col, cfg)
+// testCfg is what a test sets of a manager.
+type testCfg struct {
+	config.Containers
+	Backoff      config.Backoff
+	HealthyAfter time.Duration
+}
+
+func (h *harness) start(cfg testCfg) *harness {
+	m, err := NewManager(h.src, h.col, nil, cfg.Containers, cfg.Backoff, telemetry.NopSettings())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	m.healthyAfter = cfg.HealthyAfter
+	h.m = m
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.started = time.Now()

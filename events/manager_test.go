@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
 )
 
@@ -54,19 +55,19 @@ func TestSnapshotAtStart(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		pos    Position
+		pos    string
 		state  string
 		bursts []wantBurst // non-follow ones are ended with EOF
 		final  State
 	}{
-		{"running, end", PositionEnd, "running", []wantBurst{{follow: true, threshold: true}}, StateStreaming},
-		{"paused, end", PositionEnd, "paused", []wantBurst{{follow: true, threshold: true}}, StateStreaming},
-		{"running, beginning", PositionBeginning, "running", []wantBurst{{follow: true}}, StateStreaming},
-		{"exited, end", PositionEnd, "exited", nil, StateStopped},
-		{"exited, beginning", PositionBeginning, "exited", []wantBurst{{follow: false}}, StateStopped},
-		{"dead, beginning", PositionBeginning, "dead", []wantBurst{{follow: false}}, StateStopped},
-		{"created, end", PositionEnd, "created", nil, StateDiscovered},
-		{"created, beginning", PositionBeginning, "created", nil, StateDiscovered},
+		{"running, end", config.InitialPositionEnd, "running", []wantBurst{{follow: true, threshold: true}}, StateStreaming},
+		{"paused, end", config.InitialPositionEnd, "paused", []wantBurst{{follow: true, threshold: true}}, StateStreaming},
+		{"running, beginning", config.InitialPositionBeginning, "running", []wantBurst{{follow: true}}, StateStreaming},
+		{"exited, end", config.InitialPositionEnd, "exited", nil, StateStopped},
+		{"exited, beginning", config.InitialPositionBeginning, "exited", []wantBurst{{follow: false}}, StateStopped},
+		{"dead, beginning", config.InitialPositionBeginning, "dead", []wantBurst{{follow: false}}, StateStopped},
+		{"created, end", config.InitialPositionEnd, "created", nil, StateDiscovered},
+		{"created, beginning", config.InitialPositionBeginning, "created", nil, StateDiscovered},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,7 +124,7 @@ func TestSnapshotAtStart(t *testing.T) {
 func TestCreateThenStart(t *testing.T) {
 	// Containers that appear after berth started are read from their
 	// beginning whatever the initial position.
-	for _, pos := range []Position{PositionEnd, PositionBeginning} {
+	for _, pos := range []string{config.InitialPositionEnd, config.InitialPositionBeginning} {
 		t.Run(string(pos), func(t *testing.T) {
 			h := newHarness(t)
 			cfg := testConfig()
@@ -209,15 +210,15 @@ func TestDieBeforeStart(t *testing.T) {
 	// one drain follows, and nothing more.
 	tests := []struct {
 		name   string
-		pos    Position
+		pos    string
 		listed []Container
 		events []string
 		bursts int
 	}{
-		{"unknown container (its log is read at the die)", PositionBeginning, nil, []string{"die", "start"}, 3},
-		{"created container", PositionBeginning, nil, []string{"create", "die", "start"}, 2},
-		{"listed as exited, read from the end", PositionEnd, []Container{exited("c1")}, []string{"die", "start"}, 2},
-		{"listed as exited, read from the beginning", PositionBeginning, []Container{exited("c1")}, []string{"die", "start"}, 3},
+		{"unknown container (its log is read at the die)", config.InitialPositionBeginning, nil, []string{"die", "start"}, 3},
+		{"created container", config.InitialPositionBeginning, nil, []string{"create", "die", "start"}, 2},
+		{"listed as exited, read from the end", config.InitialPositionEnd, []Container{exited("c1")}, []string{"die", "start"}, 2},
+		{"listed as exited, read from the beginning", config.InitialPositionBeginning, []Container{exited("c1")}, []string{"die", "start"}, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -497,7 +498,7 @@ func TestBackoffGrows(t *testing.T) {
 	// Every burst fails at once: the gaps grow exponentially, never a hot loop.
 	const initial = 50 * time.Millisecond
 	cfg := testConfig()
-	cfg.Backoff = Backoff{Initial: initial, Max: time.Second, Multiplier: 2}
+	cfg.Backoff = config.Backoff{Initial: initial, Max: time.Second, Multiplier: 2}
 	h := newHarness(t)
 	h.src.setList(running("c1"))
 	h.col.auto = func(context.Context, *fakeBurst) (outcome, bool) {
@@ -539,7 +540,7 @@ func TestBackoffResetsAfterHealthyBurst(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig()
-			cfg.Backoff = Backoff{Initial: initial, Max: time.Second, Multiplier: 2}
+			cfg.Backoff = config.Backoff{Initial: initial, Max: time.Second, Multiplier: 2}
 			cfg.HealthyAfter = healthy
 			h := newHarness(t)
 			h.src.setList(running("c1"))
@@ -564,7 +565,7 @@ func TestBackoffResetsAfterHealthyBurst(t *testing.T) {
 func TestSubscribeFailsAtStart(t *testing.T) {
 	const fails = 3
 	cfg := testConfig()
-	cfg.InitialPosition = PositionEnd
+	cfg.InitialPosition = config.InitialPositionEnd
 	h := newHarness(t)
 	h.src.setFails(fails)
 	h.src.setList(running("c1"))
@@ -594,7 +595,7 @@ func TestSubscribeFailsAtStart(t *testing.T) {
 
 func TestReconnectReconciles(t *testing.T) {
 	cfg := testConfig()
-	cfg.InitialPosition = PositionEnd
+	cfg.InitialPosition = config.InitialPositionEnd
 	h := newHarness(t)
 	h.src.setList(running("old"), exited("oldx"), running("keep"))
 	h.start(cfg)

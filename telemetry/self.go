@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
@@ -337,4 +338,13 @@ func RSS() (int64, error) {
 		return 0, err
 	}
 	return pages * int64(os.Getpagesize()), nil
+}
+
+// Settings returns what every component receives to report on itself.
+func (s *Self) Settings(log *slog.Logger) Settings {
+	var tp trace.TracerProvider = tracenoop.NewTracerProvider()
+	if s.tracerProvider != nil {
+		tp = s.tracerProvider
+	}
+	return Settings{Logger: log, TracerProvider: tp, MeterProvider: s.meterProvider}
 }

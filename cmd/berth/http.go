@@ -102,16 +102,3 @@ func newMux(mgr *events.Manager, self *telemetry.Self, sink *export.OTLPSink, st
 }
 
 // containerGauges reads the manager's status for the container gauges.
-func containerGauges(mgr *events.Manager) func(ctx context.Context) (map[string]int64, int64, error) {
-	return func(ctx context.Context) (map[string]int64, int64, error) {
-		st, err := mgr.Status(ctx)
-		if err != nil {
-			return nil, 0, err
-		}
-		by := map[string]int64{}
-		for _, c := range st.Containers {
-			by[string(c.State)]++
-		}
-		return by, int64(st.Streams), nil
-	}
-}

@@ -211,15 +211,13 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 		Observer:     self.Metrics,
 		Tracer:       self.Tracer(),
 	})
-	mgr := events.NewManager(docker, col, events.Config{
-		InitialPosition: events.Position(cfg.InitialPosition),
-		Backoff:         events.Backoff(cfg.Backoff),
-		Checkpoints:     store,
-		Logger:          log,
-		Observer:        self.Metrics,
-		Tracer:          self.Tracer(),
-	})
-	if err := self.Metrics.Observe(telemetry.Gauges{Containers: containerGauges(mgr), Sink: otlpSink}); err != nil {
+	mgr, err := events.NewManager(docker, col, store, cfg.Containers, cfg.Backoff,
+		self.Settings(log))
+	if err != nil {
+		log.Error("cannot set up the container manager", "err", err)
+		return exitFailure
+	}
+	if err := self.Metrics.Observe(telemetry.Gauges{Sink: otlpSink}); err != nil {
 		log.Error("cannot register metrics", "err", err)
 		return exitFailure
 	}

@@ -1,0 +1,159 @@
+package events
+
+import (
+	"time"
+
+	"github.com/berthlog/berth/config"
+	"github.com/berthlog/berth/logs"
+)
+
+// handleSource applies a snapshot, an event or a disconnection.
+func (r *run) handleSource(msg sourceMsg) {
+	switch {
+	case msg.err != nil:
+		r.connected.Store(false)
+	case msg.event != nil:
+		r.handleEvent(*msg.event)
+	default:
+		r.reconcile(msg)
+		r.connected.Store(true)
+	}
+}
+
+// reconcile brings the containers' facts in line with the daemon's list, and
+// steps each.
+func (r *run) reconcile(msg sourceMsg) {
+	listed := make(map[string]bool, len(msg.snapshot))
+	for _, c := range msg.snapshot {
+		listed[c.ID] = true
+		ct, known := r.containers[c.ID]
+		if !known {
+			cursor, checkpointed := r.checkpoints.Get(c.ID)
+			if !checkpointed {
+				cursor = logs.BeginningCursor()
+				if msg.initial && r.cfg.InitialPosition == config.InitialPositionEnd {
+					// Lines written before berth started are not sent; with
+					// a threshold instead of "tail=0" nothing is lost between
+					// bursts, and a stopped container has nothing to read.
+					cursor = logs.EndCursor(msg.at)
+				}
+			}
+			ct = r.add(c.ID, c.Name, cursor)
+			ct.running = c.Running()
+			ct.started = c.State != "created"
+			// A created container never ran: it has no log yet. A stopped
+			// one read from its end has nothing new; with a checkpoint it
+			// may have written after berth stopped.
+			ct.drained = !ct.running && ((!cursor.Threshold.IsZero() && !checkpointed) || !ct.started)
+		} else {
+			wasRunning := ct.running
+			ct.running = c.Running()
+			if wasRunning && !ct.running {
+				ct.drained = false
+			}
+			if !wasRunning && ct.running {
+				ct.started = true
+				ct.retryAt = time.Time{}
+				ct.starts++
+			}
+			if !ct.started && !ct.running && c.State != "created" {
+				// It ran and stopped while its events were missed: read
+				// what it wrote.
+				ct.started, ct.drained = true, false
+			}
+		}
+		r.step(ct, inputDaemon)
+	}
+	for id, ct := range r.containers {
+		if !listed[id] {
+			ct.gone, ct.running = true, false
+			r.step(ct, inputDaemon)
+		}
+	}
+	if msg.initial {
+		// Containers removed while berth was not running.
+		for _, id := range r.checkpoints.IDs() {
+			if !listed[id] {
+				r.checkpoints.Forget(id)
+			}
+		}
+	}
+}
+
+// handleEvent applies one container event to its facts, and steps it. Events
+// may repeat or arrive late (after a reconnect, or relative to a snapshot):
+// every change is idempotent, and a follow burst on a container that has in
+// fact stopped ends at once and reports it.
+func (r *run) handleEvent(ev Event) {
+	r.log.Debug("docker event", "action", ev.Action, "id", short(ev.ID), "name", ev.Attributes["name"])
+	ct := r.containers[ev.ID]
+	switch ev.Action {
+	case "create":
+		if ct == nil {
+			ct = r.add(ev.ID, ev.Attributes["name"], logs.BeginningCursor())
+		}
+	case "start", "restart", "unpause":
+		if ct == nil {
+			ct = r.add(ev.ID, ev.Attributes["name"], logs.BeginningCursor())
+		}
+		ct.running, ct.started = true, true
+		ct.starts++
+		ct.retryAt = time.Time{}
+		ct.unreadable = false
+	case "die", "stop":
+		if ct == nil {
+			// Its start was missed (events lost while disconnected): read
+			// the log it wrote.
+			ct = r.add(ev.ID, ev.Attributes["name"], logs.BeginningCursor())
+			ct.drained = false
+		}
+		if ct.running || ct.state == StateStreaming {
+			ct.drained = false
+		}
+		ct.running, ct.started = false, true
+		ct.retryAt = time.Time{}
+	case "destroy":
+		if ct == nil {
+			return
+		}
+		ct.gone, ct.running = true, false
+	case "rename":
+		if ct == nil {
+			return
+		}
+		r.rename(ct, ev.Attributes["name"])
+	default: // pause, kill, oom: the stream and die tell the rest
+		if ct == nil {
+			return
+		}
+	}
+	r.step(ct, inputDaemon)
+}
+
+// add starts tracking a container, from its checkpoint if it has one. It is
+// discovered, with nothing to read until it is known to run or to have run.
+func (r *run) add(id, name string, cursor logs.Cursor) *container {
+	if cp, ok := r.checkpoints.Get(id); ok {
+		cursor = cp
+	}
+	ct := &container{id: id, name: name, cursor: cursor, state: StateDiscovered, facts: facts{drained: true}}
+	r.containers[id] = ct
+	return ct
+}
+
+// rename publishes a new Meta with the new name: the active burst uses it
+// from its next batch on.
+func (r *run) rename(ct *container, name string) {
+	if name == "" {
+		return
+	}
+	ct.name = name
+	if old := ct.meta.Load(); old != nil {
+		m := *old
+		if m.ServiceName == m.Name {
+			m.ServiceName = name
+		}
+		m.Name = name
+		ct.meta.Store(&m)
+	}
+}

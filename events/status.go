@@ -1,0 +1,69 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// Status is a snapshot of the manager for operators.
+type Status struct {
+	Connected  bool              `json:"events_connected"`
+	Containers []ContainerStatus `json:"containers"`
+	Streams    int               `json:"streams_open"`
+}
+
+// ContainerStatus is one container's line in Status.
+type ContainerStatus struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	State     State     `json:"state"`
+	Lines     int64     `json:"lines"`            // delivered so far, the running burst's batches included
+	Newest    time.Time `json:"newest_timestamp"` // of the newest line delivered, the running burst's included
+	LastEnd   string    `json:"last_end,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// Status asks the running manager for a snapshot.
+func (m *Manager) Status(ctx context.Context) (Status, error) {
+	reply := make(chan Status, 1)
+	select {
+	case m.statusReq <- reply:
+	case <-m.stopped:
+		return Status{}, ErrNotRunning
+	case <-ctx.Done():
+		return Status{}, fmt.Errorf("manager status: %w", ctx.Err())
+	}
+	select {
+	case s := <-reply:
+		return s, nil
+	case <-ctx.Done():
+		return Status{}, fmt.Errorf("manager status: %w", ctx.Err())
+	}
+}
+
+// status builds the snapshot; it runs in the manager's goroutine.
+func (r *run) status() Status {
+	s := Status{Connected: r.connected.Load(), Streams: r.active}
+	for _, id := range slices.Sorted(maps.Keys(r.containers)) {
+		ct := r.containers[id]
+		s.Containers = append(s.Containers, ContainerStatus{
+			ID: short(ct.id), Name: ct.name, State: ct.state, Lines: ct.lines + ct.progress.Lines.Load(),
+			Newest: laterOf(ct.cursor.Newest(), ct.progress.NewestTime()), LastEnd: string(ct.lastEnd), LastError: ct.lastErr,
+		})
+	}
+	return s
+}
+
+// short is the 12-character form of a container ID that Docker prints.
+func short(id string) string { return id[:min(12, len(id))] }
+
+// laterOf returns the later of a and b.
+func laterOf(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
