@@ -15,6 +15,7 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
@@ -47,8 +48,8 @@ type Config struct {
 
 // Docker is how berth reaches the daemon and describes its containers.
 type Docker struct {
-	// DockerHost is the daemon's address. Empty: DOCKER_HOST, else the local
-	// socket.
+	// DockerHost is the daemon's address. Empty: DOCKER_HOST, else
+	// DefaultDockerHost (see ResolveHost).
 	DockerHost string `koanf:"docker_host"`
 	// ControlTimeout bounds each short Docker call (ping, list, inspect).
 	ControlTimeout time.Duration `koanf:"control_timeout"`
@@ -193,12 +194,18 @@ func Default() Config {
 	}
 }
 
-// EnvPrefix starts every environment variable berth reads as configuration.
-const EnvPrefix = "BERTH_"
+// envPrefix starts every environment variable berth reads as configuration.
+const envPrefix = "BERTH_"
+
+// DefaultDockerHost is the local daemon's socket, the address berth dials
+// when neither docker_host nor DOCKER_HOST is set.
+const DefaultDockerHost = "unix:///var/run/docker.sock"
 
 // Load builds the configuration: defaults, then the YAML file at path (if
-// path is not empty), then BERTH_* variables from environ, then flags (keys
-// already in config form, e.g. "docker_host"). It does not validate.
+// path is not empty), then BERTH_* variables from environ (never the
+// process's own environment), then flags (keys already in config form, e.g.
+// "docker_host"). It does not validate, and leaves an empty docker_host empty
+// (see Docker.ResolveHost).
 func Load(path string, environ []string, flags map[string]any) (Config, error) {
 	k := koanf.New(".")
 	if err := k.Load(structs.Provider(Default(), "koanf"), nil); err != nil {
@@ -212,15 +219,7 @@ func Load(path string, environ []string, flags map[string]any) (Config, error) {
 			return Config{}, fmt.Errorf("config file %s: %w", path, err)
 		}
 	}
-	envMap := map[string]any{}
-	for _, kv := range environ {
-		name, value, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, EnvPrefix) {
-			continue
-		}
-		envMap[envKey(name)] = value
-	}
-	if err := k.Load(confmap.Provider(envMap, "."), nil); err != nil {
+	if err := k.Load(envProvider(environ), nil); err != nil {
 		return Config{}, fmt.Errorf("environment: %w", err)
 	}
 	if err := k.Load(confmap.Provider(flags, "."), nil); err != nil {
@@ -238,6 +237,51 @@ func Load(path string, environ []string, flags map[string]any) (Config, error) {
 		return Config{}, fmt.Errorf("%w (the keys are listed in the README's configuration reference)", err)
 	}
 	return cfg, nil
+}
+
+// envProvider reads the BERTH_* variables of environ, each under its key
+// (see envKey); a variable without "=" is skipped.
+func envProvider(environ []string) *env.Env {
+	return env.Provider(".", env.Opt{
+		Prefix:        envPrefix,
+		TransformFunc: func(name, value string) (string, any) { return envKey(name), value },
+		EnvironFunc:   func() []string { return environ },
+	})
+}
+
+// envKey maps BERTH_BACKOFF__INITIAL to backoff.initial: the prefix goes,
+// the rest is lower-cased and "__" nests. A bare BERTH_ keeps its name, so
+// that it is reported as an unknown key rather than skipped.
+func envKey(name string) string {
+	k := strings.ToLower(strings.TrimPrefix(name, envPrefix))
+	if k == "" {
+		return name
+	}
+	return strings.ReplaceAll(k, "__", ".")
+}
+
+// ResolveHost returns the daemon address berth dials: docker_host if set,
+// else DOCKER_HOST from environ (never the process's own environment), else
+// DefaultDockerHost.
+func (d Docker) ResolveHost(environ []string) string {
+	if d.DockerHost != "" {
+		return d.DockerHost
+	}
+	if host := lookupEnv(environ, "DOCKER_HOST"); host != "" {
+		return host
+	}
+	return DefaultDockerHost
+}
+
+// lookupEnv returns the value of the first variable called name in environ,
+// or "" if there is none.
+func lookupEnv(environ []string, name string) string {
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v
+		}
+	}
+	return ""
 }
 
 // stringToList decodes a string into a list key by splitting it at commas
@@ -258,12 +302,6 @@ func stringToList(from, to reflect.Type, data any) (any, error) {
 	return list, nil
 }
 
-// envKey maps BERTH_BACKOFF__INITIAL to backoff.initial.
-func envKey(name string) string {
-	k := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
-	return strings.ReplaceAll(k, "__", ".")
-}
-
 // Validate returns every problem of the configuration, each naming its key and
 // what is allowed.
 func (c Config) Validate() error {
@@ -271,11 +309,15 @@ func (c Config) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
 	}
+	// badDefault is bad, the message ending with the key's default.
+	badDefault := func(key, format string, args ...any) {
+		bad(key, format+" (default %s)", append(args, defaultOf(key))...)
+	}
 	if c.DockerHost != "" {
 		scheme, rest, ok := strings.Cut(c.DockerHost, "://")
 		switch {
 		case !ok || rest == "":
-			bad("docker_host", "%q is not an address; use unix:///var/run/docker.sock or tcp://host:2376", c.DockerHost)
+			bad("docker_host", "%q is not an address; use %s or tcp://host:2376", c.DockerHost, DefaultDockerHost)
 		case scheme != "unix" && scheme != "tcp" && scheme != "http" && scheme != "https":
 			bad("docker_host", "scheme %q is not supported; use unix:// or tcp://", scheme)
 		}
@@ -284,37 +326,37 @@ func (c Config) Validate() error {
 		bad("state_dir", "must not be empty")
 	}
 	if c.IdleTimeout < 100*time.Millisecond {
-		bad("idle_timeout", "%v is too short; use at least 100ms (default 30s)", c.IdleTimeout)
+		badDefault("idle_timeout", "%v is too short; use at least 100ms", c.IdleTimeout)
 	}
 	if c.MaxBurst < c.IdleTimeout {
 		bad("max_burst", "%v must be at least idle_timeout (%v)", c.MaxBurst, c.IdleTimeout)
 	}
 	if c.MaxLineBytes < 1024 || c.MaxLineBytes > 64<<20 {
-		bad("max_line_bytes", "%d is out of range; use 1024 to 67108864 (default 1048576)", c.MaxLineBytes)
+		badDefault("max_line_bytes", "%d is out of range; use 1024 to 67108864", c.MaxLineBytes)
 	}
 	if c.InitialPosition != InitialPositionBeginning && c.InitialPosition != InitialPositionEnd {
 		bad("initial_position", "%q is not allowed; use beginning or end", c.InitialPosition)
 	}
 	if c.ReattachTail < 1 {
-		bad("reattach_tail", "%d must be at least 1 (default 100)", c.ReattachTail)
+		badDefault("reattach_tail", "%d must be at least 1", c.ReattachTail)
 	}
 	if c.EventsIdleTimeout < time.Second {
-		bad("events_idle_timeout", "%v is too short; use at least 1s (default 5m)", c.EventsIdleTimeout)
+		badDefault("events_idle_timeout", "%v is too short; use at least 1s", c.EventsIdleTimeout)
 	}
 	if c.ControlTimeout < 100*time.Millisecond {
-		bad("control_timeout", "%v is too short; use at least 100ms (default 10s)", c.ControlTimeout)
+		badDefault("control_timeout", "%v is too short; use at least 100ms", c.ControlTimeout)
 	}
 	if c.ShutdownTimeout <= 0 {
-		bad("shutdown_timeout", "%v must be positive (default 10s)", c.ShutdownTimeout)
+		badDefault("shutdown_timeout", "%v must be positive", c.ShutdownTimeout)
 	}
 	if c.Backoff.Initial <= 0 {
-		bad("backoff.initial", "%v must be positive (default 500ms)", c.Backoff.Initial)
+		badDefault("backoff.initial", "%v must be positive", c.Backoff.Initial)
 	}
 	if c.Backoff.Max < c.Backoff.Initial {
 		bad("backoff.max", "%v must be at least backoff.initial (%v)", c.Backoff.Max, c.Backoff.Initial)
 	}
 	if c.Backoff.Multiplier < 1 {
-		bad("backoff.multiplier", "%v must be at least 1 (default 2)", c.Backoff.Multiplier)
+		badDefault("backoff.multiplier", "%v must be at least 1", c.Backoff.Multiplier)
 	}
 	switch c.OTLP.Protocol {
 	case "", "grpc", "http/protobuf":
@@ -335,16 +377,16 @@ func (c Config) Validate() error {
 		bad("stdout", "%q is not allowed; use auto, true or false", c.Stdout)
 	}
 	if c.MaxInFlightBytes < 1<<20 {
-		bad("max_in_flight_bytes", "%d is too small; use at least 1048576 (default 67108864)", c.MaxInFlightBytes)
+		badDefault("max_in_flight_bytes", "%d is too small; use at least 1048576", c.MaxInFlightBytes)
 	}
 	if c.CheckpointInterval < 100*time.Millisecond {
-		bad("checkpoint_interval", "%v is too short; use at least 100ms (default 5s)", c.CheckpointInterval)
+		badDefault("checkpoint_interval", "%v is too short; use at least 100ms", c.CheckpointInterval)
 	}
 	if c.TraceSampling < 0 || c.TraceSampling > 1 {
-		bad("trace_sampling", "%v is out of range; use 0 to 1 (default 1)", c.TraceSampling)
+		badDefault("trace_sampling", "%v is out of range; use 0 to 1", c.TraceSampling)
 	}
 	if c.MetricsInterval < time.Second {
-		bad("metrics_interval", "%v is too short; use at least 1s (default 30s)", c.MetricsInterval)
+		badDefault("metrics_interval", "%v is too short; use at least 1s", c.MetricsInterval)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
@@ -362,4 +404,31 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// defaultOf is the default of key (idle_timeout, backoff.initial) as
+// Validate's messages write it.
+func defaultOf(key string) string {
+	k := koanf.New(".")
+	if err := k.Load(structs.Provider(Default(), "koanf"), nil); err != nil {
+		return fmt.Sprintf("unknown: %v", err)
+	}
+	return formatValue(k.Get(key))
+}
+
+// formatValue writes v as a user writes it in a file: durations without
+// their zero units (5m, not 5m0s).
+func formatValue(v any) string {
+	d, ok := v.(time.Duration)
+	if !ok {
+		return fmt.Sprint(v)
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

@@ -2,14 +2,19 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/knadh/koanf/providers/structs"
+	"github.com/knadh/koanf/v2"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -315,4 +320,189 @@ func TestLoadMissingFile(t *testing.T) {
 	}
 }
 
-// TestKeys lists every key once, nested ones with a dot.
+// TestLoadEnvironmentKeys: the env provider's key callback maps each BERTH_*
+// variable to its key (lower case, "__" nests); a variable that names no key
+// is an error naming it.
+func TestLoadEnvironmentKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		environ []string
+		modify  func(c *Config) // the expected change to Default(); nil: none
+		wantErr string          // part of Load's error; empty: no error
+	}{
+		{name: "top-level key", environ: []string{"BERTH_REATTACH_TAIL=7"}, modify: func(c *Config) { c.ReattachTail = 7 }},
+		{name: "nested key", environ: []string{"BERTH_BACKOFF__MAX=1m"}, modify: func(c *Config) { c.Backoff.Max = time.Minute }},
+		{name: "nested keys of one section", environ: []string{"BERTH_OTLP__ENDPOINT=http://collector:4318", "BERTH_OTLP__INSECURE=true", "BERTH_OTLP__TIMEOUT=3s"},
+			modify: func(c *Config) {
+				c.OTLP.Endpoint = "http://collector:4318"
+				c.OTLP.Insecure = true
+				c.OTLP.Timeout = 3 * time.Second
+			}},
+		{name: "map entry", environ: []string{"BERTH_OTLP__HEADERS__AUTHORIZATION=Bearer x"},
+			modify: func(c *Config) { c.OTLP.Headers = map[string]string{"authorization": "Bearer x"} }},
+		{name: "squashed section key", environ: []string{"BERTH_STATE_DIR=/tmp/berth"}, modify: func(c *Config) { c.StateDir = "/tmp/berth" }},
+		{name: "list", environ: []string{"BERTH_LABELS=a,b.*"}, modify: func(c *Config) { c.Labels = []string{"a", "b.*"} }},
+		{name: "the last of two wins", environ: []string{"BERTH_LOG_LEVEL=warn", "BERTH_LOG_LEVEL=error"}, modify: func(c *Config) { c.LogLevel = "error" }},
+		{name: "the prefix is case-sensitive", environ: []string{"berth_idle_timout=1s", "Berth_Idle_Timout=1s"}},
+		{name: "no =: skipped", environ: []string{"BERTH_IDLE_TIMOUT"}},
+		{name: "unknown key", environ: []string{"BERTH_IDLE_TIMOUT=1s", "BERTH_IDLE_TIMOUTS=1s"}, wantErr: "idle_timouts"},
+		{name: "unknown nested key", environ: []string{"BERTH_BACKOFF__MAXX=1s"}, wantErr: "maxx"},
+		{name: "section written flat", environ: []string{"BERTH_BACKOFF_INITIAL=1s"}, wantErr: "backoff_initial"},
+		{name: "squashed section written nested", environ: []string{"BERTH_BURSTS__IDLE_TIMEOUT=1s"}, wantErr: "bursts"},
+		{name: "bare prefix", environ: []string{"BERTH_=1"}, wantErr: "BERTH_"},
+		{name: "bad value", environ: []string{"BERTH_IDLE_TIMEOUT=soon"}, wantErr: "idle_timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Load("", tc.environ, nil)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Load(%q) = %v, want an error naming %q", tc.environ, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Load(%q): %v", tc.environ, err)
+			}
+			want := Default()
+			if tc.modify != nil {
+				tc.modify(&want)
+			}
+			if !reflect.DeepEqual(cfg, want) {
+				t.Errorf("Load(%q) =\n%+v\nwant\n%+v", tc.environ, cfg, want)
+			}
+		})
+	}
+}
+
+// TestLoadIgnoresTheProcessEnvironment: only the injected environ is read;
+// the process's own BERTH_* variables (even an unknown key) are not.
+func TestLoadIgnoresTheProcessEnvironment(t *testing.T) {
+	t.Setenv("BERTH_IDLE_TIMEOUT", "1s")
+	t.Setenv("BERTH_IDLE_TIMOUT", "1s")
+	t.Setenv("DOCKER_HOST", "tcp://process:2375")
+	cfg, err := Load("", []string{"BERTH_MAX_BURST=1m"}, nil)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := Default()
+	want.MaxBurst = time.Minute
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("Load =\n%+v\nwant\n%+v", cfg, want)
+	}
+	if got := cfg.ResolveHost(nil); got != DefaultDockerHost {
+		t.Errorf("ResolveHost(nil) = %q, want %q (not the process's DOCKER_HOST)", got, DefaultDockerHost)
+	}
+}
+
+// TestResolveHost: docker_host, else DOCKER_HOST from the environ, else the
+// local socket.
+func TestResolveHost(t *testing.T) {
+	for _, tc := range []struct {
+		name, dockerHost string
+		environ          []string
+		want             string
+	}{
+		{name: "nothing set", want: DefaultDockerHost},
+		{name: "docker_host", dockerHost: "tcp://a:2375", environ: []string{"DOCKER_HOST=tcp://b:2375"}, want: "tcp://a:2375"},
+		{name: "DOCKER_HOST", environ: []string{"PATH=/bin", "DOCKER_HOST=tcp://b:2375"}, want: "tcp://b:2375"},
+		{name: "the first DOCKER_HOST", environ: []string{"DOCKER_HOST=tcp://b:2375", "DOCKER_HOST=tcp://c:2375"}, want: "tcp://b:2375"},
+		{name: "empty DOCKER_HOST", environ: []string{"DOCKER_HOST="}, want: DefaultDockerHost},
+		{name: "another variable", environ: []string{"DOCKER_HOSTS=tcp://b:2375", "MY_DOCKER_HOST=tcp://b:2375", "DOCKER_HOST"}, want: DefaultDockerHost},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Docker{DockerHost: tc.dockerHost}
+			if got := d.ResolveHost(tc.environ); got != tc.want {
+				t.Errorf("ResolveHost(%q) with docker_host %q = %q, want %q", tc.environ, tc.dockerHost, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestValidateDefaultsMatchDefault: every "(default X)" in Validate's
+// messages is the default of the key the message names, so the two cannot
+// drift apart.
+func TestValidateDefaultsMatchDefault(t *testing.T) {
+	// Every key that Validate bounds is out of range.
+	c := Config{}
+	c.TraceSampling = 2
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate() accepted the zero Config")
+	}
+	k := koanf.New(".")
+	if err := k.Load(structs.Provider(Default(), "koanf"), nil); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, line := range strings.Split(err.Error(), "\n") {
+		key, msg, _ := strings.Cut(line, ": ")
+		_, after, ok := strings.Cut(msg, "(default ")
+		if !ok {
+			continue
+		}
+		written, _, ok := strings.Cut(after, ")")
+		if !ok {
+			t.Errorf("%s: unclosed (default in %q", key, line)
+			continue
+		}
+		if !k.Exists(key) {
+			t.Errorf("%q names %q, which is no key", line, key)
+			continue
+		}
+		want := k.Get(key)
+		got, err := parseAs(written, want)
+		if err != nil {
+			t.Errorf("%s: the default %q in %q: %v", key, written, line, err)
+			continue
+		}
+		if got != want {
+			t.Errorf("%s: Validate says (default %s), Default() has %v", key, written, want)
+		}
+		checked++
+	}
+	if checked < 12 {
+		t.Errorf("checked %d defaults, want at least 12; Validate:\n%v", checked, err)
+	}
+}
+
+// parseAs parses s as a value of like's type.
+func parseAs(s string, like any) (any, error) {
+	switch like.(type) {
+	case time.Duration:
+		return time.ParseDuration(s)
+	case int:
+		return strconv.Atoi(s)
+	case int64:
+		return strconv.ParseInt(s, 10, 64)
+	case float64:
+		return strconv.ParseFloat(s, 64)
+	case string:
+		return s, nil
+	}
+	return nil, fmt.Errorf("type %T has no parser in this test", like)
+}
+
+func TestFormatValue(t *testing.T) {
+	for _, tc := range []struct {
+		v    any
+		want string
+	}{
+		{500 * time.Millisecond, "500ms"},
+		{30 * time.Second, "30s"},
+		{5 * time.Minute, "5m"},
+		{90 * time.Second, "1m30s"},
+		{2 * time.Hour, "2h"},
+		{2*time.Hour + 30*time.Minute, "2h30m"},
+		{time.Hour + time.Second, "1h0m1s"},
+		{time.Duration(0), "0s"},
+		{1 << 20, "1048576"},
+		{int64(64 << 20), "67108864"},
+		{2.0, "2"},
+		{0.5, "0.5"},
+		{"/var/lib/berth", "/var/lib/berth"},
+	} {
+		if got := formatValue(tc.v); got != tc.want {
+			t.Errorf("formatValue(%#v) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}

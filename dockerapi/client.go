@@ -33,12 +33,10 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/events"
 	"github.com/berthlog/berth/logs"
 )
-
-// DefaultHost is the local daemon's socket.
-const DefaultHost = "unix:///var/run/docker.sock"
 
 // Options configure the adapter.
 type Options struct {
@@ -80,7 +78,7 @@ type Client struct {
 // New returns a Client. It does not contact the daemon.
 func New(opts Options) (*Client, error) {
 	if opts.Host == "" {
-		opts.Host = DefaultHost
+		opts.Host = config.DefaultDockerHost
 	}
 	u, err := client.ParseHostURL(opts.Host)
 	if err != nil {

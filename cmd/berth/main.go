@@ -114,13 +114,19 @@ func newFlags(out io.Writer) *cliFlags {
 	f.fs.SetOutput(out)
 	f.fs.Usage = func() { fmt.Fprint(out, usage); f.fs.PrintDefaults() }
 	f.fs.StringVar(&f.configPath, "config", "", "YAML configuration file")
-	f.fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default: DOCKER_HOST, else unix:///var/run/docker.sock)")
-	f.fs.StringVar(&f.stateDir, "state-dir", "", "directory for checkpoints (default /var/lib/berth)")
-	f.fs.StringVar(&f.httpAddr, "http-addr", "", "listen address of /healthz, /readyz and /status (default 127.0.0.1:9477)")
+	// The flags' own defaults stay empty, so that only a flag given on the
+	// command line overrides the file and the environment; the help names
+	// config's defaults.
+	def := config.Default()
+	f.fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default: DOCKER_HOST, else "+config.DefaultDockerHost+")")
+	f.fs.StringVar(&f.stateDir, "state-dir", "", "directory for checkpoints (default "+def.StateDir+")")
+	f.fs.StringVar(&f.httpAddr, "http-addr", "", "listen address of /healthz, /readyz and /status (default "+def.HTTPAddr+")")
 	return f
 }
 
-// loadConfig layers defaults < file < BERTH_* env < flags, then validates.
+// loadConfig layers defaults < file < BERTH_* env < flags, resolves the
+// Docker host (docker_host, else DOCKER_HOST, else the local socket), then
+// validates.
 func loadConfig(f *cliFlags, environ []string) (config.Config, error) {
 	set := map[string]any{}
 	f.fs.Visit(func(fl *flag.Flag) {
@@ -137,22 +143,8 @@ func loadConfig(f *cliFlags, environ []string) (config.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	if cfg.DockerHost == "" {
-		cfg.DockerHost = envValue(environ, "DOCKER_HOST")
-	}
-	if cfg.DockerHost == "" {
-		cfg.DockerHost = dockerapi.DefaultHost
-	}
+	cfg.DockerHost = cfg.Docker.ResolveHost(environ)
 	return cfg, cfg.Validate()
-}
-
-func envValue(environ []string, name string) string {
-	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
-			return v
-		}
-	}
-	return ""
 }
 
 // collect runs the collector until a signal, then shuts down within the
