@@ -525,6 +525,7 @@ type harness struct {
 	src    *fakeSource
 	col    *fakeCollector
 	daemon *fakeDaemon // nil unless the test simulates the daemon
+	set    telemetry.Settings
 	m      *Manager
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -544,7 +545,7 @@ func testConfig() testCfg {
 }
 
 func newHarness(t *testing.T) *harness {
-	return &harness{t: t, src: &fakeSource{}, col: newFakeCollector(t), done: make(chan struct{}), clock: time.Now()}
+	return &harness{t: t, src: &fakeSource{}, col: newFakeCollector(t), set: telemetry.NopSettings(), done: make(chan struct{}), clock: time.Now()}
 }
 
 // simulate makes the fake collector answer as the daemon would.
@@ -562,7 +563,7 @@ type testCfg struct {
 }
 
 func (h *harness) start(cfg testCfg) *harness {
-	m, err := NewManager(h.src, h.col, nil, cfg.Containers, cfg.Backoff, telemetry.NopSettings())
+	m, err := NewManager(h.src, h.col, nil, cfg.Containers, cfg.Backoff, h.set)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -495,27 +496,30 @@ func TestBurstEnd(t *testing.T) {
 }
 
 func TestBackoffGrows(t *testing.T) {
-	// Every burst fails at once: the gaps grow exponentially, never a hot loop.
-	const initial = 50 * time.Millisecond
-	cfg := testConfig()
-	cfg.Backoff = config.Backoff{Initial: initial, Max: time.Second, Multiplier: 2}
-	h := newHarness(t)
-	h.src.setList(running("c1"))
-	h.col.auto = func(context.Context, *fakeBurst) (outcome, bool) {
-		return outcome{End: collectors.EndError}, true
-	}
-	h.start(cfg)
-	const n = 4
-	h.col.waitBurst(t, "c1", n)
-	bs := h.col.of("c1")
-	for i := 1; i < n; i++ {
-		<-bs[i-1].done
-		gap := bs[i].started.Sub(bs[i-1].ended)
-		// interval i-1 is initial*2^(i-1), jittered by ±50%
-		if floor := initial << (i - 1) / 2; gap < floor {
-			t.Errorf("gap before burst %d = %v, want >= %v", i+1, gap, floor)
+	synctest.Test(t, func(t *testing.T) {
+		// Every burst fails at once: the gaps grow exponentially, never a hot loop.
+		const initial = 50 * time.Millisecond
+		cfg := testConfig()
+		cfg.Backoff = config.Backoff{Initial: initial, Max: time.Second, Multiplier: 2}
+		h := newHarness(t)
+		h.src.setList(running("c1"))
+		h.col.auto = func(context.Context, *fakeBurst) (outcome, bool) {
+			return outcome{End: collectors.EndError}, true
 		}
-	}
+		h.start(cfg)
+		const n = 4
+		h.col.waitBurst(t, "c1", n)
+		bs := h.col.of("c1")
+		for i := 1; i < n; i++ {
+			<-bs[i-1].done
+			gap := bs[i].started.Sub(bs[i-1].ended)
+			// interval i-1 is initial*2^(i-1), jittered by ±50%; in the
+			// bubble the gap is exactly the backoff drawn.
+			if floor, ceil := initial<<(i-1)/2, initial<<(i-1)*3/2; gap < floor || gap > ceil {
+				t.Errorf("gap before burst %d = %v, want in [%v, %v]", i+1, gap, floor, ceil)
+			}
+		}
+	})
 }
 
 func TestBackoffResetsAfterHealthyBurst(t *testing.T) {
@@ -532,139 +536,148 @@ func TestBackoffResetsAfterHealthyBurst(t *testing.T) {
 		min     time.Duration
 		max     time.Duration
 	}{
-		{"error after a healthy burst", []outcome{fail, fail, fail, {End: collectors.EndError, Duration: 2 * healthy}}, 4, 0, 150 * time.Millisecond},
-		{"EOF while running after a healthy burst", []outcome{fail, fail, fail, {End: collectors.EndEOF, Duration: 2 * healthy}}, 4, 0, 150 * time.Millisecond},
-		{"error after a healthy idle burst", []outcome{fail, fail, fail, {End: collectors.EndIdle, Duration: 2 * healthy}, fail}, 5, 0, 150 * time.Millisecond},
-		{"error after short bursts keeps growing", []outcome{fail, fail, fail, fail}, 4, 200 * time.Millisecond, 0},
+		// Intervals are jittered by ±50%; in the bubble a gap is exactly the
+		// backoff drawn. Reset: the first interval again.
+		{"error after a healthy burst", []outcome{fail, fail, fail, {End: collectors.EndError, Duration: 2 * healthy}}, 4, initial / 2, initial * 3 / 2},
+		{"EOF while running after a healthy burst", []outcome{fail, fail, fail, {End: collectors.EndEOF, Duration: 2 * healthy}}, 4, initial / 2, initial * 3 / 2},
+		{"error after a healthy idle burst", []outcome{fail, fail, fail, {End: collectors.EndIdle, Duration: 2 * healthy}, fail}, 5, initial / 2, initial * 3 / 2},
+		// Not reset: the fourth interval, initial*8.
+		{"error after short bursts keeps growing", []outcome{fail, fail, fail, fail}, 4, initial * 8 / 2, initial * 8 * 3 / 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := testConfig()
-			cfg.Backoff = config.Backoff{Initial: initial, Max: time.Second, Multiplier: 2}
-			cfg.HealthyAfter = healthy
-			h := newHarness(t)
-			h.src.setList(running("c1"))
-			h.col.auto = func(_ context.Context, b *fakeBurst) (outcome, bool) {
-				if b.seq <= len(tt.script) {
-					return tt.script[b.seq-1], true
+			synctest.Test(t, func(t *testing.T) {
+				cfg := testConfig()
+				cfg.Backoff = config.Backoff{Initial: initial, Max: time.Second, Multiplier: 2}
+				cfg.HealthyAfter = healthy
+				h := newHarness(t)
+				h.src.setList(running("c1"))
+				h.col.auto = func(_ context.Context, b *fakeBurst) (outcome, bool) {
+					if b.seq <= len(tt.script) {
+						return tt.script[b.seq-1], true
+					}
+					return outcome{}, false
 				}
-				return outcome{}, false
-			}
-			h.start(cfg)
-			next := h.col.waitBurst(t, "c1", tt.measure+1)
-			prev := h.col.of("c1")[tt.measure-1]
-			<-prev.done
-			gap := next.started.Sub(prev.ended)
-			if gap < tt.min || (tt.max > 0 && gap > tt.max) {
-				t.Errorf("gap after burst %d = %v, want in [%v, %v] (0: unbounded)", tt.measure, gap, tt.min, tt.max)
-			}
+				h.start(cfg)
+				next := h.col.waitBurst(t, "c1", tt.measure+1)
+				prev := h.col.of("c1")[tt.measure-1]
+				<-prev.done
+				gap := next.started.Sub(prev.ended)
+				if gap < tt.min || gap > tt.max {
+					t.Errorf("gap after burst %d = %v, want in [%v, %v]", tt.measure, gap, tt.min, tt.max)
+				}
+			})
 		})
 	}
 }
 
 func TestSubscribeFailsAtStart(t *testing.T) {
-	const fails = 3
-	cfg := testConfig()
-	cfg.InitialPosition = config.InitialPositionEnd
-	h := newHarness(t)
-	h.src.setFails(fails)
-	h.src.setList(running("c1"))
-	h.start(cfg)
+	synctest.Test(t, func(t *testing.T) {
+		const fails = 3
+		cfg := testConfig()
+		cfg.InitialPosition = config.InitialPositionEnd
+		h := newHarness(t)
+		h.src.setFails(fails)
+		h.src.setList(running("c1"))
+		h.start(cfg)
 
-	waitFor(t, "two failed Subscribe calls", func() bool { return len(h.src.subscribeCalls()) >= 2 })
-	if st := h.status(); h.m.Connected() || st.Connected || len(st.Containers) != 0 {
-		t.Errorf("while Subscribe fails: Connected()=%v, status %+v; want disconnected and nothing known", h.m.Connected(), st)
-	}
-	h.src.waitStream(t, 1)
-	waitFor(t, "Connected() after Subscribe succeeded", h.m.Connected)
-	calls := h.src.subscribeCalls()
-	if len(calls) != fails+1 {
-		t.Fatalf("%d Subscribe calls, want %d", len(calls), fails+1)
-	}
-	for i := 1; i < len(calls); i++ {
-		if gap, floor := calls[i].at.Sub(calls[i-1].at), cfg.Backoff.Initial<<(i-1)/2; gap < floor {
-			t.Errorf("Subscribe retry %d came %v after the previous, want >= %v", i, gap, floor)
+		waitFor(t, "two failed Subscribe calls", func() bool { return len(h.src.subscribeCalls()) >= 2 })
+		if st := h.status(); h.m.Connected() || st.Connected || len(st.Containers) != 0 {
+			t.Errorf("while Subscribe fails: Connected()=%v, status %+v; want disconnected and nothing known", h.m.Connected(), st)
 		}
-	}
-	// The first snapshot is the one that succeeded: "end" is its time.
-	b := h.col.waitBurst(t, "c1", 1)
-	if thr := b.spec.Cursor.Threshold; thr.Before(calls[fails-1].at) || thr.After(calls[fails].at) {
-		t.Errorf("threshold %v, want the successful subscription's time in [%v, %v]", thr, calls[fails-1].at, calls[fails].at)
-	}
+		h.src.waitStream(t, 1)
+		waitFor(t, "Connected() after Subscribe succeeded", h.m.Connected)
+		calls := h.src.subscribeCalls()
+		if len(calls) != fails+1 {
+			t.Fatalf("%d Subscribe calls, want %d", len(calls), fails+1)
+		}
+		for i := 1; i < len(calls); i++ {
+			if gap, floor := calls[i].at.Sub(calls[i-1].at), cfg.Backoff.Initial<<(i-1)/2; gap < floor || gap > 3*floor {
+				t.Errorf("Subscribe retry %d came %v after the previous, want in [%v, %v]", i, gap, floor, 3*floor)
+			}
+		}
+		// The first snapshot is the one that succeeded: "end" is its time.
+		b := h.col.waitBurst(t, "c1", 1)
+		if thr := b.spec.Cursor.Threshold; thr.Before(calls[fails-1].at) || thr.After(calls[fails].at) {
+			t.Errorf("threshold %v, want the successful subscription's time in [%v, %v]", thr, calls[fails-1].at, calls[fails].at)
+		}
+	})
 }
 
 func TestReconnectReconciles(t *testing.T) {
-	cfg := testConfig()
-	cfg.InitialPosition = config.InitialPositionEnd
-	h := newHarness(t)
-	h.src.setList(running("old"), exited("oldx"), running("keep"))
-	h.start(cfg)
-	s1 := h.src.waitStream(t, 1)
-	waitFor(t, "Connected()", h.m.Connected)
-	oldB := h.col.waitBurst(t, "old", 1)
-	keepB := h.col.waitBurst(t, "keep", 1)
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig()
+		cfg.InitialPosition = config.InitialPositionEnd
+		h := newHarness(t)
+		h.src.setList(running("old"), exited("oldx"), running("keep"))
+		h.start(cfg)
+		s1 := h.src.waitStream(t, 1)
+		waitFor(t, "Connected()", h.m.Connected)
+		oldB := h.col.waitBurst(t, "old", 1)
+		keepB := h.col.waitBurst(t, "keep", 1)
 
-	if _, ok := lookup(h.status(), "oldx"); !ok {
-		t.Fatalf("oldx unknown after the first snapshot")
-	}
-
-	// While disconnected: "old" and "oldx" are removed, "new" and "newx" appear.
-	h.src.hold()
-	h.src.setFails(3)
-	h.src.setList(running("keep"), running("new"), exited("newx"))
-	s1.fail(errors.New("read: connection reset by peer"))
-	waitFor(t, "Connected() false after the stream failed", func() bool { return !h.m.Connected() })
-	if st := h.status(); st.Connected {
-		t.Errorf("status says connected after the stream failed")
-	}
-	waitFor(t, "the failed stream to be closed", s1.isClosed)
-	h.src.release()
-	s2 := h.src.waitStream(t, 2)
-	waitFor(t, "Connected() after the reconnect", h.m.Connected)
-	st := h.sync(s2)
-	if !st.Connected {
-		t.Errorf("status says disconnected after the reconnect")
-	}
-	calls := h.src.subscribeCalls()
-	if len(calls) != 5 {
-		t.Errorf("%d Subscribe calls, want 5 (1 + 3 failures + 1)", len(calls))
-	}
-	for i := 2; i < len(calls); i++ {
-		if gap := calls[i].at.Sub(calls[i-1].at); gap < cfg.Backoff.Initial/2 {
-			t.Errorf("Subscribe retry %d came %v after the previous, want a backoff >= %v", i, gap, cfg.Backoff.Initial/2)
+		if _, ok := lookup(h.status(), "oldx"); !ok {
+			t.Fatalf("oldx unknown after the first snapshot")
 		}
-	}
 
-	// Not listed any more: forgotten at once when no burst runs, else once
-	// its burst returns (here at its idle deadline: only the snapshot says
-	// the container is gone).
-	if _, ok := lookup(st, "oldx"); ok {
-		t.Errorf("oldx still known after a snapshot without it: %+v", st)
-	}
-	if _, ok := lookup(st, "old"); !ok {
-		t.Errorf("old forgotten while its burst still runs")
-	}
-	oldB.end(t, outcome{End: collectors.EndIdle})
-	h.waitGone("old")
-	if n := len(h.col.of("old")); n != 1 {
-		t.Errorf("%d bursts of old, want 1", n)
-	}
-	// New containers are read from their beginning (only the first
-	// snapshot starts at the end).
-	nb := h.col.waitBurst(t, "new", 1)
-	if !nb.spec.Follow || !nb.spec.Cursor.IsBeginning() {
-		t.Errorf("%s cursor %+v, want a follow burst from the beginning", nb, nb.spec.Cursor)
-	}
-	xb := h.col.waitBurst(t, "newx", 1)
-	if xb.spec.Follow || !xb.spec.Cursor.IsBeginning() {
-		t.Errorf("%s cursor %+v, want a drain from the beginning", xb, xb.spec.Cursor)
-	}
-	xb.end(t, outcome{End: collectors.EndEOF})
-	h.waitState("newx", StateStopped)
-	// "keep" is untouched.
-	if n := len(h.col.of("keep")); n != 1 || keepB.returned() {
-		t.Errorf("keep: %s, want its first burst still running", h.col.describe("keep"))
-	}
+		// While disconnected: "old" and "oldx" are removed, "new" and "newx" appear.
+		h.src.hold()
+		h.src.setFails(3)
+		h.src.setList(running("keep"), running("new"), exited("newx"))
+		s1.fail(errors.New("read: connection reset by peer"))
+		waitFor(t, "Connected() false after the stream failed", func() bool { return !h.m.Connected() })
+		if st := h.status(); st.Connected {
+			t.Errorf("status says connected after the stream failed")
+		}
+		waitFor(t, "the failed stream to be closed", s1.isClosed)
+		h.src.release()
+		s2 := h.src.waitStream(t, 2)
+		waitFor(t, "Connected() after the reconnect", h.m.Connected)
+		st := h.sync(s2)
+		if !st.Connected {
+			t.Errorf("status says disconnected after the reconnect")
+		}
+		calls := h.src.subscribeCalls()
+		if len(calls) != 5 {
+			t.Errorf("%d Subscribe calls, want 5 (1 + 3 failures + 1)", len(calls))
+		}
+		for i := 2; i < len(calls); i++ {
+			if gap := calls[i].at.Sub(calls[i-1].at); gap < cfg.Backoff.Initial/2 {
+				t.Errorf("Subscribe retry %d came %v after the previous, want a backoff >= %v", i, gap, cfg.Backoff.Initial/2)
+			}
+		}
+
+		// Not listed any more: forgotten at once when no burst runs, else once
+		// its burst returns (here at its idle deadline: only the snapshot says
+		// the container is gone).
+		if _, ok := lookup(st, "oldx"); ok {
+			t.Errorf("oldx still known after a snapshot without it: %+v", st)
+		}
+		if _, ok := lookup(st, "old"); !ok {
+			t.Errorf("old forgotten while its burst still runs")
+		}
+		oldB.end(t, outcome{End: collectors.EndIdle})
+		h.waitGone("old")
+		if n := len(h.col.of("old")); n != 1 {
+			t.Errorf("%d bursts of old, want 1", n)
+		}
+		// New containers are read from their beginning (only the first
+		// snapshot starts at the end).
+		nb := h.col.waitBurst(t, "new", 1)
+		if !nb.spec.Follow || !nb.spec.Cursor.IsBeginning() {
+			t.Errorf("%s cursor %+v, want a follow burst from the beginning", nb, nb.spec.Cursor)
+		}
+		xb := h.col.waitBurst(t, "newx", 1)
+		if xb.spec.Follow || !xb.spec.Cursor.IsBeginning() {
+			t.Errorf("%s cursor %+v, want a drain from the beginning", xb, xb.spec.Cursor)
+		}
+		xb.end(t, outcome{End: collectors.EndEOF})
+		h.waitState("newx", StateStopped)
+		// "keep" is untouched.
+		if n := len(h.col.of("keep")); n != 1 || keepB.returned() {
+			t.Errorf("keep: %s, want its first burst still running", h.col.describe("keep"))
+		}
+	})
 }
 
 func TestReconnectSince(t *testing.T) {
