@@ -159,6 +159,7 @@ func envValue(environ []string, name string) string {
 // shutdown timeout.
 func collect(cfg config.Config, stdout, stderr io.Writer) int {
 	log := newLogger(cfg.LogLevel, stderr)
+	telemetry.RouteSDKErrors(log)
 	host, err := os.Hostname()
 	if err != nil {
 		log.Warn("host name unknown", "err", err)
@@ -182,11 +183,7 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 		log.Error("cannot use the state directory; set state_dir (or --state-dir) to a directory berth can write", "err", err)
 		return exitFailure
 	}
-	self, err := telemetry.NewSelf(context.Background(), telemetry.SelfConfig{
-		OTLP: cfg.OTLP, Enabled: otlpconf.Enabled(cfg.OTLP, os.Getenv),
-		TraceSampling: cfg.TraceSampling, MetricInterval: cfg.MetricsInterval,
-		Version: version, HostName: host,
-	})
+	self, err := telemetry.New(context.Background(), cfg.Telemetry, cfg.OTLP, os.Getenv, version, host, log)
 	if err != nil {
 		log.Error("cannot set up berth's own telemetry", "err", err)
 		return exitUsage
@@ -219,10 +216,6 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 		Observer:        self.Metrics,
 		Tracer:          self.Tracer(),
 	})
-	if err := self.Metrics.Observe(telemetry.Gauges{Containers: containerGauges(mgr), Sink: otlpSink}); err != nil {
-		log.Error("cannot register metrics", "err", err)
-		return exitFailure
-	}
 	saverCtx, stopSaver := context.WithCancel(context.Background())
 	var saver sync.WaitGroup
 	saver.Add(1)
@@ -255,7 +248,7 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 			log.Error("cannot listen on http_addr", "addr", cfg.HTTPAddr, "err", err)
 			return exitFailure
 		}
-		srv = &http.Server{Handler: newMux(mgr, self, otlpSink, time.Now()), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: newMux(mgr, self.MetricsHandler(), otlpSink, time.Now()), ReadHeaderTimeout: 5 * time.Second}
 		log.Info("serving health endpoints", "addr", ln.Addr().String())
 		var served sync.WaitGroup
 		served.Add(1)
