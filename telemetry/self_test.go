@@ -3,48 +3,27 @@ package telemetry
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
-	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
-	"github.com/berthlog/berth/collectors"
-	"github.com/berthlog/berth/export"
-	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/config"
 )
 
-func TestInstruments(t *testing.T) {
+// noEnv is a getenv that finds no OTEL_EXPORTER_OTLP_* variable, whatever
+// the machine running the tests has.
+func noEnv(string) string { return "" }
+
+func TestProcessInstruments(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer mp.Shutdown(context.Background())
-	m, err := newMetrics(mp.Meter("test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Read(3, 30, 1, 7)
-	m.BurstEnded(&collectors.BurstResult{End: collectors.EndIdle, Duration: 2 * time.Second})
-	m.BurstEnded(&collectors.BurstResult{End: collectors.EndMaxBurst, Duration: time.Minute})
-	m.EventsConnected()
-	sink := export.NewOTLPSink(acceptAll{}, nil, export.OTLPSinkConfig{Backoff: export.BackoffConfig{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 2}}, nil)
-	batch := &logs.Batch{Meta: &logs.Meta{ID: "c1", Name: "web"}, Records: []logs.Record{{Timestamp: time.Unix(1, 0), Body: []byte("a")}, {Timestamp: time.Unix(1, 0), Body: []byte("b")}}}
-	if err := sink.Consume(context.Background(), batch); err != nil {
-		t.Fatal(err)
-	}
-	if err := sink.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	err = m.Observe(Gauges{
-		Containers: func(context.Context) (map[string]int64, int64, error) {
-			return map[string]int64{"streaming": 2, "stopped": 1}, 2, nil
-		},
-		Sink: sink,
-	})
-	if err != nil {
+	if err := registerProcessInstruments(mp.Meter("test")); err != nil {
 		t.Fatal(err)
 	}
 	var rm metricdata.ResourceMetrics
@@ -57,71 +36,59 @@ func TestInstruments(t *testing.T) {
 			got[mm.Name] = mm
 		}
 	}
-	units := map[string]string{
-		"berth.records.read": "{record}", "berth.bytes.read": "By", "berth.burst.duration": "s",
-		"berth.deadline.expiries": "{expiry}", "berth.events.reconnects": "{reconnect}",
-		"berth.containers": "{container}", "berth.streams.open": "{stream}",
-		"berth.records.exported": "{record}", "berth.records.rejected": "{record}",
-		"berth.export.failures": "{failure}", "berth.lag": "s", "berth.inflight.bytes": "By",
-		"process.unix.file_descriptor.count": "{file_descriptor}", "process.memory.usage": "By",
+	want := map[string][2]string{
+		"process.unix.file_descriptor.count": {"{file_descriptor}", "Open file descriptors of the berth process."},
+		"process.memory.usage":               {"By", "Resident memory of the berth process."},
 	}
-	for name, unit := range units {
+	for name, w := range want {
 		mm, ok := got[name]
 		if !ok {
 			t.Errorf("instrument %s missing", name)
 			continue
 		}
-		if mm.Unit != unit {
-			t.Errorf("%s unit %q, want %q", name, mm.Unit, unit)
+		if mm.Unit != w[0] || mm.Description != w[1] {
+			t.Errorf("%s: unit %q, description %q; want %q, %q", name, mm.Unit, mm.Description, w[0], w[1])
 		}
-	}
-	sumBy := func(name, key string) map[string]int64 {
-		out := map[string]int64{}
-		switch d := got[name].Data.(type) {
-		case metricdata.Sum[int64]:
-			for _, p := range d.DataPoints {
-				v, _ := p.Attributes.Value(attribute.Key(key))
-				out[v.Emit()] += p.Value
-			}
-		case metricdata.Gauge[int64]:
-			for _, p := range d.DataPoints {
-				v, _ := p.Attributes.Value(attribute.Key(key))
-				out[v.Emit()] += p.Value
-			}
+		g, ok := mm.Data.(metricdata.Gauge[int64])
+		if !ok || len(g.DataPoints) != 1 || g.DataPoints[0].Value <= 0 {
+			t.Errorf("%s: data %+v, want one positive gauge point", name, mm.Data)
 		}
-		return out
-	}
-	if r := sumBy("berth.records.read", "log.iostream"); r["stdout"] != 3 || r["stderr"] != 1 {
-		t.Errorf("records read by iostream %v", r)
-	}
-	if b := sumBy("berth.bytes.read", "log.iostream"); b["stdout"] != 30 || b["stderr"] != 7 {
-		t.Errorf("bytes read by iostream %v", b)
-	}
-	if d := sumBy("berth.deadline.expiries", "kind"); d["idle"] != 1 || d["max_burst"] != 1 {
-		t.Errorf("deadline expiries %v", d)
-	}
-	if c := sumBy("berth.containers", "state"); c["streaming"] != 2 || c["stopped"] != 1 {
-		t.Errorf("containers by state %v", c)
-	}
-	if e := sumBy("berth.records.exported", ""); e[""] != 2 {
-		t.Errorf("records exported %v", e)
-	}
-	h := got["berth.burst.duration"].Data.(metricdata.Histogram[float64])
-	if len(h.DataPoints) != 2 {
-		t.Errorf("burst duration points %d, want one per end reason", len(h.DataPoints))
-	}
-	if n := sumBy("process.unix.file_descriptor.count", ""); n[""] <= 0 {
-		t.Errorf("open fds %v", n)
 	}
 }
 
-func TestSelfServesPrometheus(t *testing.T) {
-	s, err := NewSelf(context.Background(), SelfConfig{Version: "test", HostName: "h", TraceSampling: 1})
+func TestProcess(t *testing.T) {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, rss, err := Process()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before <= 0 || rss <= 0 {
+		t.Fatalf("Process() = %d fds, %d bytes; want both positive", before, rss)
+	}
+	f.Close()
+	after, _, err := Process()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != before-1 {
+		t.Errorf("open fds %d after closing one of %d, want %d", after, before, before-1)
+	}
+}
+
+func TestServesPrometheus(t *testing.T) {
+	s, err := New(context.Background(), config.Default().Telemetry, config.OTLP{}, noEnv, "test", "h", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Shutdown(context.Background())
-	s.Metrics.Read(5, 50, 0, 0)
+	counter, err := s.Settings().Meter().Int64Counter("berth.test.things")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter.Add(context.Background(), 5)
 	srv := httptest.NewServer(s.MetricsHandler())
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL)
@@ -130,16 +97,30 @@ func TestSelfServesPrometheus(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`berth_records_read_total{log_iostream="stdout"`, "go_goroutine_count"} {
+	for _, want := range []string{
+		`berth_test_things_total{otel_scope_name="github.com/berthlog/berth",otel_scope_schema_url="",otel_scope_version="test"} 5`,
+		"go_goroutine_count",
+		"# HELP process_unix_file_descriptor_count Open file descriptors of the berth process.",
+		"# HELP process_memory_usage_bytes Resident memory of the berth process.",
+	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", body)
+	}
 }
 
-// acceptAll is an OTLP log exporter that acknowledges every record.
-type acceptAll struct{}
-
-func (acceptAll) Export(context.Context, []sdklog.Record) error { return nil }
-func (acceptAll) Shutdown(context.Context) error                { return nil }
-func (acceptAll) ForceFlush(context.Context) error              { return nil }
+func TestTracingOffWithoutEndpoint(t *testing.T) {
+	s, err := New(context.Background(), config.Default().Telemetry, config.OTLP{}, noEnv, "test", "h", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	_, span := s.Settings().Tracer().Start(context.Background(), "x")
+	defer span.End()
+	if span.IsRecording() || span.SpanContext().IsValid() {
+		t.Error("a span is recorded with no OTLP endpoint set")
+	}
+}

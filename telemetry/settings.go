@@ -16,9 +16,15 @@ import (
 // TelemetrySettings), so no component needs an observer interface of its own
 // or a nil check on the per-line path.
 type Settings struct {
-	Logger         *slog.Logger
+	// Logger is berth's structured log.
+	Logger *slog.Logger
+	// TracerProvider gives berth's tracers; a no-op one when tracing is off.
 	TracerProvider trace.TracerProvider
-	MeterProvider  metric.MeterProvider
+	// MeterProvider gives berth's meters.
+	MeterProvider metric.MeterProvider
+	// Version is berth's version, the instrumentation version of the
+	// tracers and meters Tracer and Meter return; empty: none.
+	Version string
 }
 
 // ScopeName is the instrumentation scope of every tracer and meter berth
@@ -35,8 +41,20 @@ func NopSettings() Settings {
 	}
 }
 
-// Tracer returns the tracer of berth's instrumentation scope.
-func (s Settings) Tracer() trace.Tracer { return s.TracerProvider.Tracer(ScopeName) }
+// Tracer returns the tracer of berth's instrumentation scope, with Version
+// as its instrumentation version when set.
+func (s Settings) Tracer() trace.Tracer {
+	if s.Version == "" {
+		return s.TracerProvider.Tracer(ScopeName)
+	}
+	return s.TracerProvider.Tracer(ScopeName, trace.WithInstrumentationVersion(s.Version))
+}
 
-// Meter returns the meter of berth's instrumentation scope.
-func (s Settings) Meter() metric.Meter { return s.MeterProvider.Meter(ScopeName) }
+// Meter returns the meter of berth's instrumentation scope, with Version as
+// its instrumentation version when set.
+func (s Settings) Meter() metric.Meter {
+	if s.Version == "" {
+		return s.MeterProvider.Meter(ScopeName)
+	}
+	return s.MeterProvider.Meter(ScopeName, metric.WithInstrumentationVersion(s.Version))
+}

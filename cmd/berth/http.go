@@ -42,8 +42,8 @@ type containerStatus struct {
 	LagSeconds *float64 `json:"lag_seconds,omitempty"`
 }
 
-// newMux serves /healthz, /readyz, /status and /metrics.
-func newMux(mgr *events.Manager, self *telemetry.Self, sink *export.OTLPSink, started time.Time) *http.ServeMux {
+// newMux serves /healthz, /readyz, /status, and /metrics with metrics.
+func newMux(mgr *events.Manager, metrics http.Handler, sink *export.OTLPSink, started time.Time) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -61,7 +61,7 @@ func newMux(mgr *events.Manager, self *telemetry.Self, sink *export.OTLPSink, st
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", self.MetricsHandler())
+	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -75,8 +75,7 @@ func newMux(mgr *events.Manager, self *telemetry.Self, sink *export.OTLPSink, st
 			Goroutines: runtime.NumGoroutine(), EventsConnected: st.Connected, StreamsOpen: st.Streams,
 			Exporter: exporterStatus{Kind: "stdout", Healthy: true},
 		}
-		doc.OpenFDs, _ = telemetry.OpenFDs()
-		doc.RSSBytes, _ = telemetry.RSS()
+		doc.OpenFDs, doc.RSSBytes, _ = telemetry.Process()
 		if sink != nil {
 			s := sink.Stats()
 			doc.Exporter = exporterStatus{Kind: "otlp", Exported: s.Exported.Load(), Rejected: s.Rejected.Load(),
@@ -100,5 +99,3 @@ func newMux(mgr *events.Manager, self *telemetry.Self, sink *export.OTLPSink, st
 	})
 	return mux
 }
-
-// containerGauges reads the manager's status for the container gauges.

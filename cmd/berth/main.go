@@ -151,6 +151,7 @@ func loadConfig(f *cliFlags, environ []string) (config.Config, error) {
 // shutdown timeout.
 func collect(cfg config.Config, stdout, stderr io.Writer) int {
 	log := newLogger(cfg.LogLevel, stderr)
+	telemetry.RouteSDKErrors(log)
 	host, err := os.Hostname()
 	if err != nil {
 		log.Warn("host name unknown", "err", err)
@@ -174,11 +175,7 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 		log.Error("cannot use the state directory; set state_dir (or --state-dir) to a directory berth can write", "err", err)
 		return exitFailure
 	}
-	self, err := telemetry.NewSelf(context.Background(), telemetry.SelfConfig{
-		OTLP: cfg.OTLP, Enabled: otlpconf.Enabled(cfg.OTLP, os.Getenv),
-		TraceSampling: cfg.TraceSampling, MetricInterval: cfg.MetricsInterval,
-		Version: version, HostName: host,
-	})
+	self, err := telemetry.New(context.Background(), cfg.Telemetry, cfg.OTLP, os.Getenv, version, host, log)
 	if err != nil {
 		log.Error("cannot set up berth's own telemetry", "err", err)
 		return exitUsage
@@ -200,17 +197,12 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 		MaxLineBytes: cfg.MaxLineBytes,
 		ReattachTail: cfg.ReattachTail,
 		HostName:     host,
-		Observer:     self.Metrics,
 		Tracer:       self.Tracer(),
 	})
 	mgr, err := events.NewManager(docker, col, store, cfg.Containers, cfg.Backoff,
-		self.Settings(log))
+		self.Settings())
 	if err != nil {
 		log.Error("cannot set up the container manager", "err", err)
-		return exitFailure
-	}
-	if err := self.Metrics.Observe(telemetry.Gauges{Sink: otlpSink}); err != nil {
-		log.Error("cannot register metrics", "err", err)
 		return exitFailure
 	}
 	saverCtx, stopSaver := context.WithCancel(context.Background())
@@ -245,7 +237,7 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 			log.Error("cannot listen on http_addr", "addr", cfg.HTTPAddr, "err", err)
 			return exitFailure
 		}
-		srv = &http.Server{Handler: newMux(mgr, self, otlpSink, time.Now()), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: newMux(mgr, self.MetricsHandler(), otlpSink, time.Now()), ReadHeaderTimeout: 5 * time.Second}
 		log.Info("serving health endpoints", "addr", ln.Addr().String())
 		var served sync.WaitGroup
 		served.Add(1)
