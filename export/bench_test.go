@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/telemetry"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 )
 
@@ -21,7 +22,7 @@ func (discardExporter) ForceFlush(context.Context) error              { return n
 // to SDK records in Consume, exported and acknowledged by the exporter
 // goroutine (its allocations count too).
 func BenchmarkOTLPSink(b *testing.B) {
-	s := NewOTLPSink(discardExporter{}, nil, OTLPSinkConfig{Backoff: fastBackoff()}, nil)
+	s := newTestSink(b, discardExporter{}, nil, telemetry.NopSettings())
 	meta := &logs.Meta{ID: strings.Repeat("a", 64), Name: "bench", ImageName: "app", ServiceName: "bench", HostName: "h"}
 	recs := make([]logs.Record, 1024)
 	for i := range recs {

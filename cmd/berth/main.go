@@ -219,7 +219,7 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 		Observer:        self.Metrics,
 		Tracer:          self.Tracer(),
 	})
-	if err := self.Metrics.Observe(telemetry.Gauges{Containers: containerGauges(mgr), Sink: otlpSink}); err != nil {
+	if err := self.Metrics.Observe(telemetry.Gauges{Containers: containerGauges(mgr)}); err != nil {
 		log.Error("cannot register metrics", "err", err)
 		return exitFailure
 	}
@@ -328,12 +328,11 @@ func newSink(cfg config.Config, store *checkpoint.Store, stdout io.Writer, self 
 	}
 	protocol, _ := otlpconf.ResolveProtocol(cfg.OTLP, os.Getenv)
 	log.Info("exporting over OTLP", "protocol", protocol, "endpoint", otlpconf.Endpoint(cfg.OTLP, os.Getenv), "stdout", stdoutOn)
-	otlpSink := export.NewOTLPSink(exp, store, export.OTLPSinkConfig{
-		MaxInFlightBytes: cfg.MaxInFlightBytes,
-		Backoff:          export.BackoffConfig(cfg.Backoff),
-		Tracer:           self.Tracer(),
-		Version:          version,
-	}, log)
+	otlpSink, err := export.NewOTLPSink(exp, store, cfg.Export, cfg.Backoff, version, self.Settings(log))
+	if err != nil {
+		_ = exp.Shutdown(context.Background())
+		return nil, nil, err
+	}
 	if stdoutOn {
 		return export.Tee{export.NewJSONSink(stdout, nil), otlpSink}, otlpSink, nil
 	}
