@@ -14,19 +14,21 @@ import (
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 )
 
-// exporterRetry is the exporters' own retry: short, so that throttling hints
-// (Retry-After, RetryInfo) are honoured within a request; berth's sink retries
-// beyond it for as long as it runs.
-var exporterRetry = struct {
-	initial, max, elapsed time.Duration
-}{time.Second, 5 * time.Second, 15 * time.Second}
+// The exporters' own retry: short, so that throttling hints (Retry-After,
+// RetryInfo) are honoured within a request; berth's sink retries beyond it
+// for as long as it runs.
+const (
+	exporterRetryInitial = time.Second
+	exporterRetryMax     = 5 * time.Second
+	exporterRetryElapsed = 15 * time.Second
+)
 
 // NewOTLPExporter builds the log exporter. Compression defaults to gzip
 // unless the config or OTEL_EXPORTER_OTLP_(LOGS_)COMPRESSION says otherwise.
 func NewOTLPExporter(ctx context.Context, c config.OTLP, getenv func(string) string) (sdklog.Exporter, error) {
 	protocol, err := otlpconf.ResolveProtocol(c, getenv)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("otlp log exporter: %w", err)
 	}
 	if strings.Contains(c.Endpoint, "://") {
 		if _, err := url.Parse(c.Endpoint); err != nil {
@@ -36,23 +38,31 @@ func NewOTLPExporter(ctx context.Context, c config.OTLP, getenv func(string) str
 	switch protocol {
 	case otlpconf.ProtocolGRPC:
 		opts := []otlploggrpc.Option{otlploggrpc.WithRetry(otlploggrpc.RetryConfig{
-			Enabled: true, InitialInterval: exporterRetry.initial, MaxInterval: exporterRetry.max, MaxElapsedTime: exporterRetry.elapsed,
+			Enabled: true, InitialInterval: exporterRetryInitial, MaxInterval: exporterRetryMax, MaxElapsedTime: exporterRetryElapsed,
 		})}
 		opts = append(opts, otlpconf.EndpointOptions(c, "", otlploggrpc.WithEndpointURL, otlploggrpc.WithEndpoint, otlploggrpc.WithInsecure, otlploggrpc.WithHeaders)...)
 		opts = append(opts, otlpconf.TransportOptions(c, getenv, "LOGS",
 			func() otlploggrpc.Option { return otlploggrpc.WithCompressor("gzip") },
 			func() otlploggrpc.Option { return otlploggrpc.WithCompressor("none") },
 			otlploggrpc.WithTimeout)...)
-		return otlploggrpc.New(ctx, opts...)
+		exp, err := otlploggrpc.New(ctx, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("otlp log exporter (grpc): %w", err)
+		}
+		return exp, nil
 	default:
 		opts := []otlploghttp.Option{otlploghttp.WithRetry(otlploghttp.RetryConfig{
-			Enabled: true, InitialInterval: exporterRetry.initial, MaxInterval: exporterRetry.max, MaxElapsedTime: exporterRetry.elapsed,
+			Enabled: true, InitialInterval: exporterRetryInitial, MaxInterval: exporterRetryMax, MaxElapsedTime: exporterRetryElapsed,
 		})}
 		opts = append(opts, otlpconf.EndpointOptions(c, "/v1/logs", otlploghttp.WithEndpointURL, otlploghttp.WithEndpoint, otlploghttp.WithInsecure, otlploghttp.WithHeaders)...)
 		opts = append(opts, otlpconf.TransportOptions(c, getenv, "LOGS",
 			func() otlploghttp.Option { return otlploghttp.WithCompression(otlploghttp.GzipCompression) },
 			func() otlploghttp.Option { return otlploghttp.WithCompression(otlploghttp.NoCompression) },
 			otlploghttp.WithTimeout)...)
-		return otlploghttp.New(ctx, opts...)
+		exp, err := otlploghttp.New(ctx, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("otlp log exporter (http/protobuf): %w", err)
+		}
+		return exp, nil
 	}
 }

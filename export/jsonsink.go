@@ -1,5 +1,3 @@
-// Package telemetry holds berth's outputs: the sinks that export collected
-// records, and (later) berth's own traces and metrics.
 package export
 
 import (
@@ -14,9 +12,9 @@ import (
 	"github.com/berthlog/berth/logs"
 )
 
-// TimeFormat is RFC 3339 with all nine digits of nanoseconds, so that lines
+// timeFormat is RFC 3339 with all nine digits of nanoseconds, so that lines
 // sort as text and every timestamp has the same width.
-const TimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 
 // JSONSink writes one JSON object per record, one per line:
 //
@@ -38,6 +36,8 @@ type JSONSink struct {
 	acker     logs.Acker
 }
 
+var _ logs.Sink = (*JSONSink)(nil)
+
 // NewJSONSink returns a sink writing to w (berth uses stdout). A written
 // batch is delivered: it is acknowledged to acker at once, if acker is not
 // nil.
@@ -48,7 +48,7 @@ func NewJSONSink(w io.Writer, acker logs.Acker) *JSONSink {
 // maxCachedResources bounds the resource cache; it is rebuilt when full.
 const maxCachedResources = 4096
 
-// Consume writes the batch. It implements logs.Sink.
+// Consume writes the batch and acknowledges it.
 func (s *JSONSink) Consume(_ context.Context, b *logs.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -132,7 +132,7 @@ func appendResource(buf []byte, m *logs.Meta) []byte {
 	buf = kv(buf, "host.name", m.HostName)
 	for _, l := range m.SelectedLabels {
 		buf = append(buf, ',')
-		buf = kv(buf, LabelAttributePrefix+l.Key, l.Value)
+		buf = kv(buf, labelAttributePrefix+l.Key, l.Value)
 	}
 	return append(buf, '}')
 }
@@ -167,7 +167,7 @@ func appendString(buf, s []byte) []byte {
 	return append(buf, '"')
 }
 
-// timeFormatter writes times in TimeFormat (UTC), remembering the last day's
+// timeFormatter writes times in timeFormat (UTC), remembering the last day's
 // date so that a line costs a few divisions instead of a calendar
 // computation.
 type timeFormatter struct {

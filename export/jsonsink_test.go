@@ -120,7 +120,7 @@ func TestTimeFormatterMatchesTimeFormat(t *testing.T) {
 	for _, d := range []time.Duration{0, 1, time.Second, 2 * time.Second, 25 * time.Hour, -48 * time.Hour, 400 * 24 * time.Hour} {
 		ts := base.Add(d)
 		for _, in := range []time.Time{ts, ts.In(time.FixedZone("x", 3600))} {
-			if got, want := string(f.append(nil, in)), ts.UTC().Format(TimeFormat); got != want {
+			if got, want := string(f.append(nil, in)), ts.UTC().Format(timeFormat); got != want {
 				t.Fatalf("%v: got %s, want %s", in, got, want)
 			}
 		}

@@ -12,15 +12,16 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
-	"github.com/cenkalti/backoff/v4"
+	"github.com/berthlog/berth/telemetry"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	otellog "go.opentelemetry.io/otel/log"
+	"go.opentelemetry.io/otel/metric"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/sdk/resource"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/semaphore"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -37,61 +38,68 @@ import (
 // drop) and one exporter goroutine sends the queue in order, retrying
 // retryable failures for as long as berth runs, then acknowledges.
 type OTLPSink struct {
-	exp       sdklog.Exporter
-	acker     logs.Acker
-	log       *slog.Logger
-	cfg       OTLPSinkConfig
-	budget    *semaphore.Weighted
-	queue     chan *exportItem
-	stop      chan struct{}
-	done      chan struct{}
-	runCtx    context.Context
-	cancelRun context.CancelFunc
-	stopOnce  sync.Once
-	closed    atomic.Bool
+	exp         sdklog.Exporter
+	acker       logs.Acker
+	log         *slog.Logger
+	tracer      trace.Tracer
+	maxInFlight int64
+	backoff     config.Backoff
+	version     string
+	budget      *semaphore.Weighted
+	queue       chan *exportItem
+	stop        chan struct{}
+	done        chan struct{}
+	runCtx      context.Context
+	cancelRun   context.CancelFunc
+	stopOnce    sync.Once
+	closed      atomic.Bool
 
 	mu        sync.Mutex
 	providers map[*logs.Meta]otellog.Logger
 
-	stats OTLPStats
+	counters otlpCounters
 }
 
-// OTLPSinkConfig tunes the sink.
-type OTLPSinkConfig struct {
-	// MaxInFlightBytes bounds the bytes of records accepted but not yet
-	// acknowledged.
-	MaxInFlightBytes int64
-	// MaxBatchRecords bounds one export request.
-	MaxBatchRecords int
-	// Backoff paces retries after a failed export.
-	Backoff BackoffConfig
-	// Tracer traces each export batch; nil: not traced.
-	Tracer trace.Tracer
-	// Version is berth's version, reported as the instrumentation scope's.
-	Version string
-}
+var _ logs.Sink = (*OTLPSink)(nil)
 
-// BackoffConfig is an exponential, jittered, capped schedule.
-type BackoffConfig struct {
-	Initial, Max time.Duration
-	Multiplier   float64
-}
-
-// OTLPStats counts what the sink did.
-type OTLPStats struct {
-	Exported        atomic.Int64 // records the backend accepted
-	Rejected        atomic.Int64 // records in batches the backend refused as invalid
-	RejectedBatches atomic.Int64
-	Failures        atomic.Int64 // failed export attempts (retried)
-	InFlightBytes   atomic.Int64
+// otlpCounters is what the sink did; the sink's instruments, Stats, Lag and
+// Healthy read it.
+type otlpCounters struct {
+	exported        atomic.Int64 // records the backend accepted
+	rejected        atomic.Int64 // records in batches the backend refused as invalid
+	rejectedBatches atomic.Int64
+	failures        atomic.Int64 // failed export attempts (retried)
+	inFlightBytes   atomic.Int64
 	newest          atomic.Int64 // UnixNano of the newest acknowledged record's timestamp
 	lastFailed      atomic.Bool  // the last export attempt failed
 	lastError       atomic.Pointer[string]
 }
 
+// OTLPStats is a snapshot of the sink's counters.
+type OTLPStats struct {
+	// Exported counts the records the backend accepted.
+	Exported int64
+	// Rejected counts the records in batches the backend refused as
+	// invalid; they are not retried.
+	Rejected int64
+	// Failures counts failed export attempts (each retried).
+	Failures int64
+	// InFlightBytes is the weight of the records accepted by Consume and
+	// not yet acknowledged.
+	InFlightBytes int64
+}
+
 // recordOverhead is what a record costs besides its body, for the in-flight
 // bound.
 const recordOverhead = 256
+
+// maxBatchRecords bounds one export request; queueItems bounds the batches
+// queued for the exporter goroutine (the in-flight bound usually binds
+// first).
+const (
+	maxBatchRecords = 2048
+	queueItems      = 1024
+)
 
 type exportItem struct {
 	id      string
@@ -101,42 +109,80 @@ type exportItem struct {
 	weight  int64
 }
 
-// NewOTLPSink starts the sink's exporter goroutine. Shutdown stops it.
-func NewOTLPSink(exp sdklog.Exporter, acker logs.Acker, cfg OTLPSinkConfig, log *slog.Logger) *OTLPSink {
-	if cfg.MaxInFlightBytes <= 0 {
-		cfg.MaxInFlightBytes = 64 << 20
-	}
-	if cfg.MaxBatchRecords <= 0 {
-		cfg.MaxBatchRecords = 2048
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Tracer == nil {
-		cfg.Tracer = tracenoop.NewTracerProvider().Tracer("berth")
-	}
+// NewOTLPSink starts the sink's exporter goroutine; Shutdown stops it. cfg
+// bounds the bytes in flight (MaxInFlightBytes), bo paces the retries of a
+// failed export, and version is berth's, reported as the instrumentation
+// scope's of the exported records. The sink traces each export request with
+// set's tracer, logs to set's logger and reports its counters, lag and
+// in-flight bytes as observable instruments of set's meter provider.
+func NewOTLPSink(exp sdklog.Exporter, acker logs.Acker, cfg config.Export, bo config.Backoff, version string, set telemetry.Settings) (*OTLPSink, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &OTLPSink{
-		exp: exp, acker: acker, log: log, cfg: cfg,
+		exp: exp, acker: acker, log: set.Logger, tracer: set.Tracer(),
+		maxInFlight: cfg.MaxInFlightBytes, backoff: bo, version: version,
 		budget:    semaphore.NewWeighted(cfg.MaxInFlightBytes),
-		queue:     make(chan *exportItem, 1024),
+		queue:     make(chan *exportItem, queueItems),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		runCtx:    ctx,
 		cancelRun: cancel,
 		providers: make(map[*logs.Meta]otellog.Logger),
 	}
+	if err := s.registerInstruments(set.Meter()); err != nil {
+		cancel()
+		return nil, err
+	}
 	go s.run()
-	return s
+	return s, nil
 }
 
-// Stats returns the sink's counters.
-func (s *OTLPSink) Stats() *OTLPStats { return &s.stats }
+// registerInstruments registers the sink's observable instruments, read from
+// its counters whenever metrics are collected, for as long as the meter
+// provider lives (after Shutdown too: the final values).
+func (s *OTLPSink) registerInstruments(meter metric.Meter) error {
+	exported, err1 := meter.Int64ObservableCounter("berth.records.exported", metric.WithUnit("{record}"),
+		metric.WithDescription("Log records the backend acknowledged."))
+	rejected, err2 := meter.Int64ObservableCounter("berth.records.rejected", metric.WithUnit("{record}"),
+		metric.WithDescription("Log records the backend rejected as invalid (not retried)."))
+	failures, err3 := meter.Int64ObservableCounter("berth.export.failures", metric.WithUnit("{failure}"),
+		metric.WithDescription("Failed export attempts (retried)."))
+	lag, err4 := meter.Float64ObservableGauge("berth.lag", metric.WithUnit("s"),
+		metric.WithDescription("Now minus the timestamp of the newest record the backend acknowledged."))
+	inflight, err5 := meter.Int64ObservableGauge("berth.inflight.bytes", metric.WithUnit("By"),
+		metric.WithDescription("Bytes of records read but not yet acknowledged."))
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+		return fmt.Errorf("otlp sink instruments: %w", err)
+	}
+	_, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(exported, s.counters.exported.Load())
+		o.ObserveInt64(rejected, s.counters.rejected.Load())
+		o.ObserveInt64(failures, s.counters.failures.Load())
+		o.ObserveInt64(inflight, s.counters.inFlightBytes.Load())
+		if l, ok := s.Lag(); ok {
+			o.ObserveFloat64(lag, l.Seconds())
+		}
+		return nil
+	}, exported, rejected, failures, lag, inflight)
+	if err != nil {
+		return fmt.Errorf("otlp sink instruments: %w", err)
+	}
+	return nil
+}
+
+// Stats returns a snapshot of the sink's counters.
+func (s *OTLPSink) Stats() OTLPStats {
+	return OTLPStats{
+		Exported:      s.counters.exported.Load(),
+		Rejected:      s.counters.rejected.Load(),
+		Failures:      s.counters.failures.Load(),
+		InFlightBytes: s.counters.inFlightBytes.Load(),
+	}
+}
 
 // Lag is now minus the timestamp of the newest record the backend
 // acknowledged; false before the first acknowledgement.
 func (s *OTLPSink) Lag() (time.Duration, bool) {
-	n := s.stats.newest.Load()
+	n := s.counters.newest.Load()
 	if n == 0 {
 		return 0, false
 	}
@@ -146,33 +192,33 @@ func (s *OTLPSink) Lag() (time.Duration, bool) {
 // Healthy reports whether the last export attempt succeeded (true before
 // any), and the last export error if it did not.
 func (s *OTLPSink) Healthy() (bool, string) {
-	if !s.stats.lastFailed.Load() {
+	if !s.counters.lastFailed.Load() {
 		return true, ""
 	}
-	if e := s.stats.lastError.Load(); e != nil {
+	if e := s.counters.lastError.Load(); e != nil {
 		return false, *e
 	}
 	return false, "export failing"
 }
 
-// ErrSinkClosed says Consume was called after Shutdown.
-var ErrSinkClosed = errors.New("otlp sink is shut down")
+// errSinkClosed says Consume was called after Shutdown.
+var errSinkClosed = errors.New("otlp sink is shut down")
 
 // Consume copies the batch into the export queue. It blocks while the
-// in-flight bound is reached. Implements logs.Sink.
+// in-flight bound is reached.
 func (s *OTLPSink) Consume(ctx context.Context, b *logs.Batch) error {
 	if s.closed.Load() {
-		return ErrSinkClosed
+		return errSinkClosed
 	}
 	var weight int64
 	for i := range b.Records {
 		weight += int64(len(b.Records[i].Body)) + recordOverhead
 	}
-	weight = min(weight, s.cfg.MaxInFlightBytes) // a huge batch alone still passes
+	weight = min(weight, s.maxInFlight) // a huge batch alone still passes
 	if err := s.budget.Acquire(ctx, weight); err != nil {
 		return fmt.Errorf("wait for in-flight room: %w", err)
 	}
-	s.stats.InFlightBytes.Add(weight)
+	s.counters.inFlightBytes.Add(weight)
 	it := &exportItem{id: b.Meta.ID, name: b.Meta.Name, cursor: b.Cursor, weight: weight}
 	it.records = s.convert(b)
 	select {
@@ -180,13 +226,13 @@ func (s *OTLPSink) Consume(ctx context.Context, b *logs.Batch) error {
 		return nil
 	case <-ctx.Done():
 		s.release(it)
-		return ctx.Err()
+		return fmt.Errorf("wait for room in the export queue: %w", ctx.Err())
 	}
 }
 
 func (s *OTLPSink) release(it *exportItem) {
 	s.budget.Release(it.weight)
-	s.stats.InFlightBytes.Add(-it.weight)
+	s.counters.inFlightBytes.Add(-it.weight)
 }
 
 // captureKey carries the slice a capture processor appends to.
@@ -195,6 +241,8 @@ type captureKey struct{}
 // captureProcessor hands the SDK's finished record (resource and scope set
 // by its provider) back to the Consume that emitted it.
 type captureProcessor struct{}
+
+var _ sdklog.Processor = captureProcessor{}
 
 func (captureProcessor) OnEmit(ctx context.Context, r *sdklog.Record) error {
 	if dst, ok := ctx.Value(captureKey{}).(*[]sdklog.Record); ok {
@@ -220,19 +268,19 @@ func (s *OTLPSink) logger(m *logs.Meta) otellog.Logger {
 		clear(s.providers)
 	}
 	lp := sdklog.NewLoggerProvider(
-		sdklog.WithResource(ContainerResource(m)),
+		sdklog.WithResource(containerResource(m)),
 		sdklog.WithProcessor(captureProcessor{}),
 	)
-	l := lp.Logger("github.com/berthlog/berth", otellog.WithInstrumentationVersion(s.cfg.Version))
+	l := lp.Logger(telemetry.ScopeName, otellog.WithInstrumentationVersion(s.version))
 	s.providers[m] = l
 	return l
 }
 
-// ContainerResource is the resource of a container's records, in
+// containerResource is the resource of a container's records, in
 // OpenTelemetry semantic conventions, with each selected label as
 // container.label.<key>. It is built once per Meta (see logger), never per
 // record.
-func ContainerResource(m *logs.Meta) *resource.Resource {
+func containerResource(m *logs.Meta) *resource.Resource {
 	attrs := make([]attribute.KeyValue, 0, 7+len(m.SelectedLabels))
 	attrs = append(attrs,
 		attribute.String("container.id", m.ID),
@@ -246,14 +294,14 @@ func ContainerResource(m *logs.Meta) *resource.Resource {
 		attrs = append(attrs, attribute.StringSlice("container.image.tags", m.ImageTags))
 	}
 	for _, l := range m.SelectedLabels {
-		attrs = append(attrs, attribute.String(LabelAttributePrefix+l.Key, l.Value))
+		attrs = append(attrs, attribute.String(labelAttributePrefix+l.Key, l.Value))
 	}
 	return resource.NewSchemaless(attrs...)
 }
 
-// LabelAttributePrefix starts the resource attribute of each selected
+// labelAttributePrefix starts the resource attribute of each selected
 // container label: container.label.<key>.
-const LabelAttributePrefix = "container.label."
+const labelAttributePrefix = "container.label."
 
 var (
 	attrStdout    = attribute.String("log.iostream", "stdout")
@@ -315,7 +363,7 @@ func (s *OTLPSink) run() {
 		}
 		n := len(items[0].records)
 	more:
-		for n < s.cfg.MaxBatchRecords {
+		for n < maxBatchRecords {
 			select {
 			case it := <-s.queue:
 				items = append(items, it)
@@ -337,7 +385,7 @@ func (s *OTLPSink) exportItems(items []*exportItem, recs []sdklog.Record) []sdkl
 		recs = append(recs, it.records...)
 		weight += it.weight
 	}
-	_, span := s.cfg.Tracer.Start(s.runCtx, "berth.export", trace.WithAttributes(
+	_, span := s.tracer.Start(s.runCtx, "berth.export", trace.WithAttributes(
 		attribute.Int("records", len(recs)), attribute.Int64("bytes", weight), attribute.Int("containers", len(items))))
 	err := s.exportWithRetry(recs)
 	outcome := "ok"
@@ -355,17 +403,17 @@ func (s *OTLPSink) exportItems(items []*exportItem, recs []sdklog.Record) []sdkl
 	span.End()
 	switch {
 	case err == nil:
-		s.stats.Exported.Add(int64(len(recs)))
+		s.counters.exported.Add(int64(len(recs)))
 		var newest int64
 		for i := range recs {
 			newest = max(newest, recs[i].Timestamp().UnixNano())
 		}
-		if newest > s.stats.newest.Load() {
-			s.stats.newest.Store(newest)
+		if newest > s.counters.newest.Load() {
+			s.counters.newest.Store(newest)
 		}
 	case errors.Is(err, errRejected):
-		s.stats.Rejected.Add(int64(len(recs)))
-		s.stats.RejectedBatches.Add(1)
+		s.counters.rejected.Add(int64(len(recs)))
+		s.counters.rejectedBatches.Add(1)
 		for _, it := range items {
 			s.log.Error("the backend rejected records as invalid; they are not retried",
 				"container", it.name, "id", shortID(it.id), "records", len(it.records), "err", err)
@@ -394,19 +442,14 @@ func (s *OTLPSink) exportItems(items []*exportItem, recs []sdklog.Record) []sdkl
 var errRejected = errors.New("rejected by the backend")
 
 func (s *OTLPSink) exportWithRetry(recs []sdklog.Record) error {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = s.cfg.Backoff.Initial
-	bo.MaxInterval = s.cfg.Backoff.Max
-	bo.Multiplier = s.cfg.Backoff.Multiplier
-	bo.RandomizationFactor = 0.5
-	bo.MaxElapsedTime = 0 // never give up: the queue waits, the logs stay in Docker
-	bo.Reset()
+	// It never gives up: the queue waits, the logs stay in Docker.
+	bo := s.backoff.NewExponentialBackOff()
 	for attempt := 1; ; attempt++ {
 		err := s.exp.Export(s.runCtx, recs)
-		s.stats.lastFailed.Store(err != nil)
+		s.counters.lastFailed.Store(err != nil)
 		if err != nil {
 			msg := err.Error()
-			s.stats.lastError.Store(&msg)
+			s.counters.lastError.Store(&msg)
 		}
 		if err == nil {
 			if attempt > 1 {
@@ -417,11 +460,11 @@ func (s *OTLPSink) exportWithRetry(recs []sdklog.Record) error {
 		if s.runCtx.Err() != nil {
 			return s.runCtx.Err()
 		}
-		permanent, throttle := ClassifyExportError(err)
+		permanent, throttle := classifyExportError(err)
 		if permanent {
 			return fmt.Errorf("%w: %v", errRejected, err)
 		}
-		s.stats.Failures.Add(1)
+		s.counters.failures.Add(1)
 		d := max(bo.NextBackOff(), throttle)
 		if attempt == 1 || attempt%10 == 0 {
 			s.log.Warn("export failed; retrying (reading pauses when the in-flight bound is reached)",
@@ -466,13 +509,13 @@ func (s *OTLPSink) Shutdown(ctx context.Context) error {
 // export error's words.
 var httpStatus = regexp.MustCompile(`failed to send logs to \S+: ([1-5][0-9][0-9]) `)
 
-// ClassifyExportError says whether an export error is permanent (the backend
+// classifyExportError says whether an export error is permanent (the backend
 // refused the records as invalid: retrying the same records cannot succeed)
 // and how long the backend asked berth to wait, if it did. Authentication,
 // authorization and not-found answers are not permanent: they are
 // configuration faults, and berth waits for them to be fixed rather than
 // drop records.
-func ClassifyExportError(err error) (permanent bool, throttle time.Duration) {
+func classifyExportError(err error) (permanent bool, throttle time.Duration) {
 	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
 		for _, d := range st.Details() {
 			if ri, ok := d.(*errdetails.RetryInfo); ok && ri.RetryDelay != nil {

@@ -1,16 +1,21 @@
 package export
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/telemetry"
 	"go.opentelemetry.io/otel/attribute"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -51,6 +56,12 @@ func (f *fakeExporter) Export(ctx context.Context, recs []sdklog.Record) error {
 func (f *fakeExporter) Shutdown(context.Context) error   { return nil }
 func (f *fakeExporter) ForceFlush(context.Context) error { return nil }
 
+func (f *fakeExporter) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
 func (f *fakeExporter) bodies() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -89,174 +100,304 @@ func batchOf(meta *logs.Meta, pos int, bodies ...string) *logs.Batch {
 	return b
 }
 
-func fastBackoff() BackoffConfig {
-	return BackoffConfig{Initial: time.Millisecond, Max: 5 * time.Millisecond, Multiplier: 2}
+// newTestSink is a sink with berth's defaults: in a synctest bubble, the
+// default backoff (500ms, doubling, up to 30s) costs no real time.
+func newTestSink(t testing.TB, exp sdklog.Exporter, acker logs.Acker, set telemetry.Settings) *OTLPSink {
+	t.Helper()
+	def := config.Default()
+	s, err := NewOTLPSink(exp, acker, def.Export, def.Backoff, "test", set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
+// retryWindow is the shortest and the longest the default backoff waits in
+// all for n retries: each wait is its interval ±50%.
+func retryWindow(n int) (lo, hi time.Duration) {
+	bo := config.Default().Backoff
+	d := bo.Initial
+	for range n {
+		lo += d / 2
+		hi += d + d/2 + 1 // the jitter's upper end is open by a nanosecond
+		d = min(time.Duration(float64(d)*bo.Multiplier), bo.Max)
 	}
+	return lo, hi
 }
 
 func TestOTLPSinkExportsThenAcks(t *testing.T) {
-	exp := &fakeExporter{}
-	acks := &ackLog{}
-	s := NewOTLPSink(exp, acks, OTLPSinkConfig{Backoff: fastBackoff()}, nil)
-	other := &logs.Meta{ID: "c2", Name: "db"}
-	ctx := context.Background()
-	for i, b := range []*logs.Batch{batchOf(testMeta, 1, "a", "b"), batchOf(other, 2, "x"), batchOf(testMeta, 3, "c\xff")} {
-		if err := s.Consume(ctx, b); err != nil {
-			t.Fatalf("batch %d: %v", i, err)
+	synctest.Test(t, func(t *testing.T) {
+		exp := &fakeExporter{}
+		acks := &ackLog{}
+		s := newTestSink(t, exp, acks, telemetry.NopSettings())
+		other := &logs.Meta{ID: "c2", Name: "db"}
+		ctx := context.Background()
+		for i, b := range []*logs.Batch{batchOf(testMeta, 1, "a", "b"), batchOf(other, 2, "x"), batchOf(testMeta, 3, "c\xff")} {
+			if err := s.Consume(ctx, b); err != nil {
+				t.Fatalf("batch %d: %v", i, err)
+			}
 		}
-	}
-	if err := s.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := acks.list(); fmt.Sprint(got) != "[c1@1 c2@2 c1@3]" {
-		t.Fatalf("acks %v, want in order, each after its export", got)
-	}
-	recs := exp.exported
-	if len(recs) != 4 || s.Stats().Exported.Load() != 4 {
-		t.Fatalf("exported %d records (stats %d)", len(recs), s.Stats().Exported.Load())
-	}
-	r := recs[0]
-	if r.Body().Type() != attribute.STRING || r.Body().AsString() != "a" || !r.Timestamp().Equal(time.Unix(1, 0)) || !r.ObservedTimestamp().Equal(time.Unix(2, 0)) {
-		t.Fatalf("record 0: %v", r.Body().Emit())
-	}
-	var stream string
-	r.WalkAttributes(func(kv attribute.KeyValue) bool {
-		if kv.Key == "log.iostream" {
-			stream = kv.Value.AsString()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatal(err)
 		}
-		return true
+		if got := acks.list(); fmt.Sprint(got) != "[c1@1 c2@2 c1@3]" {
+			t.Fatalf("acks %v, want in order, each after its export", got)
+		}
+		recs := exp.exported
+		if len(recs) != 4 || s.Stats().Exported != 4 {
+			t.Fatalf("exported %d records (stats %d)", len(recs), s.Stats().Exported)
+		}
+		r := recs[0]
+		if r.Body().Type() != attribute.STRING || r.Body().AsString() != "a" || !r.Timestamp().Equal(time.Unix(1, 0)) || !r.ObservedTimestamp().Equal(time.Unix(2, 0)) {
+			t.Fatalf("record 0: %v", r.Body().Emit())
+		}
+		var stream string
+		r.WalkAttributes(func(kv attribute.KeyValue) bool {
+			if kv.Key == "log.iostream" {
+				stream = kv.Value.AsString()
+			}
+			return true
+		})
+		if stream != "stdout" {
+			t.Fatalf("log.iostream = %q", stream)
+		}
+		if sc := r.InstrumentationScope(); sc.Name != telemetry.ScopeName || sc.Version != "test" {
+			t.Fatalf("instrumentation scope %+v, want %s version test", sc, telemetry.ScopeName)
+		}
+		res := map[string]string{}
+		for _, kv := range r.Resource().Attributes() {
+			res[string(kv.Key)] = kv.Value.Emit()
+		}
+		for k, v := range map[string]string{"container.id": "c1", "container.name": "web", "container.image.name": "app", "container.image.tags": `["1.0"]`, "container.runtime": "docker", "service.name": "web", "host.name": "h"} {
+			if res[k] != v {
+				t.Fatalf("resource %s = %q, want %q (all: %v)", k, res[k], v, res)
+			}
+		}
+		if b := recs[3].Body(); b.Type() != attribute.BYTESLICE || string(b.AsByteSlice()) != "c\xff" {
+			t.Fatalf("invalid UTF-8 must be sent as exact bytes, got %v %q", b.Type(), b.Emit())
+		}
+		if n := s.Stats().InFlightBytes; n != 0 {
+			t.Fatalf("in-flight bytes %d after everything was acknowledged", n)
+		}
 	})
-	if stream != "stdout" {
-		t.Fatalf("log.iostream = %q", stream)
-	}
-	res := map[string]string{}
-	for _, kv := range r.Resource().Attributes() {
-		res[string(kv.Key)] = kv.Value.Emit()
-	}
-	for k, v := range map[string]string{"container.id": "c1", "container.name": "web", "container.image.name": "app", "container.image.tags": `["1.0"]`, "container.runtime": "docker", "service.name": "web", "host.name": "h"} {
-		if res[k] != v {
-			t.Fatalf("resource %s = %q, want %q (all: %v)", k, res[k], v, res)
-		}
-	}
-	if b := recs[3].Body(); b.Type() != attribute.BYTESLICE || string(b.AsByteSlice()) != "c\xff" {
-		t.Fatalf("invalid UTF-8 must be sent as exact bytes, got %v %q", b.Type(), b.Emit())
-	}
-	if s.Stats().InFlightBytes.Load() != 0 {
-		t.Fatalf("in-flight bytes %d after everything was acknowledged", s.Stats().InFlightBytes.Load())
-	}
 }
 
+// TestOTLPSinkRetriesUntilDelivered: retryable failures are retried on the
+// backoff schedule, and the batch is acknowledged once, after the export that
+// succeeded.
 func TestOTLPSinkRetriesUntilDelivered(t *testing.T) {
-	unavailable := status.Error(codes.Unavailable, "backend down")
-	exp := &fakeExporter{answers: []error{unavailable, unavailable, errors.New("max retry time elapsed: connection refused")}}
-	acks := &ackLog{}
-	s := NewOTLPSink(exp, acks, OTLPSinkConfig{Backoff: fastBackoff()}, nil)
-	if err := s.Consume(context.Background(), batchOf(testMeta, 1, "a")); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the batch acknowledged after three failures", func() bool { return len(acks.list()) == 1 })
-	if f := s.Stats().Failures.Load(); f != 3 {
-		t.Fatalf("failures %d, want 3", f)
-	}
-	if got := exp.bodies(); fmt.Sprint(got) != "[a]" {
-		t.Fatalf("exported %v", got)
-	}
-	_ = s.Shutdown(context.Background())
+	synctest.Test(t, func(t *testing.T) {
+		unavailable := status.Error(codes.Unavailable, "backend down")
+		exp := &fakeExporter{answers: []error{unavailable, unavailable, errors.New("max retry time elapsed: connection refused")}}
+		acks := &ackLog{}
+		s := newTestSink(t, exp, acks, telemetry.NopSettings())
+		start := time.Now()
+		if err := s.Consume(context.Background(), batchOf(testMeta, 1, "a")); err != nil {
+			t.Fatal(err)
+		}
+		lo, hi := retryWindow(3)
+		time.Sleep(lo - time.Nanosecond)
+		synctest.Wait()
+		if got := acks.list(); len(got) != 0 || exp.callCount() > 3 {
+			t.Fatalf("before the third retry can be due: acks %v, %d export calls; want none, at most 3", got, exp.callCount())
+		}
+		time.Sleep(hi - lo + time.Nanosecond)
+		synctest.Wait()
+		if got := acks.list(); fmt.Sprint(got) != "[c1@1]" {
+			t.Fatalf("acks %v %v after the first export, want the batch acknowledged after three failures", got, time.Since(start))
+		}
+		if f := s.Stats().Failures; f != 3 {
+			t.Fatalf("failures %d, want 3", f)
+		}
+		if got := exp.bodies(); fmt.Sprint(got) != "[a]" {
+			t.Fatalf("exported %v", got)
+		}
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestOTLPSinkHonoursThrottling: a retry waits at least as long as the
+// backend asked (gRPC RetryInfo), even when the backoff is shorter.
+func TestOTLPSinkHonoursThrottling(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const delay = 7 * time.Second
+		throttled, err := status.New(codes.ResourceExhausted, "slow down").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(delay)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp := &fakeExporter{answers: []error{throttled.Err()}}
+		acks := &ackLog{}
+		s := newTestSink(t, exp, acks, telemetry.NopSettings())
+		if err := s.Consume(context.Background(), batchOf(testMeta, 1, "a")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay - time.Nanosecond)
+		synctest.Wait()
+		if n := exp.callCount(); n != 1 {
+			t.Fatalf("%d export calls before the backend's delay passed, want 1", n)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if n, got := exp.callCount(), acks.list(); n != 2 || len(got) != 1 {
+			t.Fatalf("%d export calls, acks %v at the backend's delay; want 2, one", n, got)
+		}
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestOTLPSinkRejectionDoesNotStall(t *testing.T) {
-	exp := &fakeExporter{answers: []error{status.Error(codes.InvalidArgument, "bad record")}}
-	acks := &ackLog{}
-	s := NewOTLPSink(exp, acks, OTLPSinkConfig{Backoff: fastBackoff(), MaxBatchRecords: 1}, nil)
-	ctx := context.Background()
-	_ = s.Consume(ctx, batchOf(testMeta, 1, "bad"))
-	waitFor(t, "the rejected batch acknowledged", func() bool { return len(acks.list()) == 1 })
-	_ = s.Consume(ctx, batchOf(testMeta, 2, "good"))
-	_ = s.Shutdown(ctx)
-	if got := exp.bodies(); fmt.Sprint(got) != "[good]" {
-		t.Fatalf("exported %v, want the batch after the rejected one", got)
-	}
-	if s.Stats().Rejected.Load() != 1 || s.Stats().RejectedBatches.Load() != 1 {
-		t.Fatalf("rejected %d in %d batches", s.Stats().Rejected.Load(), s.Stats().RejectedBatches.Load())
-	}
-	if got := acks.list(); fmt.Sprint(got) != "[c1@1 c1@2]" {
-		t.Fatalf("acks %v", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		exp := &fakeExporter{answers: []error{status.Error(codes.InvalidArgument, "bad record")}}
+		acks := &ackLog{}
+		var logBuf bytes.Buffer
+		set := telemetry.NopSettings()
+		set.Logger = slog.New(slog.NewTextHandler(&logBuf, nil))
+		s := newTestSink(t, exp, acks, set)
+		ctx := context.Background()
+		if err := s.Consume(ctx, batchOf(testMeta, 1, "bad")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // no retry, no wait: acknowledged at once
+		if got := acks.list(); fmt.Sprint(got) != "[c1@1]" {
+			t.Fatalf("acks %v, want the rejected batch acknowledged at once", got)
+		}
+		if err := s.Consume(ctx, batchOf(testMeta, 2, "good")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := exp.bodies(); fmt.Sprint(got) != "[good]" {
+			t.Fatalf("exported %v, want the batch after the rejected one", got)
+		}
+		if st := s.Stats(); st.Rejected != 1 || s.counters.rejectedBatches.Load() != 1 || st.Failures != 0 {
+			t.Fatalf("rejected %d in %d batches, %d failures", st.Rejected, s.counters.rejectedBatches.Load(), st.Failures)
+		}
+		if got := acks.list(); fmt.Sprint(got) != "[c1@1 c1@2]" {
+			t.Fatalf("acks %v", got)
+		}
+		if !strings.Contains(logBuf.String(), "rejected records as invalid") || !strings.Contains(logBuf.String(), "container=web") {
+			t.Fatalf("the rejection is not in the settings' log: %q", logBuf.String())
+		}
+	})
 }
 
 func TestOTLPSinkBackpressure(t *testing.T) {
-	exp := &fakeExporter{gate: make(chan struct{})}
-	acks := &ackLog{}
-	const bound = 1 << 20
-	s := NewOTLPSink(exp, acks, OTLPSinkConfig{Backoff: fastBackoff(), MaxInFlightBytes: bound}, nil)
-	big := string(make([]byte, 300<<10))
-	ctx := context.Background()
-	for i := range 3 { // 3 x 300 KiB fit under 1 MiB
-		if err := s.Consume(ctx, batchOf(testMeta, i+1, big)); err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		exp := &fakeExporter{gate: make(chan struct{})}
+		acks := &ackLog{}
+		const bound = 1 << 20
+		def := config.Default()
+		def.MaxInFlightBytes = bound
+		s, err := NewOTLPSink(exp, acks, def.Export, def.Backoff, "test", telemetry.NopSettings())
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	// The fourth does not fit while nothing is acknowledged: Consume blocks.
-	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	err := s.Consume(short, batchOf(testMeta, 4, big))
-	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Consume over the bound returned %v, want it to block until its context ended", err)
-	}
-	if n := s.Stats().InFlightBytes.Load(); n > bound {
-		t.Fatalf("in flight %d > bound %d", n, bound)
-	}
-	// Once the backend takes the first batch, room is made.
-	done := make(chan error, 1)
-	go func() { done <- s.Consume(ctx, batchOf(testMeta, 4, big)) }()
-	exp.gate <- struct{}{}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	close(exp.gate) // the rest go through (possibly merged into one export)
-	if err := s.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := acks.list(); len(got) != 4 {
-		t.Fatalf("acks %v, want all four", got)
-	}
+		big := string(make([]byte, 300<<10))
+		ctx := context.Background()
+		for i := range 3 { // 3 x 300 KiB fit under 1 MiB
+			if err := s.Consume(ctx, batchOf(testMeta, i+1, big)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The fourth does not fit while nothing is acknowledged: Consume
+		// blocks, for as long as it takes.
+		done := make(chan error, 1)
+		go func() { done <- s.Consume(ctx, batchOf(testMeta, 4, big)) }()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("Consume over the bound returned %v, want it to block", err)
+		default:
+		}
+		if n := s.Stats().InFlightBytes; n > bound {
+			t.Fatalf("in flight %d > bound %d", n, bound)
+		}
+		// Once the backend takes the first batch, room is made.
+		exp.gate <- struct{}{}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		close(exp.gate) // the rest go through (possibly merged into one export)
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := acks.list(); len(got) != 4 {
+			t.Fatalf("acks %v, want all four", got)
+		}
+	})
+}
+
+// TestOTLPSinkBackpressureHonoursContext: a Consume blocked on the bound
+// returns when its context ends, and gives back nothing it did not take.
+func TestOTLPSinkBackpressureHonoursContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		exp := &fakeExporter{gate: make(chan struct{})}
+		def := config.Default()
+		def.MaxInFlightBytes = 1 << 20
+		s, err := NewOTLPSink(exp, &ackLog{}, def.Export, def.Backoff, "test", telemetry.NopSettings())
+		if err != nil {
+			t.Fatal(err)
+		}
+		big := string(make([]byte, 600<<10))
+		if err := s.Consume(context.Background(), batchOf(testMeta, 1, big)); err != nil {
+			t.Fatal(err)
+		}
+		before := s.Stats().InFlightBytes
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err = s.Consume(ctx, batchOf(testMeta, 2, big))
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 100*time.Millisecond {
+			t.Fatalf("Consume over the bound returned %v after %v, want DeadlineExceeded after 100ms", err, time.Since(start))
+		}
+		if n := s.Stats().InFlightBytes; n != before {
+			t.Fatalf("in flight %d after the refused Consume, want %d", n, before)
+		}
+		close(exp.gate)
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestOTLPSinkShutdownDeadline(t *testing.T) {
-	exp := &fakeExporter{answers: []error{status.Error(codes.Unavailable, "down"), status.Error(codes.Unavailable, "down"), status.Error(codes.Unavailable, "down")}}
-	exp.answers = append(exp.answers, make([]error, 0)...)
-	for range 1000 {
-		exp.answers = append(exp.answers, status.Error(codes.Unavailable, "down"))
-	}
-	acks := &ackLog{}
-	s := NewOTLPSink(exp, acks, OTLPSinkConfig{Backoff: fastBackoff()}, nil)
-	_ = s.Consume(context.Background(), batchOf(testMeta, 1, "a"))
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	err := s.Shutdown(ctx)
-	if err == nil || time.Since(start) > 2*time.Second {
-		t.Fatalf("Shutdown = %v after %v, want an error at the deadline", err, time.Since(start))
-	}
-	if len(acks.list()) != 0 {
-		t.Fatal("an undelivered batch was acknowledged")
-	}
-	if err := s.Consume(context.Background(), batchOf(testMeta, 2, "b")); !errors.Is(err, ErrSinkClosed) {
-		t.Fatalf("Consume after Shutdown: %v", err)
-	}
-	if err := s.Shutdown(context.Background()); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("second Shutdown: %v", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		exp := &fakeExporter{}
+		for range 1000 {
+			exp.answers = append(exp.answers, status.Error(codes.Unavailable, "down"))
+		}
+		acks := &ackLog{}
+		s := newTestSink(t, exp, acks, telemetry.NopSettings())
+		if err := s.Consume(context.Background(), batchOf(testMeta, 1, "a")); err != nil {
+			t.Fatal(err)
+		}
+		const deadline = 200 * time.Millisecond
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
+		start := time.Now()
+		err := s.Shutdown(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != deadline {
+			t.Fatalf("Shutdown = %v after %v, want DeadlineExceeded at the deadline (%v)", err, time.Since(start), deadline)
+		}
+		if len(acks.list()) != 0 {
+			t.Fatal("an undelivered batch was acknowledged")
+		}
+		if n := s.Stats().InFlightBytes; n != 0 {
+			t.Fatalf("in flight %d after Shutdown, want the undelivered batch released", n)
+		}
+		if err := s.Consume(context.Background(), batchOf(testMeta, 2, "b")); !errors.Is(err, errSinkClosed) {
+			t.Fatalf("Consume after Shutdown: %v", err)
+		}
+		if err := s.Shutdown(context.Background()); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("second Shutdown: %v", err)
+		}
+	})
 }
 
 func TestClassifyExportError(t *testing.T) {
@@ -281,7 +422,7 @@ func TestClassifyExportError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, d := ClassifyExportError(tt.err)
+			p, d := classifyExportError(tt.err)
 			if p != tt.permanent || d != tt.throttle {
 				t.Fatalf("got (%v, %v), want (%v, %v)", p, d, tt.permanent, tt.throttle)
 			}
@@ -302,7 +443,7 @@ func TestOTLPSinkExportsSelectedLabels(t *testing.T) {
 	}
 	plain := &logs.Meta{ID: "c2", Name: "db", Labels: map[string]string{"team": "storage"}}
 	exp := &fakeExporter{}
-	s := NewOTLPSink(exp, &ackLog{}, OTLPSinkConfig{Backoff: fastBackoff()}, nil)
+	s := newTestSink(t, exp, &ackLog{}, telemetry.NopSettings())
 	ctx := context.Background()
 	for i, b := range []*logs.Batch{batchOf(labelled, 1, "a", "b"), batchOf(plain, 2, "x")} {
 		if err := s.Consume(ctx, b); err != nil {
@@ -345,7 +486,7 @@ func TestContainerResourceLabels(t *testing.T) {
 		ID: "c1", Name: "web", ImageName: "app", ImageTags: []string{"1.0"}, ServiceName: "web", HostName: "h",
 		SelectedLabels: []logs.Label{{Key: "service.name", Value: "a label, not the service"}, {Key: "team", Value: "payments"}},
 	}
-	res := ContainerResource(m)
+	res := containerResource(m)
 	got := map[string]string{}
 	for _, kv := range res.Attributes() {
 		got[string(kv.Key)] = kv.Value.Emit()

@@ -11,7 +11,9 @@ import (
 // acknowledgement is the one the checkpoints follow.
 type Tee []logs.Sink
 
-// Consume implements logs.Sink.
+var _ logs.Sink = Tee(nil)
+
+// Consume hands the batch to each sink in order and stops at the first error.
 func (t Tee) Consume(ctx context.Context, b *logs.Batch) error {
 	for _, s := range t {
 		if err := s.Consume(ctx, b); err != nil {

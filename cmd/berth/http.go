@@ -78,8 +78,8 @@ func newMux(mgr *events.Manager, metrics http.Handler, sink *export.OTLPSink, st
 		doc.OpenFDs, doc.RSSBytes, _ = telemetry.Process()
 		if sink != nil {
 			s := sink.Stats()
-			doc.Exporter = exporterStatus{Kind: "otlp", Exported: s.Exported.Load(), Rejected: s.Rejected.Load(),
-				Failures: s.Failures.Load(), InFlightBytes: s.InFlightBytes.Load()}
+			doc.Exporter = exporterStatus{Kind: "otlp", Exported: s.Exported, Rejected: s.Rejected,
+				Failures: s.Failures, InFlightBytes: s.InFlightBytes}
 			doc.Exporter.Healthy, doc.Exporter.LastError = sink.Healthy()
 			if lag, ok := sink.Lag(); ok {
 				l := lag.Seconds()

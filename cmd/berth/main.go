@@ -310,12 +310,11 @@ func newSink(cfg config.Config, store *checkpoint.Store, stdout io.Writer, self 
 	}
 	protocol, _ := otlpconf.ResolveProtocol(cfg.OTLP, os.Getenv)
 	log.Info("exporting over OTLP", "protocol", protocol, "endpoint", otlpconf.Endpoint(cfg.OTLP, os.Getenv), "stdout", stdoutOn)
-	otlpSink := export.NewOTLPSink(exp, store, export.OTLPSinkConfig{
-		MaxInFlightBytes: cfg.MaxInFlightBytes,
-		Backoff:          export.BackoffConfig(cfg.Backoff),
-		Tracer:           self.Tracer(),
-		Version:          version,
-	}, log)
+	otlpSink, err := export.NewOTLPSink(exp, store, cfg.Export, cfg.Backoff, version, self.Settings())
+	if err != nil {
+		_ = exp.Shutdown(context.Background())
+		return nil, nil, err
+	}
 	if stdoutOn {
 		return export.Tee{export.NewJSONSink(stdout, nil), otlpSink}, otlpSink, nil
 	}
