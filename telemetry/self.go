@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
@@ -26,7 +27,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/berthlog/berth/collectors"
 	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/export"
 	"github.com/berthlog/berth/internal/otlpconf"
@@ -148,6 +148,17 @@ func newSelfExporters(ctx context.Context, protocol string, c config.OTLP) (sdkm
 // Tracer returns berth's tracer (a no-op one when tracing is off).
 func (s *Self) Tracer() trace.Tracer { return s.tracer }
 
+// Settings returns the settings a component builds its telemetry from: log,
+// and berth's tracer and meter providers (a no-op tracer provider when
+// tracing is off).
+func (s *Self) Settings(log *slog.Logger) Settings {
+	set := Settings{Logger: log, TracerProvider: tracenoop.NewTracerProvider(), MeterProvider: s.meterProvider}
+	if s.tracerProvider != nil {
+		set.TracerProvider = s.tracerProvider
+	}
+	return set
+}
+
 // MetricsHandler serves /metrics in the Prometheus text format.
 func (s *Self) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})
@@ -166,75 +177,19 @@ func (s *Self) Shutdown(ctx context.Context) error {
 // Metrics holds berth's instruments. Its methods are safe for concurrent use
 // and cheap on the per-batch path: attribute sets are built once.
 type Metrics struct {
-	recordsRead, bytesRead metric.Int64Counter
-	burstDuration          metric.Float64Histogram
-	deadlineExpiries       metric.Int64Counter
-	eventsReconnects       metric.Int64Counter
-	stdoutSet, stderrSet   metric.MeasurementOption
-	idleSet, maxBurstSet   metric.MeasurementOption
-	endSets                map[collectors.EndReason]metric.MeasurementOption
-	meter                  metric.Meter
+	eventsReconnects metric.Int64Counter
+	meter            metric.Meter
 }
 
 func newMetrics(meter metric.Meter) (*Metrics, error) {
-	m := &Metrics{meter: meter, endSets: map[collectors.EndReason]metric.MeasurementOption{}}
+	m := &Metrics{meter: meter}
 	var err error
-	var errs []error
-	m.recordsRead, err = meter.Int64Counter("berth.records.read", metric.WithUnit("{record}"),
-		metric.WithDescription("Log records read from Docker, by log.iostream."))
-	errs = append(errs, err)
-	m.bytesRead, err = meter.Int64Counter("berth.bytes.read", metric.WithUnit("By"),
-		metric.WithDescription("Bytes of log record bodies read from Docker, by log.iostream."))
-	errs = append(errs, err)
-	m.burstDuration, err = meter.Float64Histogram("berth.burst.duration", metric.WithUnit("s"),
-		metric.WithDescription("Duration of log bursts, by end reason."),
-		metric.WithExplicitBucketBoundaries(0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600))
-	errs = append(errs, err)
-	m.deadlineExpiries, err = meter.Int64Counter("berth.deadline.expiries", metric.WithUnit("{expiry}"),
-		metric.WithDescription("Log bursts ended by a connection deadline, by kind (idle or max_burst)."))
-	errs = append(errs, err)
 	m.eventsReconnects, err = meter.Int64Counter("berth.events.reconnects", metric.WithUnit("{reconnect}"),
 		metric.WithDescription("Times the Docker events stream was (re)opened."))
-	errs = append(errs, err)
-	if err := errors.Join(errs...); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("instruments: %w", err)
 	}
-	m.stdoutSet = metric.WithAttributeSet(attribute.NewSet(attribute.String("log.iostream", "stdout")))
-	m.stderrSet = metric.WithAttributeSet(attribute.NewSet(attribute.String("log.iostream", "stderr")))
-	m.idleSet = metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "idle")))
-	m.maxBurstSet = metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "max_burst")))
-	for _, r := range []collectors.EndReason{collectors.EndEOF, collectors.EndIdle, collectors.EndMaxBurst, collectors.EndError, collectors.EndShutdown} {
-		m.endSets[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("end_reason", string(r))))
-	}
 	return m, nil
-}
-
-// Read counts a batch's records. Implements collectors.Observer.
-func (m *Metrics) Read(stdoutLines, stdoutBytes, stderrLines, stderrBytes int64) {
-	ctx := context.Background()
-	if stdoutLines > 0 {
-		m.recordsRead.Add(ctx, stdoutLines, m.stdoutSet)
-		m.bytesRead.Add(ctx, stdoutBytes, m.stdoutSet)
-	}
-	if stderrLines > 0 {
-		m.recordsRead.Add(ctx, stderrLines, m.stderrSet)
-		m.bytesRead.Add(ctx, stderrBytes, m.stderrSet)
-	}
-}
-
-// BurstEnded records a burst's duration and deadline expiry. Implements
-// collectors.Observer.
-func (m *Metrics) BurstEnded(res *collectors.BurstResult) {
-	ctx := context.Background()
-	if set, ok := m.endSets[res.End]; ok {
-		m.burstDuration.Record(ctx, res.Duration.Seconds(), set)
-	}
-	switch res.End {
-	case collectors.EndIdle:
-		m.deadlineExpiries.Add(ctx, 1, m.idleSet)
-	case collectors.EndMaxBurst:
-		m.deadlineExpiries.Add(ctx, 1, m.maxBurstSet)
-	}
 }
 
 // EventsConnected counts a (re)opened events stream. Implements

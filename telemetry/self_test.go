@@ -13,7 +13,6 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
-	"github.com/berthlog/berth/collectors"
 	"github.com/berthlog/berth/export"
 	"github.com/berthlog/berth/logs"
 )
@@ -26,9 +25,6 @@ func TestInstruments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Read(3, 30, 1, 7)
-	m.BurstEnded(&collectors.BurstResult{End: collectors.EndIdle, Duration: 2 * time.Second})
-	m.BurstEnded(&collectors.BurstResult{End: collectors.EndMaxBurst, Duration: time.Minute})
 	m.EventsConnected()
 	sink := export.NewOTLPSink(acceptAll{}, nil, export.OTLPSinkConfig{Backoff: export.BackoffConfig{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 2}}, nil)
 	batch := &logs.Batch{Meta: &logs.Meta{ID: "c1", Name: "web"}, Records: []logs.Record{{Timestamp: time.Unix(1, 0), Body: []byte("a")}, {Timestamp: time.Unix(1, 0), Body: []byte("b")}}}
@@ -58,9 +54,8 @@ func TestInstruments(t *testing.T) {
 		}
 	}
 	units := map[string]string{
-		"berth.records.read": "{record}", "berth.bytes.read": "By", "berth.burst.duration": "s",
-		"berth.deadline.expiries": "{expiry}", "berth.events.reconnects": "{reconnect}",
-		"berth.containers": "{container}", "berth.streams.open": "{stream}",
+		"berth.events.reconnects": "{reconnect}",
+		"berth.containers":        "{container}", "berth.streams.open": "{stream}",
 		"berth.records.exported": "{record}", "berth.records.rejected": "{record}",
 		"berth.export.failures": "{failure}", "berth.lag": "s", "berth.inflight.bytes": "By",
 		"process.unix.file_descriptor.count": "{file_descriptor}", "process.memory.usage": "By",
@@ -91,24 +86,11 @@ func TestInstruments(t *testing.T) {
 		}
 		return out
 	}
-	if r := sumBy("berth.records.read", "log.iostream"); r["stdout"] != 3 || r["stderr"] != 1 {
-		t.Errorf("records read by iostream %v", r)
-	}
-	if b := sumBy("berth.bytes.read", "log.iostream"); b["stdout"] != 30 || b["stderr"] != 7 {
-		t.Errorf("bytes read by iostream %v", b)
-	}
-	if d := sumBy("berth.deadline.expiries", "kind"); d["idle"] != 1 || d["max_burst"] != 1 {
-		t.Errorf("deadline expiries %v", d)
-	}
 	if c := sumBy("berth.containers", "state"); c["streaming"] != 2 || c["stopped"] != 1 {
 		t.Errorf("containers by state %v", c)
 	}
 	if e := sumBy("berth.records.exported", ""); e[""] != 2 {
 		t.Errorf("records exported %v", e)
-	}
-	h := got["berth.burst.duration"].Data.(metricdata.Histogram[float64])
-	if len(h.DataPoints) != 2 {
-		t.Errorf("burst duration points %d, want one per end reason", len(h.DataPoints))
 	}
 	if n := sumBy("process.unix.file_descriptor.count", ""); n[""] <= 0 {
 		t.Errorf("open fds %v", n)
@@ -121,7 +103,7 @@ func TestSelfServesPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Shutdown(context.Background())
-	s.Metrics.Read(5, 50, 0, 0)
+	s.Metrics.EventsConnected()
 	srv := httptest.NewServer(s.MetricsHandler())
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL)
@@ -130,7 +112,7 @@ func TestSelfServesPrometheus(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`berth_records_read_total{log_iostream="stdout"`, "go_goroutine_count"} {
+	for _, want := range []string{"berth_events_reconnects_total", "go_goroutine_count"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -208,7 +208,6 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 		MaxLineBytes: cfg.MaxLineBytes,
 		ReattachTail: cfg.ReattachTail,
 		HostName:     host,
-		Observer:     self.Metrics,
 		Tracer:       self.Tracer(),
 	})
 	mgr := events.NewManager(docker, col, events.Config{
