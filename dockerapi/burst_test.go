@@ -11,10 +11,14 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 
 	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/telemetry"
 )
 
 // gotRecord is a record as a sink saw it, its body copied.
@@ -64,13 +68,21 @@ func checkRecords(t *testing.T, got, want []gotRecord) {
 	}
 }
 
+// testBursts is a valid burst configuration with the given max_burst.
+func testBursts(maxBurst time.Duration) config.Bursts {
+	return config.Bursts{IdleTimeout: time.Second, MaxBurst: maxBurst, MaxLineBytes: 1 << 20, ReattachTail: 100}
+}
+
 // burst runs one burst of the real collector against the fake daemon.
-func burst(t *testing.T, c *Client, sink logs.Sink, cfg collectors.Config, spec collectors.BurstSpec) collectors.BurstResult {
+func burst(t *testing.T, c *Client, sink logs.Sink, cfg config.Bursts, set telemetry.Settings, spec collectors.BurstSpec) collectors.BurstResult {
 	t.Helper()
 	if spec.Meta == nil {
 		spec.Meta = &atomic.Pointer[logs.Meta]{}
 	}
-	col := collectors.NewCollector(c, sink, cfg)
+	col, err := collectors.NewCollector(c, sink, cfg, "h", set)
+	if err != nil {
+		t.Fatalf("NewCollector: %v", err)
+	}
 	done := make(chan collectors.BurstResult, 1)
 	go func() { done <- col.Burst(testCtx(t), spec) }()
 	select {
@@ -107,7 +119,7 @@ func TestBurstEndToEndIdle(t *testing.T) {
 	sink := &recordingSink{}
 	before := goleak.IgnoreCurrent()
 
-	res := burst(t, c, sink, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100, HostName: "h"},
+	res := burst(t, c, sink, testBursts(time.Minute), telemetry.NopSettings(),
 		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: logs.BeginningCursor()})
 	end := time.Now()
 
@@ -148,7 +160,7 @@ func TestBurstEndToEndEOF(t *testing.T) {
 	})
 	c := newTestClient(t, d, Options{IdleTimeout: 5 * time.Second})
 	sink := &recordingSink{}
-	res := burst(t, c, sink, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100},
+	res := burst(t, c, sink, testBursts(time.Minute), telemetry.NopSettings(),
 		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: logs.BeginningCursor()})
 	if res.End != collectors.EndEOF || !res.Stopped || res.Gone {
 		t.Fatalf("burst = %+v, want EOF, stopped, not gone", res)
@@ -184,7 +196,7 @@ func TestBurstEndToEndMaxBurst(t *testing.T) {
 	c := newTestClient(t, d, Options{IdleTimeout: 2 * time.Second, MaxBurst: maxBurst})
 	sink := &recordingSink{}
 	start := time.Now()
-	res := burst(t, c, sink, collectors.Config{MaxBurst: maxBurst, MaxLineBytes: 1 << 20, ReattachTail: 100},
+	res := burst(t, c, sink, testBursts(maxBurst), telemetry.NopSettings(),
 		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: logs.BeginningCursor()})
 	el := time.Since(start)
 	if res.End != collectors.EndMaxBurst || res.Err != nil {
@@ -219,7 +231,7 @@ func TestBurstEndToEndTTY(t *testing.T) {
 	})
 	c := newTestClient(t, d, Options{})
 	sink := &recordingSink{}
-	res := burst(t, c, sink, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100},
+	res := burst(t, c, sink, testBursts(time.Minute), telemetry.NopSettings(),
 		collectors.BurstSpec{ID: "c1", Follow: false, Cursor: logs.BeginningCursor()})
 	if res.End != collectors.EndEOF || res.Err != nil {
 		t.Fatalf("burst ended %q (err %v), want EOF", res.End, res.Err)
@@ -235,37 +247,39 @@ func TestBurstEndToEndTTY(t *testing.T) {
 func TestBurstEndToEndGone(t *testing.T) {
 	d := newFakeDaemon(t)
 	c := newTestClient(t, d, Options{})
-	res := burst(t, c, &recordingSink{}, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100},
+	res := burst(t, c, &recordingSink{}, testBursts(time.Minute), telemetry.NopSettings(),
 		collectors.BurstSpec{ID: "gone", Follow: true, Cursor: logs.BeginningCursor()})
 	if !res.Gone {
 		t.Fatalf("burst of a missing container = %+v, want Gone", res)
 	}
 }
 
-// endObserver keeps the end of every burst it is told about.
-type endObserver struct {
-	mu   sync.Mutex
-	ends []collectors.EndReason
-}
-
-func (o *endObserver) Read(int64, int64, int64, int64) {}
-
-func (o *endObserver) BurstEnded(res *collectors.BurstResult) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.ends = append(o.ends, res.End)
-}
-
-func (o *endObserver) got() []collectors.EndReason {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return append([]collectors.EndReason(nil), o.ends...)
+// deadlineExpiries returns berth.deadline.expiries by kind, as the reader
+// holds it.
+func deadlineExpiries(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "berth.deadline.expiries" {
+				for _, p := range sum.DataPoints {
+					v, _ := p.Attributes.Value("kind")
+					out[v.AsString()] += p.Value
+				}
+			}
+		}
+	}
+	return out
 }
 
 // TestBurstEndToEndNoResponseHeader: a re-attach to a frozen daemon, which
 // takes the logs request and never writes a response header, ends as an idle
-// deadline (no error, so no backoff; counted as an idle expiry by the
-// observer) within the idle timeout plus a margin, with nothing left running.
+// deadline (no error, so no backoff; counted as an idle deadline expiry)
+// within the idle timeout plus a margin, with nothing left running.
 func TestBurstEndToEndNoResponseHeader(t *testing.T) {
 	const idle = 400 * time.Millisecond
 	d := newFakeDaemon(t)
@@ -284,18 +298,22 @@ func TestBurstEndToEndNoResponseHeader(t *testing.T) {
 	if err := c.Ping(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	obs := &endObserver{}
-	cfg := collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100, Observer: obs}
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer func() { _ = mp.Shutdown(context.Background()) }()
+	set := telemetry.NopSettings()
+	set.MeterProvider = mp
+	cfg := testBursts(time.Minute)
 	sink := &recordingSink{}
 	meta := &atomic.Pointer[logs.Meta]{}
-	first := burst(t, c, sink, cfg, collectors.BurstSpec{ID: "c1", Follow: true, Cursor: logs.BeginningCursor(), Meta: meta})
+	first := burst(t, c, sink, cfg, set, collectors.BurstSpec{ID: "c1", Follow: true, Cursor: logs.BeginningCursor(), Meta: meta})
 	if first.End != collectors.EndIdle || first.Lines != 1 {
 		t.Fatalf("first burst = %+v, want an idle end after 1 line", first)
 	}
 	before := goleak.IgnoreCurrent()
 
 	start := time.Now()
-	res := burst(t, c, sink, cfg, collectors.BurstSpec{ID: "c1", Follow: true, Cursor: first.Cursor, Meta: meta})
+	res := burst(t, c, sink, cfg, set, collectors.BurstSpec{ID: "c1", Follow: true, Cursor: first.Cursor, Meta: meta})
 	el := time.Since(start)
 
 	if res.End != collectors.EndIdle || res.Err != nil {
@@ -310,8 +328,8 @@ func TestBurstEndToEndNoResponseHeader(t *testing.T) {
 	if got := requests.Load(); got != 2 {
 		t.Errorf("the daemon saw %d logs requests, want 2 (no silent retry)", got)
 	}
-	if got := obs.got(); len(got) != 2 || got[1] != collectors.EndIdle {
-		t.Errorf("observer saw ends %v, want the re-attach's counted as %q", got, collectors.EndIdle)
+	if got := deadlineExpiries(t, reader); len(got) != 1 || got["idle"] != 2 {
+		t.Errorf("deadline expiries by kind %v, want both bursts' counted as idle", got)
 	}
 	goleak.VerifyNone(t, before)
 }
@@ -328,7 +346,7 @@ func TestBurstEndToEndNoDaemon(t *testing.T) {
 	t.Cleanup(func() { _ = c.Close() })
 	meta := &atomic.Pointer[logs.Meta]{}
 	meta.Store(&logs.Meta{ID: "c1", Name: "c1"})
-	res := burst(t, c, &recordingSink{}, collectors.Config{MaxBurst: time.Minute, MaxLineBytes: 1 << 20, ReattachTail: 100},
+	res := burst(t, c, &recordingSink{}, testBursts(time.Minute), telemetry.NopSettings(),
 		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: logs.BeginningCursor(), Meta: meta})
 	if res.End != collectors.EndError || res.Err == nil || errors.Is(res.Err, os.ErrDeadlineExceeded) {
 		t.Fatalf("burst without a daemon ended %q (err %v), want an error that is not a deadline", res.End, res.Err)

@@ -203,13 +203,11 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	col := collectors.NewCollector(docker, sink, collectors.Config{
-		MaxBurst:     cfg.MaxBurst,
-		MaxLineBytes: cfg.MaxLineBytes,
-		ReattachTail: cfg.ReattachTail,
-		HostName:     host,
-		Tracer:       self.Tracer(),
-	})
+	col, err := collectors.NewCollector(docker, sink, cfg.Bursts, host, self.Settings(log))
+	if err != nil {
+		log.Error("cannot set up the collector", "err", err)
+		return exitFailure
+	}
 	mgr := events.NewManager(docker, col, events.Config{
 		InitialPosition: events.Position(cfg.InitialPosition),
 		Backoff:         events.Backoff(cfg.Backoff),
