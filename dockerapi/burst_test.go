@@ -96,7 +96,9 @@ func burst(t *testing.T, c *Client, sink logs.Sink, cfg config.Bursts, set telem
 
 // TestBurstEndToEndIdle: frames become records, in order, with Docker's
 // timestamps and their streams; a stall then ends the burst as a normal idle
-// end within the idle timeout plus a second, with nothing left running.
+// end, not before the idle timeout (EndIdle says before max_burst), with
+// nothing left running. (No tighter upper bound: see
+// TestLogsIdleDeadlineEndsStalledRead.)
 func TestBurstEndToEndIdle(t *testing.T) {
 	const idle = 400 * time.Millisecond
 	d := newFakeDaemon(t)
@@ -112,8 +114,8 @@ func TestBurstEndToEndIdle(t *testing.T) {
 		stalled <- time.Now()
 		lw.Stall()
 	})
-	c := newTestClient(t, d, Options{IdleTimeout: idle, MaxBurst: time.Minute})
-	if err := c.Ping(testCtx(t)); err != nil {
+	c := newTestClient(t, d, config.Docker{}, config.Bursts{IdleTimeout: idle, MaxBurst: time.Minute})
+	if err := c.ping(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
 	sink := &recordingSink{}
@@ -127,8 +129,8 @@ func TestBurstEndToEndIdle(t *testing.T) {
 		t.Fatalf("burst ended %q (err %v), want %q", res.End, res.Err, collectors.EndIdle)
 	}
 	stallAt := <-stalled
-	if el := end.Sub(stallAt); el < idle-50*time.Millisecond || el > idle+time.Second {
-		t.Errorf("the burst ended %v after the stall, want within idle %v + 1s", el, idle)
+	if el := end.Sub(stallAt); el < idle-50*time.Millisecond {
+		t.Errorf("the burst ended %v after the stall, before the idle timeout %v", el, idle)
 	}
 	checkRecords(t, sink.got(), []gotRecord{
 		{"web", logs.Stdout, base, "line 1", false},
@@ -158,7 +160,7 @@ func TestBurstEndToEndEOF(t *testing.T) {
 	d.setLogs(func(lw *logWriter, _ *http.Request) {
 		_ = lw.Frame(1, base, "last words\n")
 	})
-	c := newTestClient(t, d, Options{IdleTimeout: 5 * time.Second})
+	c := newTestClient(t, d, config.Docker{}, config.Bursts{IdleTimeout: 5 * time.Second})
 	sink := &recordingSink{}
 	res := burst(t, c, sink, testBursts(time.Minute), telemetry.NopSettings(),
 		collectors.BurstSpec{ID: "c1", Follow: true, Cursor: logs.BeginningCursor()})
@@ -169,7 +171,8 @@ func TestBurstEndToEndEOF(t *testing.T) {
 }
 
 // TestBurstEndToEndMaxBurst: a container that never goes quiet is cut at
-// max_burst, reported as such, with every line read so far delivered.
+// max_burst (not before it), reported as such, with every line read so far
+// delivered.
 func TestBurstEndToEndMaxBurst(t *testing.T) {
 	const maxBurst = 600 * time.Millisecond
 	d := newFakeDaemon(t)
@@ -193,7 +196,7 @@ func TestBurstEndToEndMaxBurst(t *testing.T) {
 			}
 		}
 	})
-	c := newTestClient(t, d, Options{IdleTimeout: 2 * time.Second, MaxBurst: maxBurst})
+	c := newTestClient(t, d, config.Docker{}, config.Bursts{IdleTimeout: 2 * time.Second, MaxBurst: maxBurst})
 	sink := &recordingSink{}
 	start := time.Now()
 	res := burst(t, c, sink, testBursts(maxBurst), telemetry.NopSettings(),
@@ -202,8 +205,8 @@ func TestBurstEndToEndMaxBurst(t *testing.T) {
 	if res.End != collectors.EndMaxBurst || res.Err != nil {
 		t.Fatalf("burst ended %q (err %v), want %q", res.End, res.Err, collectors.EndMaxBurst)
 	}
-	if el < maxBurst || el > maxBurst+time.Second {
-		t.Errorf("burst took %v, want max_burst %v + at most 1s", el, maxBurst)
+	if el < maxBurst {
+		t.Errorf("burst took %v, less than max_burst %v", el, maxBurst)
 	}
 	got := sink.got()
 	if len(got) < 10 || int64(len(got)) > sent.Load() {
@@ -229,7 +232,7 @@ func TestBurstEndToEndTTY(t *testing.T) {
 		_ = lw.Raw(base.Format(dockerTS) + " hello\r\n")
 		_ = lw.Raw(base.Add(time.Second).Format(dockerTS) + " world\r\n")
 	})
-	c := newTestClient(t, d, Options{})
+	c := newTestClient(t, d, config.Docker{}, config.Bursts{})
 	sink := &recordingSink{}
 	res := burst(t, c, sink, testBursts(time.Minute), telemetry.NopSettings(),
 		collectors.BurstSpec{ID: "c1", Follow: false, Cursor: logs.BeginningCursor()})
@@ -246,7 +249,7 @@ func TestBurstEndToEndTTY(t *testing.T) {
 // gone, not retried as a fault.
 func TestBurstEndToEndGone(t *testing.T) {
 	d := newFakeDaemon(t)
-	c := newTestClient(t, d, Options{})
+	c := newTestClient(t, d, config.Docker{}, config.Bursts{})
 	res := burst(t, c, &recordingSink{}, testBursts(time.Minute), telemetry.NopSettings(),
 		collectors.BurstSpec{ID: "gone", Follow: true, Cursor: logs.BeginningCursor()})
 	if !res.Gone {
@@ -279,7 +282,8 @@ func deadlineExpiries(t *testing.T, reader *sdkmetric.ManualReader) map[string]i
 // TestBurstEndToEndNoResponseHeader: a re-attach to a frozen daemon, which
 // takes the logs request and never writes a response header, ends as an idle
 // deadline (no error, so no backoff; counted as an idle deadline expiry)
-// within the idle timeout plus a margin, with nothing left running.
+// not before the idle timeout (EndIdle says before max_burst), with nothing
+// left running.
 func TestBurstEndToEndNoResponseHeader(t *testing.T) {
 	const idle = 400 * time.Millisecond
 	d := newFakeDaemon(t)
@@ -294,8 +298,8 @@ func TestBurstEndToEndNoResponseHeader(t *testing.T) {
 		// The re-attach gets nothing at all: no status line, no header.
 		lw.Stall()
 	})
-	c := newTestClient(t, d, Options{IdleTimeout: idle, MaxBurst: time.Minute})
-	if err := c.Ping(testCtx(t)); err != nil {
+	c := newTestClient(t, d, config.Docker{}, config.Bursts{IdleTimeout: idle, MaxBurst: time.Minute})
+	if err := c.ping(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
 	reader := sdkmetric.NewManualReader()
@@ -319,8 +323,8 @@ func TestBurstEndToEndNoResponseHeader(t *testing.T) {
 	if res.End != collectors.EndIdle || res.Err != nil {
 		t.Fatalf("re-attach ended %q (err %v), want %q without an error", res.End, res.Err, collectors.EndIdle)
 	}
-	if el < idle-50*time.Millisecond || el > idle+time.Second {
-		t.Errorf("re-attach ended after %v, want the idle timeout %v (+ at most 1s)", el, idle)
+	if el < idle-50*time.Millisecond {
+		t.Errorf("re-attach ended after %v, before the idle timeout %v", el, idle)
 	}
 	if res.Requests != 1 || res.Lines != 0 || !reflect.DeepEqual(res.Cursor, first.Cursor) {
 		t.Errorf("re-attach = %+v, want 1 request, no line and the cursor it started from", res)
@@ -338,8 +342,7 @@ func TestBurstEndToEndNoResponseHeader(t *testing.T) {
 // daemon that cannot be reached: that is still an error, which backs off.
 func TestBurstEndToEndNoDaemon(t *testing.T) {
 	// A socket path nothing listens on.
-	c, err := New(Options{Host: "unix://" + shortSocketPath(t), ControlTimeout: 5 * time.Second,
-		IdleTimeout: 400 * time.Millisecond, MaxBurst: time.Minute})
+	c, err := New(config.Docker{DockerHost: "unix://" + shortSocketPath(t), ControlTimeout: 5 * time.Second}, config.Bursts{IdleTimeout: 400 * time.Millisecond, MaxBurst: time.Minute}, noEnv)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

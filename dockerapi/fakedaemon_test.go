@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/berthlog/berth/config"
 )
 
 // fakeAPIVersion is the API version the fake daemon reports and serves.
@@ -108,7 +110,7 @@ func newFakeDaemon(t *testing.T) *fakeDaemon {
 	return d
 }
 
-// host is the daemon's address for Options.Host.
+// host is the daemon's address, for config.Docker.DockerHost.
 func (d *fakeDaemon) host() string { return "unix://" + d.sock }
 
 // stop releases every stall, closes the server and its connections and waits
@@ -379,29 +381,33 @@ func (ew *eventWriter) Stall() {
 }
 
 // newTestClient returns a Client of the fake daemon, closed when the test
-// ends. Zero durations in opts get test defaults.
-func newTestClient(t *testing.T, d *fakeDaemon, opts Options) *Client {
+// ends. Zero durations in the sections get test defaults; the environment
+// is empty (no TLS).
+func newTestClient(t *testing.T, d *fakeDaemon, docker config.Docker, bursts config.Bursts) *Client {
 	t.Helper()
-	opts.Host = d.host()
-	if opts.ControlTimeout == 0 {
-		opts.ControlTimeout = 5 * time.Second
+	docker.DockerHost = d.host()
+	if docker.ControlTimeout == 0 {
+		docker.ControlTimeout = 5 * time.Second
 	}
-	if opts.EventsIdleTimeout == 0 {
-		opts.EventsIdleTimeout = 5 * time.Second
+	if docker.EventsIdleTimeout == 0 {
+		docker.EventsIdleTimeout = 5 * time.Second
 	}
-	if opts.IdleTimeout == 0 {
-		opts.IdleTimeout = 5 * time.Second
+	if bursts.IdleTimeout == 0 {
+		bursts.IdleTimeout = 5 * time.Second
 	}
-	if opts.MaxBurst == 0 {
-		opts.MaxBurst = 30 * time.Second
+	if bursts.MaxBurst == 0 {
+		bursts.MaxBurst = 30 * time.Second
 	}
-	c, err := New(opts)
+	c, err := New(docker, bursts, noEnv)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
+
+// noEnv is an empty environment.
+func noEnv(string) string { return "" }
 
 // testCtx is a context that ends with the test, bounded so a hung test fails
 // instead of hanging.

@@ -163,14 +163,7 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 	if err != nil {
 		log.Warn("host name unknown", "err", err)
 	}
-	docker, err := dockerapi.New(dockerapi.Options{
-		Host:              cfg.DockerHost,
-		ControlTimeout:    cfg.ControlTimeout,
-		EventsIdleTimeout: cfg.EventsIdleTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxBurst:          cfg.MaxBurst,
-		Labels:            cfg.Labels,
-	})
+	docker, err := dockerapi.New(cfg.Docker, cfg.Bursts, os.Getenv)
 	if err != nil {
 		log.Error("cannot set up the Docker client", "err", err)
 		return exitUsage
