@@ -170,7 +170,9 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 	}
 	defer docker.Close()
 
-	store, err := checkpoint.Open(cfg.StateDir, log)
+	storeSet := telemetry.NopSettings()
+	storeSet.Logger = log
+	store, err := checkpoint.Open(cfg.Checkpoints, storeSet)
 	if err != nil {
 		log.Error("cannot use the state directory; set state_dir (or --state-dir) to a directory berth can write", "err", err)
 		return exitFailure
@@ -218,7 +220,7 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 	saver.Add(1)
 	go func() {
 		defer saver.Done()
-		store.Run(saverCtx, cfg.CheckpointInterval)
+		store.Run(saverCtx)
 	}()
 	// After the collector stops: deliver what was read, then save the
 	// checkpoints one last time.
