@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -496,33 +497,45 @@ func TestCloseReleasesIdleConnections(t *testing.T) {
 // TestKeptAliveConnectionOutlivesItsIdleDeadline: a control connection that
 // waited idle in the pool has a Read pending since it went idle, with the
 // deadline armed then. A call sent on it shortly before that deadline and
-// answered after it must succeed on its first attempt: writing the request
-// re-arms the read deadline. (Before, the first attempt timed out early and
-// the transport sent the request a second time on a new connection.)
+// answered after it must succeed on its first attempt, on that connection:
+// writing the request re-arms the read deadline. (Before, the first attempt
+// timed out early and the transport sent the request a second time on a new
+// connection.) The HTTP transport and the fake daemon talk over an in-memory
+// network in a synctest bubble, so the timing is exact: on a socket, a loaded
+// machine could stretch the answer past the call's own timeout.
 func TestKeptAliveConnectionOutlivesItsIdleDeadline(t *testing.T) {
-	const control = 400 * time.Millisecond
-	d := newFakeDaemon(t)
-	d.setContainer("c1", nonTTY("c1"))
-	d.setList([]map[string]any{})
-	c := newTestClient(t, d, config.Docker{ControlTimeout: control}, config.Bursts{})
-	ctx := testCtx(t)
-	if _, err := c.List(ctx); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(control - 100*time.Millisecond)
-	d.setInspectDelay(200 * time.Millisecond)
-	if _, err := c.Inspect(ctx, "c1"); err != nil {
-		t.Fatalf("Inspect on a kept-alive connection: %v", err)
-	}
-	n := 0
-	for _, r := range d.seen() {
-		if r.Path == "/v1.41/containers/c1/json" {
-			n++
+	synctest.Test(t, func(t *testing.T) {
+		const control = 10 * time.Second
+		d, ln := newPipeDaemon(t)
+		d.setContainer("c1", nonTTY("c1"))
+		d.setList([]map[string]any{})
+		c := newTestClient(t, d, config.Docker{ControlTimeout: control}, config.Bursts{})
+		dialControl(c, ln)
+		ctx := t.Context()
+		if _, err := c.List(ctx); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if n != 1 {
-		t.Errorf("the daemon saw %d inspect requests, want 1", n)
-	}
+		synctest.Wait() // the connection is idle in the pool, its Read pending
+		time.Sleep(control - time.Second)
+		d.setInspectDelay(2 * time.Second) // answered 1s after the old deadline
+		if _, err := c.Inspect(ctx, "c1"); err != nil {
+			t.Fatalf("Inspect on a kept-alive connection: %v", err)
+		}
+		n := 0
+		for _, r := range d.seen() {
+			if r.Path == "/v1.41/containers/c1/json" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("the daemon saw %d inspect requests, want 1", n)
+		}
+		// One connection for the version negotiation, the list and the
+		// inspect.
+		if got := ln.dials.Load(); got != 1 {
+			t.Errorf("%d connections dialled, want 1 (the kept-alive one)", got)
+		}
+	})
 }
 
 // writeTestCerts writes a self-signed ca.pem, cert.pem and key.pem into dir,
