@@ -44,6 +44,7 @@ var ErrMalformedMessage = errors.New("log message without a timestamp")
 // of a log line ("Error grabbing logs: ..."), or on the stdcopy error stream.
 type DaemonStreamError struct{ Message string }
 
+// Error says that the daemon reported the error, and what it wrote.
 func (e *DaemonStreamError) Error() string { return "daemon reported in the logs stream: " + e.Message }
 
 // daemonStreamError recognizes the errors that the daemon writes into a logs
