@@ -16,11 +16,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/telemetry"
 )
 
-// FileName is the checkpoint file inside the state directory.
-const FileName = "checkpoints.json"
+// fileName is the checkpoint file inside the state directory.
+const fileName = "checkpoints.json"
 
 // fileVersion is the format of the file; a file of another version is set
 // aside like a corrupt one.
@@ -30,28 +32,30 @@ const fileVersion = 1
 // concurrent use: sinks acknowledge from their goroutines, the manager reads
 // and forgets from its own.
 type Store struct {
-	path string
-	log  *slog.Logger
+	path     string
+	interval time.Duration // how often Run saves
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	cursors map[string]logs.Cursor
 	dirty   bool
 }
 
-// Open prepares the state directory (created 0700 if missing) and loads the
-// checkpoint file. A missing file is an empty store. An unreadable or corrupt
-// file is logged, renamed aside (kept for inspection) and replaced by an empty
-// store: berth keeps running and starts those containers from
+var _ logs.Acker = (*Store)(nil)
+
+// Open prepares the state directory cfg.StateDir (created 0700 if missing)
+// and loads the checkpoint file; Run saves it every cfg.CheckpointInterval.
+// A missing file is an empty store. An unreadable or corrupt file is logged
+// with set.Logger, renamed aside (kept for inspection) and replaced by an
+// empty store: berth keeps running and starts those containers from
 // initial_position. Only a state directory berth cannot create or write is an
 // error.
-func Open(dir string, log *slog.Logger) (*Store, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+func Open(cfg config.Checkpoints, set telemetry.Settings) (*Store, error) {
+	dir, log := cfg.StateDir, set.Logger
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", dir, err)
 	}
-	s := &Store{path: filepath.Join(dir, FileName), log: log, cursors: map[string]logs.Cursor{}}
+	s := &Store{path: filepath.Join(dir, fileName), interval: cfg.CheckpointInterval, log: log, cursors: map[string]logs.Cursor{}}
 	// Prove now that checkpoints can be written, rather than at the first save.
 	probe, err := os.CreateTemp(dir, ".probe-*")
 	if err != nil {
@@ -99,7 +103,6 @@ func (s *Store) IDs() []string {
 }
 
 // Ack records that a container's records up to cursor were delivered.
-// Implements logs.Acker.
 func (s *Store) Ack(id string, cursor logs.Cursor) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -117,10 +120,10 @@ func (s *Store) Forget(id string) {
 	}
 }
 
-// Save writes the checkpoints if they changed: to a temporary file, synced,
+// save writes the checkpoints if they changed: to a temporary file, synced,
 // then renamed over the old one, so a crash leaves the old file or the new
 // one, never a torn one.
-func (s *Store) Save() error {
+func (s *Store) save() error {
 	s.mu.Lock()
 	if !s.dirty {
 		s.mu.Unlock()
@@ -141,18 +144,19 @@ func (s *Store) Save() error {
 	return nil
 }
 
-// Run saves every interval until ctx ends, then once more.
-func (s *Store) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
+// Run saves the checkpoints, if they changed, every checkpoint_interval
+// until ctx ends, then once more.
+func (s *Store) Run(ctx context.Context) {
+	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			if err := s.Save(); err != nil {
+			if err := s.save(); err != nil {
 				s.log.Error("cannot save checkpoints", "err", err)
 			}
 		case <-ctx.Done():
-			if err := s.Save(); err != nil {
+			if err := s.save(); err != nil {
 				s.log.Error("cannot save checkpoints", "err", err)
 			}
 			return

@@ -2,15 +2,25 @@ package checkpoint
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/telemetry"
 )
+
+// testConfig is the checkpoint configuration of a state directory.
+func testConfig(dir string) config.Checkpoints {
+	return config.Checkpoints{StateDir: dir, CheckpointInterval: 5 * time.Second}
+}
 
 func cursorAt(ns int, hashes ...uint32) logs.Cursor {
 	var c logs.Cursor
@@ -22,17 +32,17 @@ func cursorAt(ns int, hashes ...uint32) logs.Cursor {
 
 func TestSaveAndReopen(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
-	s, err := Open(dir, nil)
+	s, err := Open(testConfig(dir), telemetry.NopSettings())
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Ack("a", cursorAt(1, 7, 8))
 	s.Ack("b", cursorAt(2))
 	s.Ack("a", cursorAt(3, 9)) // later acknowledgements replace earlier ones
-	if err := s.Save(); err != nil {
+	if err := s.save(); err != nil {
 		t.Fatal(err)
 	}
-	info, err := os.Stat(filepath.Join(dir, FileName))
+	info, err := os.Stat(filepath.Join(dir, fileName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +52,7 @@ func TestSaveAndReopen(t *testing.T) {
 	if d, _ := os.Stat(dir); d.Mode().Perm() != 0o700 {
 		t.Fatalf("dir mode %v, want 0700", d.Mode().Perm())
 	}
-	s2, err := Open(dir, nil)
+	s2, err := Open(testConfig(dir), telemetry.NopSettings())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,10 +62,10 @@ func TestSaveAndReopen(t *testing.T) {
 		t.Fatalf("reopened a = %+v, want %+v", got, want)
 	}
 	s2.Forget("b")
-	if err := s2.Save(); err != nil {
+	if err := s2.save(); err != nil {
 		t.Fatal(err)
 	}
-	s3, _ := Open(dir, nil)
+	s3, _ := Open(testConfig(dir), telemetry.NopSettings())
 	if ids := s3.IDs(); len(ids) != 1 || ids[0] != "a" {
 		t.Fatalf("after forget: %v", ids)
 	}
@@ -73,12 +83,14 @@ func TestCorruptFileIsSetAside(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			path := filepath.Join(dir, FileName)
+			path := filepath.Join(dir, fileName)
 			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			var logs bytes.Buffer
-			s, err := Open(dir, slog.New(slog.NewTextHandler(&logs, nil)))
+			set := telemetry.NopSettings()
+			set.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			s, err := Open(testConfig(dir), set)
 			if err != nil {
 				t.Fatalf("a corrupt file must not stop berth: %v", err)
 			}
@@ -93,7 +105,7 @@ func TestCorruptFileIsSetAside(t *testing.T) {
 				t.Fatalf("corrupt file not kept aside: %v", matches)
 			}
 			s.Ack("x", cursorAt(1))
-			if err := s.Save(); err != nil {
+			if err := s.save(); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -105,25 +117,71 @@ func TestUnwritableStateDir(t *testing.T) {
 		// root writes anywhere: use a path under a regular file instead.
 		f := filepath.Join(t.TempDir(), "file")
 		_ = os.WriteFile(f, nil, 0o600)
-		if _, err := Open(filepath.Join(f, "state"), nil); err == nil || !strings.Contains(err.Error(), "state_dir") {
+		if _, err := Open(testConfig(filepath.Join(f, "state")), telemetry.NopSettings()); err == nil || !strings.Contains(err.Error(), "state_dir") {
 			t.Fatalf("err = %v, want one naming state_dir", err)
 		}
 		return
 	}
 	dir := t.TempDir()
 	_ = os.Chmod(dir, 0o500)
-	if _, err := Open(dir, nil); err == nil || !strings.Contains(err.Error(), "state_dir") {
+	if _, err := Open(testConfig(dir), telemetry.NopSettings()); err == nil || !strings.Contains(err.Error(), "state_dir") {
 		t.Fatalf("err = %v, want one naming state_dir", err)
 	}
 }
 
 func TestSaveOnlyWhenChanged(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := Open(dir, nil)
-	if err := s.Save(); err != nil {
+	s, _ := Open(testConfig(dir), telemetry.NopSettings())
+	if err := s.save(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, FileName)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, fileName)); !os.IsNotExist(err) {
 		t.Fatal("an unchanged store was written")
 	}
+}
+
+// TestRunSavesEveryInterval: Run saves what changed every
+// checkpoint_interval, exactly, and once more when its context ends.
+func TestRunSavesEveryInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		cfg := testConfig(dir)
+		s, err := Open(cfg, telemetry.NopSettings())
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved := func() []string {
+			t.Helper()
+			s2, err := Open(cfg, telemetry.NopSettings())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := s2.IDs()
+			slices.Sort(ids)
+			return ids
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.Run(ctx)
+		}()
+		s.Ack("a", cursorAt(1))
+		time.Sleep(cfg.CheckpointInterval - time.Nanosecond)
+		synctest.Wait()
+		if ids := saved(); len(ids) != 0 {
+			t.Fatalf("saved %v before the interval", ids)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if ids := saved(); !slices.Equal(ids, []string{"a"}) {
+			t.Fatalf("saved %v at the interval, want [a]", ids)
+		}
+		s.Ack("b", cursorAt(2))
+		cancel()
+		<-done
+		if ids := saved(); !slices.Equal(ids, []string{"a", "b"}) {
+			t.Fatalf("saved %v when Run ended, want [a b]", ids)
+		}
+	})
 }

@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthlog/berth/logs"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/telemetry"
 )
 
 // benchSource serves the same prebuilt response to every request.
@@ -58,7 +60,7 @@ func benchBody() []byte {
 func BenchmarkBurst(b *testing.B) {
 	src := &benchSource{body: benchBody()}
 	sink := &countSink{}
-	c := NewCollector(src, sink, Config{MaxBurst: time.Hour, MaxLineBytes: 1 << 20, ReattachTail: 100})
+	c := newCollector(b, src, sink, testBursts(1<<20, 100), telemetry.NopSettings())
 	meta := new(atomic.Pointer[logs.Meta])
 	meta.Store(&logs.Meta{ID: "c"})
 	b.SetBytes(int64(len(src.body)))

@@ -1,3 +1,7 @@
+// Package collectors reads container logs in bounded bursts: one logs request
+// per burst, read from a connection whose every Read carries a deadline, split
+// into Docker's messages, joined into lines, de-duplicated against the
+// container's cursor and handed to a Sink in batches.
 package collectors
 
 import (
@@ -12,11 +16,13 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/berthlog/berth/logs"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/berthlog/berth/config"
+	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/telemetry"
 )
 
 // ErrNotFound says the container no longer exists.
@@ -114,54 +120,31 @@ type BurstResult struct {
 	Gone bool
 }
 
-// Config tunes bursts.
-type Config struct {
-	MaxBurst     time.Duration // tells a hard-deadline end from an idle one
-	MaxLineBytes int           // longer lines are cut and marked truncated
-	ReattachTail int           // the first tail of a re-attach; widened when it leaves a gap
-	HostName     string        // the host.name of every record
-	// Observer, if set, is told what each batch and burst read.
-	Observer Observer
-	// Tracer, if set, traces each burst.
-	Tracer trace.Tracer
-}
-
-// Observer counts what the bursts read (berth's metrics implement it).
-type Observer interface {
-	// Read is called for every batch the sink accepted.
-	Read(stdoutLines, stdoutBytes, stderrLines, stderrBytes int64)
-	// BurstEnded is called once per burst.
-	BurstEnded(res *BurstResult)
-}
-
-type nopObserver struct{}
-
-func (nopObserver) Read(int64, int64, int64, int64) {}
-func (nopObserver) BurstEnded(*BurstResult)         {}
-
 // Collector runs bursts against a LogSource and hands records to a Sink.
 type Collector struct {
-	src   LogSource
-	sink  logs.Sink
-	cfg   Config
-	state sync.Pool // *burstState, reused across bursts
+	src      LogSource
+	sink     logs.Sink
+	cfg      config.Bursts
+	hostName string // the host.name of every record
+	tracer   trace.Tracer
+	inst     instruments
+	state    sync.Pool // *burstState, reused across bursts
 }
 
-// NewCollector returns a Collector. It starts no goroutine: each Burst runs
-// in its caller's goroutine.
-func NewCollector(src LogSource, sink logs.Sink, cfg Config) *Collector {
-	if cfg.ReattachTail < 1 {
-		cfg.ReattachTail = 1
+// NewCollector returns a Collector that reads bursts as cfg bounds them
+// (max_burst, max_line_bytes, reattach_tail; cfg is validated, see
+// config.Config.Validate) and describes every container as running on
+// hostName. It traces each burst and counts what the bursts read with the
+// tracer and meter of set. It starts no goroutine: each Burst runs in its
+// caller's goroutine.
+func NewCollector(src LogSource, sink logs.Sink, cfg config.Bursts, hostName string, set telemetry.Settings) (*Collector, error) {
+	inst, err := newInstruments(set.Meter())
+	if err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
 	}
-	if cfg.Observer == nil {
-		cfg.Observer = nopObserver{}
-	}
-	if cfg.Tracer == nil {
-		cfg.Tracer = tracenoop.NewTracerProvider().Tracer("berth")
-	}
-	c := &Collector{src: src, sink: sink, cfg: cfg}
+	c := &Collector{src: src, sink: sink, cfg: cfg, hostName: hostName, tracer: set.Tracer(), inst: inst}
 	c.state.New = func() any { return newBurstState() }
-	return c
+	return c, nil
 }
 
 // maxWidenTail is the last bounded tail before a re-attach reads the whole log.
@@ -177,7 +160,7 @@ var errWiden = errors.New("tail window does not reach the cursor")
 // cancellation, and returns. It never blocks on a read without a deadline.
 func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 	start := time.Now()
-	ctx, span := c.cfg.Tracer.Start(ctx, "berth.burst", trace.WithAttributes(
+	ctx, span := c.tracer.Start(ctx, "berth.burst", trace.WithAttributes(
 		attribute.String("container.id", spec.ID), attribute.Bool("follow", spec.Follow)))
 	defer span.End()
 	res := BurstResult{ID: spec.ID, Follow: spec.Follow}
@@ -206,7 +189,7 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 	res.Cursor = st.committed.Clone()
 	res.Duration = time.Since(start)
 	st.release()
-	c.cfg.Observer.BurstEnded(&res)
+	c.inst.burstEnded(res.End, res.Duration)
 	if span.IsRecording() {
 		name := ""
 		if m := spec.Meta.Load(); m != nil {
@@ -229,7 +212,7 @@ func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, r
 		if err != nil {
 			return endOf(ctx, err, false), fmt.Errorf("inspect container %.12s: %w", spec.ID, err)
 		}
-		m.HostName = c.cfg.HostName
+		m.HostName = c.hostName
 		spec.Meta.CompareAndSwap(nil, m)
 		meta = spec.Meta.Load()
 	}
@@ -365,7 +348,7 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 		n[r.Stream-1]++
 		b[r.Stream-1] += int64(len(r.Body))
 	}
-	c.cfg.Observer.Read(n[0], b[0], n[1], b[1])
+	c.inst.read(n, b)
 	st.committed.CopyFrom(&st.cursor)
 	if st.progress != nil {
 		st.progress.Lines.Add(int64(len(st.batch.Records)))

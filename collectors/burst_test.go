@@ -5,23 +5,29 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
 	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/telemetry"
 )
 
 var t0 = time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
 
 func at(ns int) time.Time { return t0.Add(time.Duration(ns)) }
 
-func newTestCollector(d *fakeDaemon, sink logs.Sink, maxLine, tail int) *Collector {
-	return NewCollector(d, sink, Config{MaxBurst: time.Hour, MaxLineBytes: maxLine, ReattachTail: tail, HostName: "h"})
+func newTestCollector(t *testing.T, d *fakeDaemon, sink logs.Sink, maxLine, tail int) *Collector {
+	t.Helper()
+	return newCollector(t, d, sink, testBursts(maxLine, tail), telemetry.NopSettings())
 }
 
 func spec(c logs.Cursor, follow bool) BurstSpec {
@@ -33,7 +39,7 @@ func TestBurstReadsEveryLine(t *testing.T) {
 		{logs.Stdout, at(1), "a\n"}, {logs.Stderr, at(2), "b\n"}, {logs.Stdout, at(3), "\n"}, {logs.Stdout, at(4), "c\n"},
 	}}
 	sink := &memSink{}
-	res := newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), false))
+	res := newTestCollector(t, d, sink, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), false))
 	if res.End != EndEOF || res.Err != nil {
 		t.Fatalf("end %v err %v", res.End, res.Err)
 	}
@@ -64,7 +70,7 @@ func TestBurstJoinsPartialChunks(t *testing.T) {
 		{logs.Stdout, at(5), "next\n"},
 	}}
 	sink := &memSink{}
-	res := newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), false))
+	res := newTestCollector(t, d, sink, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), false))
 	want := []string{"stderr:interleaved", "stdout:aaaébbbccc", "stdout:next"}
 	if got := sink.bodies(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("got %q, want %q (end %v, err %v)", got, want, res.End, res.Err)
@@ -83,7 +89,7 @@ func TestBurstTruncatesLongLines(t *testing.T) {
 		{logs.Stderr, at(5), strings.Repeat("€", 400) + "\n"}, // one message, over the limit
 	}}
 	sink := &memSink{}
-	newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), false))
+	newTestCollector(t, d, sink, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), false))
 	if len(sink.records) != 3 {
 		t.Fatalf("got %d records, want 3: %q", len(sink.records), sink.bodies())
 	}
@@ -108,7 +114,7 @@ func TestBurstTTY(t *testing.T) {
 		{logs.Stdout, at(4), "\r\n"},
 	}}
 	sink := &memSink{}
-	res := newTestCollector(d, sink, 1<<20, 10).Burst(context.Background(), spec(logs.BeginningCursor(), true))
+	res := newTestCollector(t, d, sink, 1<<20, 10).Burst(context.Background(), spec(logs.BeginningCursor(), true))
 	want := []string{"stdout:hello", "stdout:" + chunk + "end", "stdout:"}
 	if got := sink.bodies(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("got %.60q, want %.60q (err %v)", got, want, res.Err)
@@ -119,7 +125,7 @@ func TestBurstDaemonErrorInStream(t *testing.T) {
 	// The daemon writes its error on stderr, without a timestamp, after
 	// the lines it could read.
 	d := &fakeDaemon{log: []fakeMsg{{logs.Stdout, at(1), "ok\n"}}, trailer: frame(2, "Error grabbing logs: invalid character\n")}
-	res := newTestCollector(d, &memSink{}, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), true))
+	res := newTestCollector(t, d, &memSink{}, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), true))
 	var de *DaemonStreamError
 	if res.End != EndError || !errors.As(res.Err, &de) {
 		t.Fatalf("end %v err %v, want a DaemonStreamError", res.End, res.Err)
@@ -134,7 +140,7 @@ func TestEndCursorSkipsOldLines(t *testing.T) {
 		{logs.Stdout, at(1), "old1\n"}, {logs.Stderr, at(2), "old2\n"}, {logs.Stdout, at(3), "new1\n"}, {logs.Stderr, at(4), "new2\n"},
 	}}
 	sink := &memSink{}
-	res := newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(logs.EndCursor(at(2)), true))
+	res := newTestCollector(t, d, sink, 1024, 10).Burst(context.Background(), spec(logs.EndCursor(at(2)), true))
 	if got := strings.Join(sink.bodies(), "|"); got != "stdout:new1|stderr:new2" {
 		t.Fatalf("got %q", got)
 	}
@@ -153,7 +159,7 @@ func TestReattachWidensTailOnlyOnGap(t *testing.T) {
 	}
 	d := &fakeDaemon{log: log[:100]}
 	sink := &memSink{}
-	c := newTestCollector(d, sink, 1024, 4)
+	c := newTestCollector(t, d, sink, 1024, 4)
 	res := c.Burst(context.Background(), spec(logs.BeginningCursor(), true))
 	if res.Lines != 100 {
 		t.Fatalf("first burst read %d lines", res.Lines)
@@ -186,7 +192,7 @@ func TestReattachWidensTailOnlyOnGap(t *testing.T) {
 func TestSinkFailureKeepsCursor(t *testing.T) {
 	d := &fakeDaemon{log: []fakeMsg{{logs.Stdout, at(1), "a\n"}, {logs.Stdout, at(2), "b\n"}}}
 	sink := &memSink{fail: 1}
-	c := newTestCollector(d, sink, 1024, 10)
+	c := newTestCollector(t, d, sink, 1024, 10)
 	res := c.Burst(context.Background(), spec(logs.BeginningCursor(), false))
 	if res.End != EndError || res.Lines != 0 || !res.Cursor.IsBeginning() {
 		t.Fatalf("a refused batch must not advance the cursor: %+v", res)
@@ -250,7 +256,7 @@ func TestReattachExactlyOnce(t *testing.T) {
 		}
 		d := &fakeDaemon{log: log, cutAfter: cuts, visible: visible}
 		sink := &memSink{}
-		c := newTestCollector(d, sink, 1024, 1+rng.IntN(8))
+		c := newTestCollector(t, d, sink, 1024, 1+rng.IntN(8))
 		cur := logs.BeginningCursor()
 		for i := 0; ; i++ {
 			res := c.Burst(context.Background(), spec(cur, true))
@@ -303,7 +309,7 @@ func TestBurstProgressMovesPerBatch(t *testing.T) {
 	sink := &countingSink{progress: &progress}
 	sp := spec(logs.BeginningCursor(), false)
 	sp.Progress = &progress
-	res := newTestCollector(&fakeDaemon{log: log}, sink, 1024, 10).Burst(context.Background(), sp)
+	res := newTestCollector(t, &fakeDaemon{log: log}, sink, 1024, 10).Burst(context.Background(), sp)
 	if res.End != EndEOF || res.Lines != lines {
 		t.Fatalf("burst = end %v, %d lines (err %v); want EOF and %d lines", res.End, res.Lines, res.Err, lines)
 	}
@@ -332,72 +338,99 @@ func TestBurstProgressSkipsRefusedBatches(t *testing.T) {
 	var progress BurstProgress
 	sp := spec(logs.BeginningCursor(), false)
 	sp.Progress = &progress
-	res := newTestCollector(d, &memSink{fail: 1}, 1024, 10).Burst(context.Background(), sp)
+	res := newTestCollector(t, d, &memSink{fail: 1}, 1024, 10).Burst(context.Background(), sp)
 	if res.End != EndError || res.Lines != 0 || progress.Lines.Load() != 0 || !progress.NewestTime().IsZero() {
 		t.Fatalf("refused batch: end %v, Lines %d, progress %d lines, newest %v; want error, 0, 0, none",
 			res.End, res.Lines, progress.Lines.Load(), progress.NewestTime())
 	}
 }
 
-// logsErrSource is a LogSource whose logs request fails with err.
-type logsErrSource struct{ err error }
+// logsErrSource is a LogSource whose logs request fails with err after
+// wait, as a request that got no response header fails at the connection's
+// deadline.
+type logsErrSource struct {
+	err  error
+	wait time.Duration
+}
 
 func (s logsErrSource) Inspect(context.Context, string) (*logs.Meta, error) {
 	return &logs.Meta{ID: "c1", Name: "web", Running: true}, nil
 }
 
 func (s logsErrSource) Logs(context.Context, string, LogRequest) (io.ReadCloser, error) {
+	time.Sleep(s.wait)
 	return nil, s.err
 }
 
-// endsObserver keeps the end of every burst.
-type endsObserver struct{ ends []EndReason }
-
-func (o *endsObserver) Read(int64, int64, int64, int64) {}
-func (o *endsObserver) BurstEnded(res *BurstResult)     { o.ends = append(o.ends, res.End) }
-
 // TestBurstLogsRequestEnds: a logs request that got no response header
-// before the connection's deadline ends the burst as an idle deadline (or
-// max_burst), by the error's type, without an error; other failures stay
-// errors.
+// before the connection's deadline ends the burst as an idle deadline, or as
+// max_burst once the request has run for max_burst, by the error's type,
+// without an error; other failures stay errors. Each end is counted once, by
+// its reason. The bubble's clock makes the durations exact.
 func TestBurstLogsRequestEnds(t *testing.T) {
+	const maxBurst = 5 * time.Minute
 	deadline := fmt.Errorf("no response header: %w", &net.OpError{Op: "read", Net: "unix", Err: os.ErrDeadlineExceeded})
 	tests := []struct {
-		name     string
-		err      error
-		maxBurst time.Duration
-		cancel   bool
-		want     EndReason
-		wantErr  bool
+		name       string
+		err        error
+		wait       time.Duration
+		cancel     bool
+		want       EndReason
+		wantErr    bool
+		wantExpiry string // the deadline.expiries kind counted; "" for none
 	}{
-		{name: "deadline before the response header", err: deadline, maxBurst: time.Hour, want: EndIdle},
-		{name: "the hard deadline before the response header", err: deadline, maxBurst: time.Nanosecond, want: EndMaxBurst},
-		{name: "deadline while berth stops", err: deadline, maxBurst: time.Hour, cancel: true, want: EndShutdown},
-		{name: "daemon unreachable", err: errors.New("cannot connect"), maxBurst: time.Hour, want: EndError, wantErr: true},
-		{name: "a timeout that is not the connection's deadline", err: context.DeadlineExceeded, maxBurst: time.Hour, want: EndError, wantErr: true},
+		{name: "deadline before the response header", err: deadline, wait: 30 * time.Second, want: EndIdle, wantExpiry: "idle"},
+		{name: "the hard deadline before the response header", err: deadline, wait: maxBurst, want: EndMaxBurst, wantExpiry: "max_burst"},
+		{name: "deadline just before max_burst", err: deadline, wait: maxBurst - time.Nanosecond, want: EndIdle, wantExpiry: "idle"},
+		{name: "deadline while berth stops", err: deadline, wait: time.Second, cancel: true, want: EndShutdown},
+		{name: "daemon unreachable", err: errors.New("cannot connect"), want: EndError, wantErr: true},
+		{name: "a timeout that is not the connection's deadline", err: context.DeadlineExceeded, wait: maxBurst, want: EndError, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			if tt.cancel {
-				cancel()
-			}
-			obs := &endsObserver{}
-			c := NewCollector(logsErrSource{err: tt.err}, &memSink{}, Config{MaxBurst: tt.maxBurst, MaxLineBytes: 1024, ReattachTail: 10, Observer: obs})
-			res := c.Burst(ctx, spec(logs.BeginningCursor(), true))
-			if res.End != tt.want || (res.Err != nil) != tt.wantErr {
-				t.Fatalf("burst ended %q (err %v), want %q (error: %v)", res.End, res.Err, tt.want, tt.wantErr)
-			}
-			if tt.wantErr && !errors.Is(res.Err, tt.err) {
-				t.Errorf("err %v does not wrap %v", res.Err, tt.err)
-			}
-			if res.Requests != 1 || res.Lines != 0 || !res.Cursor.IsBeginning() {
-				t.Errorf("result %+v, want 1 request, no line, the cursor unchanged", res)
-			}
-			if len(obs.ends) != 1 || obs.ends[0] != tt.want {
-				t.Errorf("observer saw ends %v, want [%s]", obs.ends, tt.want)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				if tt.cancel {
+					cancel()
+				}
+				set, reader := metricSettings(t)
+				cfg := testBursts(1024, 10)
+				cfg.MaxBurst = maxBurst
+				c := newCollector(t, logsErrSource{err: tt.err, wait: tt.wait}, &memSink{}, cfg, set)
+				res := c.Burst(ctx, spec(logs.BeginningCursor(), true))
+				if res.End != tt.want || (res.Err != nil) != tt.wantErr {
+					t.Fatalf("burst ended %q (err %v), want %q (error: %v)", res.End, res.Err, tt.want, tt.wantErr)
+				}
+				if tt.wantErr && !errors.Is(res.Err, tt.err) {
+					t.Errorf("err %v does not wrap %v", res.Err, tt.err)
+				}
+				if res.Requests != 1 || res.Lines != 0 || !res.Cursor.IsBeginning() {
+					t.Errorf("result %+v, want 1 request, no line, the cursor unchanged", res)
+				}
+				if res.Duration != tt.wait {
+					t.Errorf("duration %v, want exactly the %v the request took", res.Duration, tt.wait)
+				}
+				got, _ := collectMetrics(t, reader)
+				h := got["berth.burst.duration"].Data.(metricdata.Histogram[float64])
+				if len(h.DataPoints) != 1 || h.DataPoints[0].Count != 1 || h.DataPoints[0].Sum != tt.wait.Seconds() {
+					t.Fatalf("burst duration points %+v, want one burst of %v", h.DataPoints, tt.wait)
+				}
+				if v, _ := h.DataPoints[0].Attributes.Value("end_reason"); v.AsString() != string(tt.want) {
+					t.Errorf("burst counted with end_reason %q, want %q", v.AsString(), tt.want)
+				}
+				expiries := map[string]int64{}
+				if m, ok := got["berth.deadline.expiries"]; ok {
+					expiries = sumBy(t, m, "kind")
+				}
+				want := map[string]int64{}
+				if tt.wantExpiry != "" {
+					want[tt.wantExpiry] = 1
+				}
+				if !maps.Equal(expiries, want) {
+					t.Errorf("deadline expiries %v, want %v", expiries, want)
+				}
+			})
 		})
 	}
 }
@@ -407,7 +440,7 @@ func TestBurstLogsRequestEnds(t *testing.T) {
 // Reported per line.
 func BenchmarkBurstProgress(b *testing.B) {
 	src := &benchSource{body: benchBody()}
-	c := NewCollector(src, &countSink{}, Config{MaxBurst: time.Hour, MaxLineBytes: 1 << 20, ReattachTail: 100})
+	c := newCollector(b, src, &countSink{}, testBursts(1<<20, 100), telemetry.NopSettings())
 	meta := new(atomic.Pointer[logs.Meta])
 	meta.Store(&logs.Meta{ID: "c"})
 	var progress BurstProgress

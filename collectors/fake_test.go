@@ -8,10 +8,84 @@ import (
 	"io"
 	"os"
 	"sync"
+	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/telemetry"
 )
+
+// testBursts is a valid burst configuration (see config.Config.Validate)
+// with the line limit and re-attach tail of a test.
+func testBursts(maxLine, tail int) config.Bursts {
+	return config.Bursts{IdleTimeout: time.Minute, MaxBurst: time.Hour, MaxLineBytes: maxLine, ReattachTail: tail}
+}
+
+// newCollector returns a Collector of the tests' host "h".
+func newCollector(tb testing.TB, src LogSource, sink logs.Sink, cfg config.Bursts, set telemetry.Settings) *Collector {
+	tb.Helper()
+	c, err := NewCollector(src, sink, cfg, "h", set)
+	if err != nil {
+		tb.Fatalf("NewCollector: %v", err)
+	}
+	return c
+}
+
+// metricSettings returns settings whose meter provider the returned reader
+// collects.
+func metricSettings(t *testing.T) (telemetry.Settings, *sdkmetric.ManualReader) {
+	t.Helper()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	set := telemetry.NopSettings()
+	set.MeterProvider = mp
+	return set, reader
+}
+
+// collectMetrics returns what the reader holds, by instrument name, with the
+// instrumentation scope each came from.
+func collectMetrics(t *testing.T, reader *sdkmetric.ManualReader) (map[string]metricdata.Metrics, map[string]string) {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got, scopes := map[string]metricdata.Metrics{}, map[string]string{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			got[m.Name] = m
+			scopes[m.Name] = sm.Scope.Name
+		}
+	}
+	return got, scopes
+}
+
+// sumBy adds up the points of a sum by the value of the attribute key.
+func sumBy(t *testing.T, m metricdata.Metrics, key string) map[string]int64 {
+	t.Helper()
+	d, ok := m.Data.(metricdata.Sum[int64])
+	if !ok {
+		t.Fatalf("%s is a %T, want an int64 sum", m.Name, m.Data)
+	}
+	if !d.IsMonotonic || d.Temporality != metricdata.CumulativeTemporality {
+		t.Errorf("%s: monotonic %v, temporality %v; want a monotonic cumulative counter", m.Name, d.IsMonotonic, d.Temporality)
+	}
+	out := map[string]int64{}
+	for _, p := range d.DataPoints {
+		if p.Attributes.Len() != 1 {
+			t.Errorf("%s point has attributes %v, want only %s", m.Name, p.Attributes.ToSlice(), key)
+		}
+		v, _ := p.Attributes.Value(attribute.Key(key))
+		out[v.Emit()] += p.Value
+	}
+	return out
+}
 
 // fakeMsg is one message of a fake container's log file, as json-file keeps
 // it: content with its newline when it ends a line, without when it is a

@@ -44,6 +44,7 @@ var ErrMalformedMessage = errors.New("log message without a timestamp")
 // of a log line ("Error grabbing logs: ..."), or on the stdcopy error stream.
 type DaemonStreamError struct{ Message string }
 
+// Error says that the daemon reported the error, and what it wrote.
 func (e *DaemonStreamError) Error() string { return "daemon reported in the logs stream: " + e.Message }
 
 // daemonStreamError recognizes the errors that the daemon writes into a logs
@@ -59,13 +60,7 @@ func daemonStreamError(payload []byte) (*DaemonStreamError, bool) {
 
 // parseMessage splits one Docker log message into its timestamp and content.
 // complete reports whether the message ended a line; the content never
-// includes the line's newline.
-func parseMessage(p []byte) (ts time.Time, content []byte, complete bool, err error) {
-	var c tsCache
-	return c.parseMessage(p)
-}
-
-// parseMessage is parseMessage with the cache's memory of the last date.
+// includes the line's newline. The cache remembers the last date parsed.
 func (c *tsCache) parseMessage(p []byte) (ts time.Time, content []byte, complete bool, err error) {
 	ts, rest, err := c.parseTimestamp(p)
 	if err != nil {

@@ -38,32 +38,19 @@ import (
 	"github.com/berthlog/berth/logs"
 )
 
-// Options configure the adapter.
-type Options struct {
-	// Host is the daemon address: unix:///path or tcp://host:port. TLS is
-	// taken from DOCKER_CERT_PATH and DOCKER_TLS_VERIFY as the docker CLI
-	// does.
-	Host string
-	// ControlTimeout bounds each short call (ping, list, inspect).
-	ControlTimeout time.Duration
-	// EventsIdleTimeout ends an events stream that has been silent this long;
-	// the subscriber then reconnects with since.
-	EventsIdleTimeout time.Duration
-	// IdleTimeout ends a log burst that has been silent this long.
-	IdleTimeout time.Duration
-	// MaxBurst bounds a log burst from its dial.
-	MaxBurst time.Duration
-	// Labels selects the labels of a container exported with its records
-	// (Meta.SelectedLabels): label keys, or prefixes ending in * (see
-	// logs.SelectLabels). Empty: none.
-	Labels []string
-}
+// The adapter implements the consumer-side interfaces of collectors and
+// events.
+var (
+	_ collectors.LogSource = (*Client)(nil)
+	_ events.Source        = (*Client)(nil)
+)
 
 // Client talks to the daemon through three HTTP clients, one per deadline
 // policy: control calls, the events stream and log bursts. None has an
 // overall http.Client timeout: the connections bound every read instead.
 type Client struct {
-	opts    Options
+	docker  config.Docker // its Labels are the client's own copy
+	bursts  config.Bursts
 	control *client.Client
 	logs    *client.Client
 	events  *http.Client
@@ -71,18 +58,27 @@ type Client struct {
 	// clients' own Close cannot reach them (it only knows a bare
 	// *http.Transport, and ours is wrapped), so Close closes them here.
 	transports []*http.Transport
-	// eventsURL is the events endpoint without the API version.
+	// scheme, urlHost and basePath make the events endpoint's URL (the API
+	// version is added per request).
 	scheme, urlHost, basePath string
 }
 
-// New returns a Client. It does not contact the daemon.
-func New(opts Options) (*Client, error) {
-	if opts.Host == "" {
-		opts.Host = config.DefaultDockerHost
+// New returns a Client of the daemon at docker.DockerHost (unix:///path or
+// tcp://host:port, already resolved: DOCKER_HOST and the local socket are
+// the configuration's to apply). Control calls are bounded by
+// docker.ControlTimeout, the events stream by docker.EventsIdleTimeout, each
+// log burst by bursts.IdleTimeout and bursts.MaxBurst; docker.Labels selects
+// the labels exported with a container's records. TLS is taken from getenv's
+// DOCKER_CERT_PATH and DOCKER_TLS_VERIFY, as the docker CLI does. New does
+// not contact the daemon.
+func New(docker config.Docker, bursts config.Bursts, getenv func(string) string) (*Client, error) {
+	host := docker.DockerHost
+	if host == "" {
+		return nil, errors.New("docker host is empty (use unix:///path/to/docker.sock or tcp://host:port)")
 	}
-	u, err := client.ParseHostURL(opts.Host)
+	u, err := client.ParseHostURL(host)
 	if err != nil {
-		return nil, fmt.Errorf("docker host %q: %w (use unix:///path/to/docker.sock or tcp://host:port)", opts.Host, err)
+		return nil, fmt.Errorf("docker host %q: %w (use unix:///path/to/docker.sock or tcp://host:port)", host, err)
 	}
 	var network, address string
 	switch u.Scheme {
@@ -91,9 +87,9 @@ func New(opts Options) (*Client, error) {
 	case "tcp", "http", "https":
 		network, address = "tcp", u.Host
 	default:
-		return nil, fmt.Errorf("docker host %q: scheme %q is not supported (use unix:// or tcp://)", opts.Host, u.Scheme)
+		return nil, fmt.Errorf("docker host %q: scheme %q is not supported (use unix:// or tcp://)", host, u.Scheme)
 	}
-	tlsConf, err := tlsFromEnv()
+	tlsConf, err := tlsFromEnv(getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -101,14 +97,14 @@ func New(opts Options) (*Client, error) {
 	if tlsConf != nil || u.Scheme == "https" {
 		scheme = "https"
 	}
-	opts.Labels = slices.Clone(opts.Labels) // the caller's slice may change
-	c := &Client{opts: opts, scheme: scheme, urlHost: u.Host, basePath: u.Path}
+	docker.Labels = slices.Clone(docker.Labels) // the caller's slice may change
+	c := &Client{docker: docker, bursts: bursts, scheme: scheme, urlHost: u.Host, basePath: u.Path}
 	if network == "unix" {
 		c.urlHost = client.DummyHost
 	}
 	newHTTP := func(p deadlinePolicy, keepAlive bool) *http.Client {
 		tr := &http.Transport{
-			DialContext:       dialer{network: network, address: address, policy: p, timeout: opts.ControlTimeout}.DialContext,
+			DialContext:       dialer{network: network, address: address, policy: p, timeout: docker.ControlTimeout}.DialContext,
 			TLSClientConfig:   tlsConf,
 			DisableKeepAlives: !keepAlive,
 			MaxIdleConns:      4,
@@ -124,7 +120,7 @@ func New(opts Options) (*Client, error) {
 		// WithHTTPClient replaces the transport WithHost configured, so the
 		// host comes first only to set the URL parts; the dialer is ours.
 		return client.NewClientWithOpts(
-			client.WithHost(opts.Host),
+			client.WithHost(host),
 			client.WithHTTPClient(hc),
 			client.WithScheme(scheme),
 			client.WithAPIVersionNegotiation(),
@@ -136,19 +132,23 @@ func New(opts Options) (*Client, error) {
 			),
 		)
 	}
-	if c.control, err = newDocker(newHTTP(deadlinePolicy{idle: opts.ControlTimeout}, true)); err != nil {
+	if c.control, err = newDocker(newHTTP(deadlinePolicy{idle: docker.ControlTimeout}, true)); err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
 	// One connection per burst: when the burst ends its connection is gone.
-	if c.logs, err = newDocker(keepDeadlines(newHTTP(deadlinePolicy{idle: opts.IdleTimeout, lifetime: opts.MaxBurst}, false))); err != nil {
+	if c.logs, err = newDocker(keepDeadlines(newHTTP(deadlinePolicy{idle: bursts.IdleTimeout, lifetime: bursts.MaxBurst}, false))); err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	c.events = newHTTP(deadlinePolicy{idle: opts.EventsIdleTimeout}, false)
+	c.events = newHTTP(deadlinePolicy{idle: docker.EventsIdleTimeout}, false)
 	return c, nil
 }
 
-func tlsFromEnv() (*tls.Config, error) {
-	certPath := os.Getenv("DOCKER_CERT_PATH")
+// tlsFromEnv returns the TLS configuration DOCKER_CERT_PATH and
+// DOCKER_TLS_VERIFY describe, as the docker CLI reads them: nil without a
+// certificate directory; the server's certificate is verified only when
+// DOCKER_TLS_VERIFY is set.
+func tlsFromEnv(getenv func(string) string) (*tls.Config, error) {
+	certPath := getenv("DOCKER_CERT_PATH")
 	if certPath == "" {
 		return nil, nil
 	}
@@ -156,7 +156,7 @@ func tlsFromEnv() (*tls.Config, error) {
 		CAFile:             filepath.Join(certPath, "ca.pem"),
 		CertFile:           filepath.Join(certPath, "cert.pem"),
 		KeyFile:            filepath.Join(certPath, "key.pem"),
-		InsecureSkipVerify: os.Getenv("DOCKER_TLS_VERIFY") == "",
+		InsecureSkipVerify: getenv("DOCKER_TLS_VERIFY") == "",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("docker TLS from DOCKER_CERT_PATH=%s: %w", certPath, err)
@@ -172,30 +172,31 @@ func (c *Client) Close() error {
 	return errors.Join(c.control.Close(), c.logs.Close())
 }
 
-// Ping checks that the daemon answers and negotiates the API version.
-func (c *Client) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.ControlTimeout)
+// ping checks that the daemon answers and negotiates the API version.
+func (c *Client) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.docker.ControlTimeout)
 	defer cancel()
 	ping, err := c.control.Ping(ctx)
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
-			return fmt.Errorf("ping docker at %s: %w (run berth as root or as a member of the docker group)", c.opts.Host, err)
+			return fmt.Errorf("ping docker at %s: %w (run berth as root or as a member of the docker group)", c.docker.DockerHost, err)
 		}
-		return fmt.Errorf("ping docker at %s: %w", c.opts.Host, err)
+		return fmt.Errorf("ping docker at %s: %w", c.docker.DockerHost, err)
 	}
 	c.control.NegotiateAPIVersionPing(ping)
 	return nil
 }
 
-// Inspect describes a container. Implements collectors.LogSource.
+// Inspect describes a container. A container that no longer exists (or is
+// being removed) is collectors.ErrNotFound.
 func (c *Client) Inspect(ctx context.Context, id string) (*logs.Meta, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.ControlTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.docker.ControlTimeout)
 	defer cancel()
 	info, err := c.control.ContainerInspect(ctx, id)
 	if err != nil {
 		return nil, classify(err)
 	}
-	return metaOf(info, c.opts.Labels), nil
+	return metaOf(info, c.docker.Labels), nil
 }
 
 // metaOf maps an inspect answer to the resource of the container's records;
@@ -206,7 +207,7 @@ func metaOf(info container.InspectResponse, selectors []string) *logs.Meta {
 		m.TTY = info.Config.Tty
 		m.Labels = info.Config.Labels
 		m.SelectedLabels = logs.SelectLabels(m.Labels, selectors)
-		m.ImageName, m.ImageTags = SplitImage(info.Config.Image)
+		m.ImageName, m.ImageTags = splitImage(info.Config.Image)
 	}
 	if info.State != nil {
 		m.Running = info.State.Running
@@ -219,10 +220,10 @@ func metaOf(info container.InspectResponse, selectors []string) *logs.Meta {
 	return m
 }
 
-// SplitImage splits an image reference into its name and tags:
+// splitImage splits an image reference into its name and tags:
 // "registry:5000/app:1.2" is ("registry:5000/app", ["1.2"]); a digest is
 // dropped from the name; no tag gives no tags.
-func SplitImage(ref string) (string, []string) {
+func splitImage(ref string) (string, []string) {
 	if strings.HasPrefix(ref, "sha256:") {
 		return ref, nil // created from an image ID: no name, no tag
 	}
@@ -236,7 +237,10 @@ func SplitImage(ref string) (string, []string) {
 	return ref, nil
 }
 
-// Logs opens a logs response with timestamps. Implements collectors.LogSource.
+// Logs opens a logs response with timestamps. Every Read of its body has a
+// deadline: it returns os.ErrDeadlineExceeded once the daemon has sent
+// nothing for bursts.IdleTimeout, or the burst's connection is
+// bursts.MaxBurst old.
 func (c *Client) Logs(ctx context.Context, id string, req collectors.LogRequest) (io.ReadCloser, error) {
 	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true, Follow: req.Follow, Tail: "all"}
 	if req.Tail >= 0 {
@@ -254,7 +258,7 @@ func (c *Client) Logs(ctx context.Context, id string, req collectors.LogRequest)
 	})
 	rc, err := c.logs.ContainerLogs(ctx, id, opts)
 	if err != nil {
-		return nil, logsRequestError(err, sent.Load(), c.opts.IdleTimeout)
+		return nil, logsRequestError(err, sent.Load(), c.bursts.IdleTimeout)
 	}
 	return rc, nil
 }
@@ -284,9 +288,9 @@ func unixNano(t time.Time) string {
 	return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond())
 }
 
-// List returns every container. Implements events.Source.
+// List returns every container.
 func (c *Client) List(ctx context.Context) ([]events.Container, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.ControlTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.docker.ControlTimeout)
 	defer cancel()
 	list, err := c.control.ContainerList(ctx, container.ListOptions{All: true})
 	if err != nil {
@@ -309,9 +313,11 @@ var watchedActions = []string{
 	"pause", "unpause", "rename", "destroy",
 }
 
-// Subscribe opens the container events stream. Implements events.Source.
+// Subscribe opens the container events stream, after checking that the
+// daemon answers. The stream ends with os.ErrDeadlineExceeded when it has been
+// silent for docker.EventsIdleTimeout.
 func (c *Client) Subscribe(ctx context.Context, since time.Time) (events.EventStream, error) {
-	if err := c.Ping(ctx); err != nil {
+	if err := c.ping(ctx); err != nil {
 		return nil, err
 	}
 	args := filters.NewArgs(filters.Arg("type", "container"))

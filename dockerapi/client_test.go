@@ -1,15 +1,24 @@
 package dockerapi
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
 	"net/http"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -17,14 +26,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/events"
 	"github.com/berthlog/berth/logs"
-)
-
-// The adapter implements the consumer-side interfaces.
-var (
-	_ collectors.LogSource = (*Client)(nil)
-	_ events.Source        = (*Client)(nil)
 )
 
 // closeRecorder is a request body that records being closed.
@@ -41,11 +45,11 @@ func (b *closeRecorder) Close() error { b.closed.Store(true); return nil }
 func TestWritesAreRefusedBeforeTheDaemon(t *testing.T) {
 	d := newFakeDaemon(t)
 	d.setContainer("c1", nonTTY("c1"))
-	c := newTestClient(t, d, Options{})
+	c := newTestClient(t, d, config.Docker{}, config.Bursts{})
 	ctx := testCtx(t)
 	// Negotiate the API version of both Docker clients first: that pings,
 	// which is allowed and counted.
-	if err := c.Ping(ctx); err != nil {
+	if err := c.ping(ctx); err != nil {
 		t.Fatal(err)
 	}
 	c.logs.NegotiateAPIVersion(ctx)
@@ -55,16 +59,16 @@ func TestWritesAreRefusedBeforeTheDaemon(t *testing.T) {
 	}
 
 	_, err := c.control.ContainerCreate(ctx, &container.Config{Image: "busybox"}, nil, nil, nil, "evil")
-	if !errors.Is(err, ErrMethodRefused) {
-		t.Errorf("ContainerCreate: got %v, want ErrMethodRefused", err)
+	if !errors.Is(err, errMethodRefused) {
+		t.Errorf("ContainerCreate: got %v, want errMethodRefused", err)
 	}
 	err = c.logs.ContainerRemove(ctx, "c1", container.RemoveOptions{Force: true})
-	if !errors.Is(err, ErrMethodRefused) {
-		t.Errorf("ContainerRemove: got %v, want ErrMethodRefused", err)
+	if !errors.Is(err, errMethodRefused) {
+		t.Errorf("ContainerRemove: got %v, want errMethodRefused", err)
 	}
 	err = c.control.ContainerKill(ctx, "c1", "KILL")
-	if !errors.Is(err, ErrMethodRefused) {
-		t.Errorf("ContainerKill: got %v, want ErrMethodRefused", err)
+	if !errors.Is(err, errMethodRefused) {
+		t.Errorf("ContainerKill: got %v, want errMethodRefused", err)
 	}
 
 	for _, method := range []string{
@@ -76,8 +80,8 @@ func TestWritesAreRefusedBeforeTheDaemon(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = c.events.Do(req)
-		if !errors.Is(err, ErrMethodRefused) {
-			t.Errorf("%s through the transport: got %v, want ErrMethodRefused", method, err)
+		if !errors.Is(err, errMethodRefused) {
+			t.Errorf("%s through the transport: got %v, want errMethodRefused", method, err)
 		}
 		if !body.closed.Load() {
 			t.Errorf("%s: the refused request's body was not closed", method)
@@ -107,8 +111,8 @@ func TestAPIVersionNegotiation(t *testing.T) {
 	ctx := testCtx(t)
 
 	t.Run("after Ping", func(t *testing.T) {
-		c := newTestClient(t, d, Options{})
-		if err := c.Ping(ctx); err != nil {
+		c := newTestClient(t, d, config.Docker{}, config.Bursts{})
+		if err := c.ping(ctx); err != nil {
 			t.Fatalf("Ping: %v", err)
 		}
 		if v := c.control.ClientVersion(); v != fakeAPIVersion {
@@ -122,7 +126,7 @@ func TestAPIVersionNegotiation(t *testing.T) {
 		}
 	})
 	t.Run("lazily", func(t *testing.T) {
-		c := newTestClient(t, d, Options{})
+		c := newTestClient(t, d, config.Docker{}, config.Bursts{})
 		if _, err := c.Inspect(ctx, "c1"); err != nil {
 			t.Fatalf("Inspect: %v", err)
 		}
@@ -149,29 +153,31 @@ func TestAPIVersionNegotiation(t *testing.T) {
 // TestPingErrorNamesTheHost: an absent daemon is a clear error.
 func TestPingErrorNamesTheHost(t *testing.T) {
 	sock := shortSocketPath(t)
-	c, err := New(Options{Host: "unix://" + sock, ControlTimeout: time.Second})
+	c, err := New(config.Docker{DockerHost: "unix://" + sock, ControlTimeout: time.Second}, config.Bursts{}, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	err = c.Ping(testCtx(t))
+	err = c.ping(testCtx(t))
 	if err == nil || !strings.Contains(err.Error(), sock) {
 		t.Fatalf("Ping of a missing socket: %v, want an error naming %s", err, sock)
 	}
 }
 
-// TestNewRejectsBadHosts: the host is checked when the client is built.
+// TestNewRejectsBadHosts: the host is checked when the client is built. An
+// empty host is an error: the configuration resolves it (DOCKER_HOST, else
+// the local socket) before New.
 func TestNewRejectsBadHosts(t *testing.T) {
-	for _, host := range []string{"ssh://user@host", "nonsense", "npipe:////./pipe/docker_engine"} {
-		if c, err := New(Options{Host: host}); err == nil {
+	for _, host := range []string{"ssh://user@host", "nonsense", "npipe:////./pipe/docker_engine", ""} {
+		if c, err := New(config.Docker{DockerHost: host}, config.Bursts{}, noEnv); err == nil {
 			_ = c.Close()
 			t.Errorf("New(%q) succeeded", host)
 		} else if !strings.Contains(err.Error(), host) {
 			t.Errorf("New(%q): %v does not name the host", host, err)
 		}
 	}
-	for _, host := range []string{"unix:///var/run/docker.sock", "tcp://127.0.0.1:2375", ""} {
-		c, err := New(Options{Host: host})
+	for _, host := range []string{"unix:///var/run/docker.sock", "tcp://127.0.0.1:2375"} {
+		c, err := New(config.Docker{DockerHost: host}, config.Bursts{}, noEnv)
 		if err != nil {
 			t.Errorf("New(%q): %v", host, err)
 			continue
@@ -214,13 +220,13 @@ func TestSubscribe(t *testing.T) {
 		})
 		ew.Stall()
 	})
-	c := newTestClient(t, d, Options{EventsIdleTimeout: idle})
+	c := newTestClient(t, d, config.Docker{EventsIdleTimeout: idle}, config.Bursts{})
 	ctx := testCtx(t)
 
 	since := time.Unix(1700000000, 5)
 	// Subscribe pings first; the control client keeps that connection
 	// alive, which is not the stream's to close.
-	if err := c.Ping(ctx); err != nil {
+	if err := c.ping(ctx); err != nil {
 		t.Fatal(err)
 	}
 	before := goleak.IgnoreCurrent()
@@ -286,9 +292,13 @@ func TestSubscribe(t *testing.T) {
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("silent stream: Next = %v, want os.ErrDeadlineExceeded", err)
 		}
-		el := time.Since(last)
-		if el < idle-50*time.Millisecond || el > idle+time.Second {
-			t.Errorf("silent stream ended %v after the last event, want about %v", el, idle)
+		// Not before the idle timeout. No upper bound: the events
+		// connection has no other deadline (os.ErrDeadlineExceeded says
+		// this one fired), how late the runtime wakes the reader on a
+		// loaded machine is the scheduler's, and TestDeadlineConn pins the
+		// deadline itself exactly.
+		if el := time.Since(last); el < idle-50*time.Millisecond {
+			t.Errorf("silent stream ended %v after the last event, before the idle timeout %v", el, idle)
 		}
 	case <-time.After(idle + 10*time.Second):
 		t.Fatal("Next on a silent events stream did not return")
@@ -301,7 +311,7 @@ func TestSubscribe(t *testing.T) {
 func TestSubscribeWithoutSince(t *testing.T) {
 	d := newFakeDaemon(t)
 	d.setEvents(func(ew *eventWriter, _ *http.Request) { ew.Stall() })
-	c := newTestClient(t, d, Options{EventsIdleTimeout: 200 * time.Millisecond})
+	c := newTestClient(t, d, config.Docker{EventsIdleTimeout: 200 * time.Millisecond}, config.Bursts{})
 	stream, err := c.Subscribe(testCtx(t), time.Time{})
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +351,7 @@ func TestListAndInspect(t *testing.T) {
 		"Config": map[string]any{"Tty": false, "Image": "postgres@sha256:0123456789abcdef"},
 		"State":  map[string]any{"Running": false, "Status": "exited"},
 	})
-	c := newTestClient(t, d, Options{})
+	c := newTestClient(t, d, config.Docker{}, config.Bursts{})
 	ctx := testCtx(t)
 
 	list, err := c.List(ctx)
@@ -407,9 +417,9 @@ func TestSplitImage(t *testing.T) {
 		{"registry:5000/name", "registry:5000/name", nil},
 		{"", "", nil},
 	} {
-		name, tags := SplitImage(tc.ref)
+		name, tags := splitImage(tc.ref)
 		if name != tc.name || !slices.Equal(tags, tc.tags) {
-			t.Errorf("SplitImage(%q) = %q, %q; want %q, %q", tc.ref, name, tags, tc.name, tc.tags)
+			t.Errorf("splitImage(%q) = %q, %q; want %q, %q", tc.ref, name, tags, tc.name, tc.tags)
 		}
 	}
 }
@@ -420,7 +430,7 @@ func TestLogsQuery(t *testing.T) {
 	d := newFakeDaemon(t)
 	d.setContainer("c1", nonTTY("c1"))
 	d.setLogs(func(lw *logWriter, _ *http.Request) { _ = lw.Start() })
-	c := newTestClient(t, d, Options{})
+	c := newTestClient(t, d, config.Docker{}, config.Bursts{})
 	ctx := testCtx(t)
 
 	for _, tc := range []struct {
@@ -471,7 +481,7 @@ func TestCloseReleasesIdleConnections(t *testing.T) {
 	d := newFakeDaemon(t)
 	d.setList([]map[string]any{})
 	before := goleak.IgnoreCurrent()
-	c, err := New(Options{Host: d.host(), ControlTimeout: time.Minute, EventsIdleTimeout: time.Minute, IdleTimeout: time.Minute, MaxBurst: time.Minute})
+	c, err := New(config.Docker{DockerHost: d.host(), ControlTimeout: time.Minute, EventsIdleTimeout: time.Minute}, config.Bursts{IdleTimeout: time.Minute, MaxBurst: time.Minute}, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,31 +497,128 @@ func TestCloseReleasesIdleConnections(t *testing.T) {
 // TestKeptAliveConnectionOutlivesItsIdleDeadline: a control connection that
 // waited idle in the pool has a Read pending since it went idle, with the
 // deadline armed then. A call sent on it shortly before that deadline and
-// answered after it must succeed on its first attempt: writing the request
-// re-arms the read deadline. (Before, the first attempt timed out early and
-// the transport sent the request a second time on a new connection.)
+// answered after it must succeed on its first attempt, on that connection:
+// writing the request re-arms the read deadline. (Before, the first attempt
+// timed out early and the transport sent the request a second time on a new
+// connection.) The HTTP transport and the fake daemon talk over an in-memory
+// network in a synctest bubble, so the timing is exact: on a socket, a loaded
+// machine could stretch the answer past the call's own timeout.
 func TestKeptAliveConnectionOutlivesItsIdleDeadline(t *testing.T) {
-	const control = 400 * time.Millisecond
-	d := newFakeDaemon(t)
-	d.setContainer("c1", nonTTY("c1"))
-	d.setList([]map[string]any{})
-	c := newTestClient(t, d, Options{ControlTimeout: control})
-	ctx := testCtx(t)
-	if _, err := c.List(ctx); err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		const control = 10 * time.Second
+		d, ln := newPipeDaemon(t)
+		d.setContainer("c1", nonTTY("c1"))
+		d.setList([]map[string]any{})
+		c := newTestClient(t, d, config.Docker{ControlTimeout: control}, config.Bursts{})
+		dialControl(c, ln)
+		ctx := t.Context()
+		if _, err := c.List(ctx); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // the connection is idle in the pool, its Read pending
+		time.Sleep(control - time.Second)
+		d.setInspectDelay(2 * time.Second) // answered 1s after the old deadline
+		if _, err := c.Inspect(ctx, "c1"); err != nil {
+			t.Fatalf("Inspect on a kept-alive connection: %v", err)
+		}
+		n := 0
+		for _, r := range d.seen() {
+			if r.Path == "/v1.41/containers/c1/json" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("the daemon saw %d inspect requests, want 1", n)
+		}
+		// One connection for the version negotiation, the list and the
+		// inspect.
+		if got := ln.dials.Load(); got != 1 {
+			t.Errorf("%d connections dialled, want 1 (the kept-alive one)", got)
+		}
+	})
+}
+
+// writeTestCerts writes a self-signed ca.pem, cert.pem and key.pem into dir,
+// as DOCKER_CERT_PATH holds them.
+func writeTestCerts(t *testing.T, dir string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(control - 100*time.Millisecond)
-	d.setInspectDelay(200 * time.Millisecond)
-	if _, err := c.Inspect(ctx, "c1"); err != nil {
-		t.Fatalf("Inspect on a kept-alive connection: %v", err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "berth test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	n := 0
-	for _, r := range d.seen() {
-		if r.Path == "/v1.41/containers/c1/json" {
-			n++
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	for name, data := range map[string][]byte{
+		"ca.pem":   cert,
+		"cert.pem": cert,
+		"key.pem":  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if n != 1 {
-		t.Errorf("the daemon saw %d inspect requests, want 1", n)
+}
+
+// TestTLSFromEnvironment: TLS comes from the environment New is given, as
+// the docker CLI reads it: DOCKER_CERT_PATH turns it on (https), and the
+// daemon's certificate is verified only when DOCKER_TLS_VERIFY is set.
+func TestTLSFromEnvironment(t *testing.T) {
+	certs := t.TempDir()
+	writeTestCerts(t, certs)
+	for _, tc := range []struct {
+		name       string
+		env        map[string]string
+		wantScheme string
+		wantTLS    bool
+		wantVerify bool
+	}{
+		{"no certificate path", map[string]string{"DOCKER_TLS_VERIFY": "1"}, "http", false, false},
+		{"certificates without verification", map[string]string{"DOCKER_CERT_PATH": certs}, "https", true, false},
+		{"certificates, verified", map[string]string{"DOCKER_CERT_PATH": certs, "DOCKER_TLS_VERIFY": "1"}, "https", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := New(config.Docker{DockerHost: "tcp://127.0.0.1:2376"}, config.Bursts{}, func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			defer c.Close()
+			if c.scheme != tc.wantScheme {
+				t.Errorf("scheme %q, want %q", c.scheme, tc.wantScheme)
+			}
+			for _, tr := range c.transports {
+				conf := tr.TLSClientConfig
+				if (conf != nil) != tc.wantTLS {
+					t.Fatalf("TLS configured: %v, want %v", conf != nil, tc.wantTLS)
+				}
+				if conf != nil && (conf.InsecureSkipVerify == tc.wantVerify || len(conf.Certificates) != 1) {
+					t.Errorf("InsecureSkipVerify %v with %d client certificates, want verification %v and one certificate",
+						conf.InsecureSkipVerify, len(conf.Certificates), tc.wantVerify)
+				}
+			}
+		})
+	}
+	empty := t.TempDir()
+	_, err := New(config.Docker{DockerHost: "tcp://127.0.0.1:2376"}, config.Bursts{}, func(k string) string {
+		return map[string]string{"DOCKER_CERT_PATH": empty}[k]
+	})
+	if err == nil || !strings.Contains(err.Error(), "DOCKER_CERT_PATH="+empty) {
+		t.Errorf("New with a certificate path without certificates: %v, want an error naming DOCKER_CERT_PATH", err)
 	}
 }

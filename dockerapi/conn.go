@@ -62,15 +62,22 @@ type dialer struct {
 	timeout          time.Duration
 }
 
+// DialContext dials the daemon and wraps the connection in the policy.
 func (d dialer) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
 	nd := net.Dialer{Timeout: d.timeout}
 	conn, err := nd.DialContext(ctx, d.network, d.address)
 	if err != nil {
 		return nil, err
 	}
-	dc := &deadlineConn{Conn: conn, policy: d.policy}
-	if d.policy.lifetime > 0 {
-		dc.hard = time.Now().Add(d.policy.lifetime)
+	return newDeadlineConn(conn, d.policy), nil
+}
+
+// newDeadlineConn wraps a connection that was just dialled in the policy: its
+// lifetime, if any, counts from now.
+func newDeadlineConn(conn net.Conn, policy deadlinePolicy) *deadlineConn {
+	dc := &deadlineConn{Conn: conn, policy: policy}
+	if policy.lifetime > 0 {
+		dc.hard = time.Now().Add(policy.lifetime)
 	}
-	return dc, nil
+	return dc
 }

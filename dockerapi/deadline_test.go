@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/config"
 )
 
 // nonTTY is the inspect answer of a running, non-TTY container.
@@ -77,10 +78,21 @@ func waitRead(t *testing.T, ch <-chan readResult, limit time.Duration) readResul
 
 // TestLogsIdleDeadlineEndsStalledRead is the post-mortem's failure: a daemon
 // that stops sending but keeps the response open. The read must end by itself
-// with os.ErrDeadlineExceeded about IdleTimeout after the last byte, and the
-// reader goroutine and the connection must be gone.
+// with os.ErrDeadlineExceeded, not before IdleTimeout after the last byte and
+// long before max_burst, and the reader goroutine and the connection must be
+// gone.
+//
+// The tests in this file run against the fake daemon on a real unix socket,
+// which a synctest bubble cannot hold; so they bound durations from below
+// (a deadline never fires early) and from above only as far as the next
+// deadline that could end the read instead (max_burst, a minute away): when
+// the runtime wakes a reader on a loaded machine under -race is the
+// scheduler's, not berth's. TestDeadlineConn pins the deadlines exactly.
 func TestLogsIdleDeadlineEndsStalledRead(t *testing.T) {
-	const idle = 300 * time.Millisecond
+	const (
+		idle     = 300 * time.Millisecond
+		maxBurst = time.Minute
+	)
 	d := newFakeDaemon(t)
 	d.setContainer("c1", nonTTY("c1"))
 	base := time.Date(2024, 5, 1, 10, 20, 30, 123456789, time.UTC)
@@ -89,7 +101,7 @@ func TestLogsIdleDeadlineEndsStalledRead(t *testing.T) {
 		_ = lw.Frame(2, base.Add(time.Millisecond), "two\n")
 		lw.Stall()
 	})
-	c := newTestClient(t, d, Options{IdleTimeout: idle, MaxBurst: time.Minute})
+	c := newTestClient(t, d, config.Docker{}, config.Bursts{IdleTimeout: idle, MaxBurst: maxBurst})
 	ctx := testCtx(t)
 
 	before := goleak.IgnoreCurrent()
@@ -97,7 +109,7 @@ func TestLogsIdleDeadlineEndsStalledRead(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Logs: %v", err)
 	}
-	r := waitRead(t, readAll(body), idle+5*time.Second)
+	r := waitRead(t, readAll(body), maxBurst)
 	_ = body.Close()
 
 	if !errors.Is(r.err, os.ErrDeadlineExceeded) {
@@ -110,8 +122,8 @@ func TestLogsIdleDeadlineEndsStalledRead(t *testing.T) {
 	if silence < idle-50*time.Millisecond {
 		t.Errorf("the read ended %v after the last byte, before the idle timeout %v", silence, idle)
 	}
-	if silence > idle+time.Second {
-		t.Errorf("the read ended %v after the last byte, want at most idle timeout %v + 1s", silence, idle)
+	if silence > maxBurst/2 {
+		t.Errorf("the read ended %v after the last byte, want the idle timeout %v, long before max_burst %v", silence, idle, maxBurst)
 	}
 	// The reader returned (it sent its result); the connection, the
 	// transport's loops and the daemon's handler must be gone too.
@@ -123,14 +135,17 @@ func TestLogsIdleDeadlineEndsStalledRead(t *testing.T) {
 // by its type, that the connection's deadline passed (a burst then ends as an
 // idle one), not that the daemon cannot be reached.
 func TestLogsIdleDeadlineBeforeHeaders(t *testing.T) {
-	const idle = 300 * time.Millisecond
+	const (
+		idle     = 300 * time.Millisecond
+		maxBurst = time.Minute
+	)
 	d := newFakeDaemon(t)
 	d.setContainer("c1", nonTTY("c1"))
 	d.setLogs(func(lw *logWriter, _ *http.Request) { lw.Stall() })
-	c := newTestClient(t, d, Options{IdleTimeout: idle, MaxBurst: time.Minute})
+	c := newTestClient(t, d, config.Docker{}, config.Bursts{IdleTimeout: idle, MaxBurst: maxBurst})
 	ctx := testCtx(t)
 	// Negotiate first, so that only the logs request meets the stall.
-	if err := c.Ping(ctx); err != nil {
+	if err := c.ping(ctx); err != nil {
 		t.Fatal(err)
 	}
 	before := goleak.IgnoreCurrent()
@@ -152,21 +167,22 @@ func TestLogsIdleDeadlineBeforeHeaders(t *testing.T) {
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Errorf("Logs failed with %v, want an error that is os.ErrDeadlineExceeded", err)
 		}
-		if el < idle-50*time.Millisecond || el > idle+2*time.Second {
-			t.Errorf("Logs returned after %v, want about the idle timeout %v", el, idle)
+		if el < idle-50*time.Millisecond || el > maxBurst/2 {
+			t.Errorf("Logs returned after %v, want the idle timeout %v, long before max_burst %v", el, idle, maxBurst)
 		}
-	case <-time.After(idle + 10*time.Second):
+	case <-time.After(maxBurst):
 		t.Fatal("Logs did not return from a daemon that never answers")
 	}
 	goleak.VerifyNone(t, before)
 }
 
 // TestLogsMaxBurst: a container that never goes quiet is still read in
-// bounded bursts: the read ends with os.ErrDeadlineExceeded about MaxBurst
-// after the dial, although bytes keep coming.
+// bounded bursts: the read ends with os.ErrDeadlineExceeded, not before
+// MaxBurst after the dial, although bytes keep coming (so not at the idle
+// deadline either: the last byte came just before the end).
 func TestLogsMaxBurst(t *testing.T) {
 	const (
-		idle     = 2 * time.Second
+		idle     = 5 * time.Second
 		maxBurst = 600 * time.Millisecond
 		every    = 5 * time.Millisecond
 	)
@@ -189,7 +205,7 @@ func TestLogsMaxBurst(t *testing.T) {
 			}
 		}
 	})
-	c := newTestClient(t, d, Options{IdleTimeout: idle, MaxBurst: maxBurst})
+	c := newTestClient(t, d, config.Docker{}, config.Bursts{IdleTimeout: idle, MaxBurst: maxBurst})
 	ctx := testCtx(t)
 
 	before := goleak.IgnoreCurrent()
@@ -198,7 +214,7 @@ func TestLogsMaxBurst(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Logs: %v", err)
 	}
-	r := waitRead(t, readAll(body), maxBurst+5*time.Second)
+	r := waitRead(t, readAll(body), maxBurst+10*time.Second)
 	_ = body.Close()
 
 	if !errors.Is(r.err, os.ErrDeadlineExceeded) {
@@ -207,9 +223,6 @@ func TestLogsMaxBurst(t *testing.T) {
 	el := r.at.Sub(start)
 	if el < maxBurst {
 		t.Errorf("the burst ended %v after the request, before max_burst %v", el, maxBurst)
-	}
-	if el > maxBurst+time.Second {
-		t.Errorf("the burst ended %v after the request, want max_burst %v + at most 1s", el, maxBurst)
 	}
 	if n := bytes.Count(r.data, []byte("tick\n")); n < 10 {
 		t.Errorf("read %d frames; the stream was not busy, so this is not a max_burst end", n)
@@ -221,7 +234,9 @@ func TestLogsMaxBurst(t *testing.T) {
 }
 
 // TestLogsBurstsAreSeparateConnections: max_burst counts from each burst's
-// own dial, not from the client's first connection.
+// own dial, not from the client's first connection: each burst lasts its idle
+// timeout (250ms), which a later burst could not if its hard deadline were
+// 400ms from the first burst's dial.
 func TestLogsBurstsAreSeparateConnections(t *testing.T) {
 	const (
 		idle     = 250 * time.Millisecond
@@ -234,7 +249,7 @@ func TestLogsBurstsAreSeparateConnections(t *testing.T) {
 		_ = lw.Frame(1, base, "x\n")
 		lw.Stall()
 	})
-	c := newTestClient(t, d, Options{IdleTimeout: idle, MaxBurst: maxBurst})
+	c := newTestClient(t, d, config.Docker{}, config.Bursts{IdleTimeout: idle, MaxBurst: maxBurst})
 	ctx := testCtx(t)
 	for i := range 3 {
 		start := time.Now()
@@ -250,9 +265,8 @@ func TestLogsBurstsAreSeparateConnections(t *testing.T) {
 		if !bytes.Contains(r.data, []byte("x\n")) {
 			t.Fatalf("burst %d read %q", i, r.data)
 		}
-		// Idle (250ms) comes before max_burst (400ms) in every burst.
-		if el := time.Since(start); el > maxBurst+time.Second {
-			t.Errorf("burst %d took %v", i, el)
+		if el := time.Since(start); el < idle-50*time.Millisecond {
+			t.Errorf("burst %d ended after %v, before its idle timeout %v: its max_burst did not count from its own dial", i, el, idle)
 		}
 	}
 }

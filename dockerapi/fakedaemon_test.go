@@ -12,10 +12,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/berthlog/berth/config"
 )
 
 // fakeAPIVersion is the API version the fake daemon reports and serves.
@@ -78,16 +81,32 @@ func shortSocketPath(t *testing.T) string {
 
 func newFakeDaemon(t *testing.T) *fakeDaemon {
 	t.Helper()
+	sock := shortSocketPath(t)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatalf("listen on %s: %v", sock, err)
+	}
+	return startFakeDaemon(t, ln, sock)
+}
+
+// newPipeDaemon is the fake daemon on an in-memory network, for a test in a
+// synctest bubble: a client reaches it through dialControl.
+func newPipeDaemon(t *testing.T) (*fakeDaemon, *pipeListener) {
+	t.Helper()
+	ln := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	return startFakeDaemon(t, ln, "/fake/docker.sock"), ln
+}
+
+// startFakeDaemon serves the fake daemon on ln; sock is the socket path a
+// client is given.
+func startFakeDaemon(t *testing.T, ln net.Listener, sock string) *fakeDaemon {
+	t.Helper()
 	d := &fakeDaemon{
 		t:          t,
-		sock:       shortSocketPath(t),
+		sock:       sock,
 		release:    make(chan struct{}),
 		methods:    map[string]int{},
 		containers: map[string]map[string]any{},
-	}
-	ln, err := net.Listen("unix", d.sock)
-	if err != nil {
-		t.Fatalf("listen on %s: %v", d.sock, err)
 	}
 	mux := http.NewServeMux()
 	v := "/v" + fakeAPIVersion
@@ -108,7 +127,7 @@ func newFakeDaemon(t *testing.T) *fakeDaemon {
 	return d
 }
 
-// host is the daemon's address for Options.Host.
+// host is the daemon's address, for config.Docker.DockerHost.
 func (d *fakeDaemon) host() string { return "unix://" + d.sock }
 
 // stop releases every stall, closes the server and its connections and waits
@@ -379,29 +398,33 @@ func (ew *eventWriter) Stall() {
 }
 
 // newTestClient returns a Client of the fake daemon, closed when the test
-// ends. Zero durations in opts get test defaults.
-func newTestClient(t *testing.T, d *fakeDaemon, opts Options) *Client {
+// ends. Zero durations in the sections get test defaults; the environment
+// is empty (no TLS).
+func newTestClient(t *testing.T, d *fakeDaemon, docker config.Docker, bursts config.Bursts) *Client {
 	t.Helper()
-	opts.Host = d.host()
-	if opts.ControlTimeout == 0 {
-		opts.ControlTimeout = 5 * time.Second
+	docker.DockerHost = d.host()
+	if docker.ControlTimeout == 0 {
+		docker.ControlTimeout = 5 * time.Second
 	}
-	if opts.EventsIdleTimeout == 0 {
-		opts.EventsIdleTimeout = 5 * time.Second
+	if docker.EventsIdleTimeout == 0 {
+		docker.EventsIdleTimeout = 5 * time.Second
 	}
-	if opts.IdleTimeout == 0 {
-		opts.IdleTimeout = 5 * time.Second
+	if bursts.IdleTimeout == 0 {
+		bursts.IdleTimeout = 5 * time.Second
 	}
-	if opts.MaxBurst == 0 {
-		opts.MaxBurst = 30 * time.Second
+	if bursts.MaxBurst == 0 {
+		bursts.MaxBurst = 30 * time.Second
 	}
-	c, err := New(opts)
+	c, err := New(docker, bursts, noEnv)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
+
+// noEnv is an empty environment.
+func noEnv(string) string { return "" }
 
 // testCtx is a context that ends with the test, bounded so a hung test fails
 // instead of hanging.
@@ -410,4 +433,62 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// pipeListener is an in-memory network: every dial is a net.Pipe whose other
+// end Accept returns. Blocking on it is durable in a synctest bubble, where a
+// socket's is not.
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+	dials atomic.Int64
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+func (l *pipeListener) dial(ctx context.Context) (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+		l.dials.Add(1)
+		return client, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
+
+// dialControl makes c's control connections (its first transport, see New)
+// in-memory ones to ln, wrapped in the control calls' deadline policy as New's
+// dialer wraps a socket.
+func dialControl(c *Client, ln *pipeListener) {
+	policy := deadlinePolicy{idle: c.docker.ControlTimeout}
+	c.transports[0].DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		conn, err := ln.dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return newDeadlineConn(conn, policy), nil
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
 )
 
@@ -44,7 +45,7 @@ func TestInspectSelectsLabels(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			selectors := append([]string(nil), tc.selectors...)
-			c := newTestClient(t, d, Options{Labels: selectors})
+			c := newTestClient(t, d, config.Docker{Labels: selectors}, config.Bursts{})
 			for i := range selectors {
 				selectors[i] = "*" // the client keeps its own copy
 			}

@@ -6,9 +6,9 @@ import (
 	"net/http"
 )
 
-// ErrMethodRefused says that berth's transport refused a request that would
+// errMethodRefused says that berth's transport refused a request that would
 // change something: berth only reads from Docker.
-var ErrMethodRefused = errors.New("berth only reads from Docker: method refused")
+var errMethodRefused = errors.New("berth only reads from Docker: method refused")
 
 // readOnlyTransport refuses every method but GET and HEAD before the request
 // reaches the connection.
@@ -19,7 +19,7 @@ func (t readOnlyTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		if req.Body != nil {
 			_ = req.Body.Close()
 		}
-		return nil, fmt.Errorf("%w: %s %s", ErrMethodRefused, req.Method, req.URL.Path)
+		return nil, fmt.Errorf("%w: %s %s", errMethodRefused, req.Method, req.URL.Path)
 	}
 	return t.base.RoundTrip(req)
 }

@@ -1,7 +1,8 @@
-// Package collectors reads container logs in bounded bursts: one logs request
-// per burst, read from a connection whose every Read carries a deadline, split
-// into Docker's messages, joined into lines, de-duplicated against the
-// container's cursor and handed to a Sink in batches.
+// Package logs holds berth's domain types, which every stage of the data flow
+// shares and which import nothing of berth: a container's log line (Record)
+// and the container it came from (Meta), a Batch of them handed to a Sink,
+// the Cursor that says how far a container's log has been read, and the
+// Acker that learns how far it has been delivered.
 package logs
 
 import (

@@ -138,12 +138,6 @@ func newExporters(ctx context.Context, protocol string, c config.OTLP, getenv fu
 // version.
 func (s *Self) Settings() Settings { return s.settings }
 
-// Tracer returns berth's tracer (a no-op one when tracing is off).
-//
-// Deprecated: use Settings().Tracer(); kept only for main's old call sites
-// that pass a tracer to collectors, events and export.
-func (s *Self) Tracer() trace.Tracer { return s.settings.Tracer() }
-
 // MetricsHandler serves /metrics in the Prometheus text format.
 func (s *Self) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})

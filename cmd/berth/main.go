@@ -156,21 +156,16 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 	if err != nil {
 		log.Warn("host name unknown", "err", err)
 	}
-	docker, err := dockerapi.New(dockerapi.Options{
-		Host:              cfg.DockerHost,
-		ControlTimeout:    cfg.ControlTimeout,
-		EventsIdleTimeout: cfg.EventsIdleTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxBurst:          cfg.MaxBurst,
-		Labels:            cfg.Labels,
-	})
+	docker, err := dockerapi.New(cfg.Docker, cfg.Bursts, os.Getenv)
 	if err != nil {
 		log.Error("cannot set up the Docker client", "err", err)
 		return exitUsage
 	}
 	defer docker.Close()
 
-	store, err := checkpoint.Open(cfg.StateDir, log)
+	storeSet := telemetry.NopSettings()
+	storeSet.Logger = log
+	store, err := checkpoint.Open(cfg.Checkpoints, storeSet)
 	if err != nil {
 		log.Error("cannot use the state directory; set state_dir (or --state-dir) to a directory berth can write", "err", err)
 		return exitFailure
@@ -192,15 +187,12 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	col := collectors.NewCollector(docker, sink, collectors.Config{
-		MaxBurst:     cfg.MaxBurst,
-		MaxLineBytes: cfg.MaxLineBytes,
-		ReattachTail: cfg.ReattachTail,
-		HostName:     host,
-		Tracer:       self.Tracer(),
-	})
-	mgr, err := events.NewManager(docker, col, store, cfg.Containers, cfg.Backoff,
-		self.Settings())
+	col, err := collectors.NewCollector(docker, sink, cfg.Bursts, host, self.Settings())
+	if err != nil {
+		log.Error("cannot set up the collector", "err", err)
+		return exitFailure
+	}
+	mgr, err := events.NewManager(docker, col, store, cfg.Containers, cfg.Backoff, self.Settings())
 	if err != nil {
 		log.Error("cannot set up the container manager", "err", err)
 		return exitFailure
@@ -210,7 +202,7 @@ func collect(cfg config.Config, stdout, stderr io.Writer) int {
 	saver.Add(1)
 	go func() {
 		defer saver.Done()
-		store.Run(saverCtx, cfg.CheckpointInterval)
+		store.Run(saverCtx)
 	}()
 	// After the collector stops: deliver what was read, then save the
 	// checkpoints one last time.
