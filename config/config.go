@@ -273,6 +273,14 @@ func (d Docker) ResolveHost(environ []string) string {
 	return DefaultDockerHost
 }
 
+// Getenv returns a lookup of the variables in environ, in the form of
+// os.Getenv: what berth reads of its environment (OTEL_EXPORTER_OTLP_*,
+// DOCKER_TLS_VERIFY, ...) it reads through it, so that main and tests pass
+// the environment in.
+func Getenv(environ []string) func(string) string {
+	return func(name string) string { return lookupEnv(environ, name) }
+}
+
 // lookupEnv returns the value of the first variable called name in environ,
 // or "" if there is none.
 func lookupEnv(environ []string, name string) string {

@@ -29,8 +29,10 @@ type lifecycle struct {
 // stopStep stops one part within a bound.
 type stopStep struct {
 	name string
-	// bound caps this step; 0 means it may use what is left of the
-	// shutdown deadline.
+	// bound is this step's own time, whatever is left of the shutdown
+	// deadline (so that the checkpoints are saved and the telemetry flushed
+	// even after a step before them ran out of time); 0: what is left of
+	// the shutdown deadline.
 	bound time.Duration
 	stop  func(ctx context.Context) error
 }
@@ -47,16 +49,22 @@ func (l *lifecycle) onStop(name string, bound time.Duration, stop func(ctx conte
 
 // goRun runs a background part until its context is cancelled, which its stop
 // step does; the step then waits for run to return, within the step's bound.
-// An error from run (other than at its stop) ends the whole run (see Failed).
+// run returning before its stop, with an error or without, ends the whole
+// run (see Failed).
 func (l *lifecycle) goRun(name string, bound time.Duration, run func(ctx context.Context) error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	l.group.Go(func() error {
 		defer close(done)
-		if err := run(ctx); err != nil && ctx.Err() == nil {
+		err := run(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil // stopped
+		case err != nil:
 			return fmt.Errorf("%s: %w", name, err)
+		default:
+			return fmt.Errorf("%s returned before it was stopped", name)
 		}
-		return nil
 	})
 	l.onStop(name, bound, func(stopCtx context.Context) error {
 		cancel()
@@ -75,8 +83,9 @@ func (l *lifecycle) Failed() <-chan struct{} { return l.ended.Done() }
 // Err returns the first background failure, once Failed is done.
 func (l *lifecycle) Err() error { return context.Cause(l.ended) }
 
-// shutdown stops every part in reverse order of start, each within its bound
-// and all within timeout, and returns every failure, naming its part. It
+// shutdown stops every part in reverse order of start, each within its own
+// bound or else within what is left of timeout, and returns every failure,
+// naming its part. It
 // returns only when every step has returned or run out of time; a step that
 // ran out of time leaves its goroutine behind, which the error says.
 func (l *lifecycle) shutdown(timeout time.Duration) error {
@@ -85,7 +94,7 @@ func (l *lifecycle) shutdown(timeout time.Duration) error {
 	for i := len(l.stops) - 1; i >= 0; i-- {
 		s := l.stops[i]
 		end := deadline
-		if s.bound > 0 && time.Now().Add(s.bound).Before(end) {
+		if s.bound > 0 {
 			end = time.Now().Add(s.bound)
 		}
 		ctx, cancel := context.WithDeadline(context.Background(), end)

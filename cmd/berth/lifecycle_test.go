@@ -91,3 +91,17 @@ func TestLifecycleStopIsNotAFailure(t *testing.T) {
 		}
 	})
 }
+
+func TestLifecycleEarlyReturnIsAFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLifecycle(slog.New(slog.DiscardHandler))
+		l.goRun("manager", 0, func(context.Context) error { return nil })
+		<-l.Failed()
+		if err := l.Err(); err == nil || !strings.Contains(err.Error(), "manager returned before it was stopped") {
+			t.Errorf("Err() = %v", err)
+		}
+		if err := l.shutdown(time.Second); err != nil {
+			t.Error(err)
+		}
+	})
+}

@@ -18,7 +18,6 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -101,7 +100,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "configuration OK")
 		return exitOK
 	}
-	return collect(cfg, stdout, stderr)
+	return collect(cfg, environ, stdout, stderr)
 }
 
 type cliFlags struct {
@@ -148,147 +147,132 @@ func loadConfig(f *cliFlags, environ []string) (config.Config, error) {
 }
 
 // collect runs the collector until a signal, then shuts down within the
-// shutdown timeout.
-func collect(cfg config.Config, stdout, stderr io.Writer) int {
+// shutdown timeout. Its parts start in the order data flows back from the
+// backend (telemetry, Docker client, checkpoints, exporter, collector,
+// manager, HTTP server) and stop in reverse (see lifecycle): the manager
+// stops reading first, the exporter then delivers what was read, and the
+// checkpoints are saved once more after the last acknowledgement.
+func collect(cfg config.Config, environ []string, stdout, stderr io.Writer) (code int) {
 	log := newLogger(cfg.LogLevel, stderr)
 	telemetry.RouteSDKErrors(log)
+	getenv := config.Getenv(environ)
 	host, err := os.Hostname()
 	if err != nil {
 		log.Warn("host name unknown", "err", err)
 	}
-	docker, err := dockerapi.New(cfg.Docker, cfg.Bursts, os.Getenv)
-	if err != nil {
-		log.Error("cannot set up the Docker client", "err", err)
-		return exitUsage
-	}
-	defer docker.Close()
-
-	storeSet := telemetry.NopSettings()
-	storeSet.Logger = log
-	store, err := checkpoint.Open(cfg.Checkpoints, storeSet)
-	if err != nil {
-		log.Error("cannot use the state directory; set state_dir (or --state-dir) to a directory berth can write", "err", err)
-		return exitFailure
-	}
-	self, err := telemetry.New(context.Background(), cfg.Telemetry, cfg.OTLP, os.Getenv, version, host, log)
-	if err != nil {
-		log.Error("cannot set up berth's own telemetry", "err", err)
-		return exitUsage
-	}
-	// Runs last: the final metrics and spans go out after everything else.
+	lc := newLifecycle(log)
+	started := false
 	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = self.Shutdown(ctx)
+		// A start that failed undoes what it started; a run ends here.
+		if err := lc.shutdown(cfg.ShutdownTimeout); err != nil {
+			log.Error("shutdown incomplete", "err", err)
+			if code == exitOK {
+				code = exitFailure
+			}
+		} else if started {
+			log.Info("stopped")
+		}
 	}()
-	sink, otlpSink, err := newSink(cfg, store, stdout, self, log)
-	if err != nil {
-		log.Error("cannot set up the exporter", "err", err)
-		return exitUsage
+	fail := func(code int, msg string, err error) int {
+		log.Error(msg, "err", err)
+		return code
 	}
 
-	col, err := collectors.NewCollector(docker, sink, cfg.Bursts, host, self.Settings())
+	self, err := telemetry.New(context.Background(), cfg.Telemetry, cfg.OTLP, getenv, version, host, log)
 	if err != nil {
-		log.Error("cannot set up the collector", "err", err)
-		return exitFailure
+		return fail(exitUsage, "cannot set up berth's own telemetry", err)
 	}
-	mgr, err := events.NewManager(docker, col, store, cfg.Containers, cfg.Backoff, self.Settings())
+	// Stopped last: the final metrics and spans go out after everything else.
+	lc.onStop("telemetry", 2*time.Second, self.Shutdown)
+	set := self.Settings()
+
+	docker, err := dockerapi.New(cfg.Docker, cfg.Bursts, getenv)
 	if err != nil {
-		log.Error("cannot set up the container manager", "err", err)
-		return exitFailure
+		return fail(exitUsage, "cannot set up the Docker client", err)
 	}
-	saverCtx, stopSaver := context.WithCancel(context.Background())
-	var saver sync.WaitGroup
-	saver.Add(1)
-	go func() {
-		defer saver.Done()
-		store.Run(saverCtx)
-	}()
-	// After the collector stops: deliver what was read, then save the
-	// checkpoints one last time.
-	defer func() {
-		saver.Wait()
-	}()
-	defer stopSaver()
+	lc.onStop("docker client", time.Second, func(context.Context) error { return docker.Close() })
+
+	store, err := checkpoint.Open(cfg.Checkpoints, set)
+	if err != nil {
+		return fail(exitFailure, "cannot use the state directory; set state_dir (or --state-dir) to a directory berth can write", err)
+	}
+	// Its final save comes after the exporter's last acknowledgement.
+	lc.goRun("checkpoint saver", 5*time.Second, func(ctx context.Context) error { store.Run(ctx); return nil })
+
+	sink, otlpSink, err := newSink(cfg, getenv, store, stdout, set)
+	if err != nil {
+		return fail(exitUsage, "cannot set up the exporter", err)
+	}
 	if otlpSink != nil {
-		// On an early return; after a normal shutdown this returns at once.
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_ = otlpSink.Shutdown(ctx)
-		}()
+		lc.onStop("exporter", 0, func(ctx context.Context) error {
+			if err := otlpSink.Shutdown(ctx); err != nil {
+				return fmt.Errorf("not every record read was delivered before the shutdown deadline; they are read again at the next start: %w", err)
+			}
+			return nil
+		})
+	}
+
+	col, err := collectors.NewCollector(docker, sink, cfg.Bursts, host, set)
+	if err != nil {
+		return fail(exitFailure, "cannot set up the collector", err)
+	}
+	mgr, err := events.NewManager(docker, col, store, cfg.Containers, cfg.Backoff, set)
+	if err != nil {
+		return fail(exitFailure, "cannot set up the container manager", err)
+	}
+	lc.goRun("container manager", 0, mgr.Run)
+
+	if cfg.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fail(exitFailure, "cannot listen on http_addr "+cfg.HTTPAddr, err)
+		}
+		srv := &http.Server{Handler: newMux(mgr, self.MetricsHandler(), otlpSink, time.Now()), ReadHeaderTimeout: 5 * time.Second}
+		log.Info("serving health endpoints", "addr", ln.Addr().String())
+		lc.goRun("http server", time.Second, func(ctx context.Context) error {
+			return serveUntil(ctx, srv, ln)
+		})
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-
-	var srv *http.Server
-	if cfg.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
-		if err != nil {
-			log.Error("cannot listen on http_addr", "addr", cfg.HTTPAddr, "err", err)
-			return exitFailure
-		}
-		srv = &http.Server{Handler: newMux(mgr, self.MetricsHandler(), otlpSink, time.Now()), ReadHeaderTimeout: 5 * time.Second}
-		log.Info("serving health endpoints", "addr", ln.Addr().String())
-		var served sync.WaitGroup
-		served.Add(1)
-		go func() {
-			defer served.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("http server", "err", err)
-			}
-		}()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-			served.Wait()
-		}()
-	}
-
+	started = true
 	log.Info("berth started", "version", version, "docker_host", cfg.DockerHost,
 		"initial_position", cfg.InitialPosition, "idle_timeout", cfg.IdleTimeout, "max_burst", cfg.MaxBurst)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Run(ctx) }()
-
 	select {
-	case err := <-done:
-		if err != nil {
-			log.Error("collector failed", "err", err)
-			return exitFailure
-		}
-		return exitOK
+	case <-lc.Failed():
+		log.Error("berth failed", "err", lc.Err())
+		code = exitFailure
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	}
+	return code
+}
+
+// serveUntil serves HTTP on ln until ctx ends, then shuts the server down
+// within what is left of stopping it (lifecycle bounds the wait).
+func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
-	deadline, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			log.Error("collector failed", "err", err)
-			return exitFailure
-		}
-	case <-deadline.Done():
-		log.Error("shutdown timed out: goroutines still running", "goroutines", runtime.NumGoroutine())
-		return exitFailure
+	err := srv.Shutdown(sctx)
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
 	}
-	if otlpSink != nil {
-		if err := otlpSink.Shutdown(deadline); err != nil {
-			log.Error("not every record read was delivered before the shutdown deadline; they are read again at the next start", "err", err)
-			return exitFailure
-		}
-	}
-	log.Info("stopped")
-	return exitOK
+	return err
 }
 
 // newSink builds the outputs: OTLP when an endpoint is configured, JSON lines
 // on stdout when no endpoint is (or when stdout: true). The acknowledging
 // sink (OTLP if on, else stdout) advances the checkpoints.
-func newSink(cfg config.Config, store *checkpoint.Store, stdout io.Writer, self *telemetry.Self, log *slog.Logger) (logs.Sink, *export.OTLPSink, error) {
-	otlpOn := otlpconf.Enabled(cfg.OTLP, os.Getenv)
+func newSink(cfg config.Config, getenv func(string) string, store *checkpoint.Store, stdout io.Writer, set telemetry.Settings) (logs.Sink, *export.OTLPSink, error) {
+	otlpOn := otlpconf.Enabled(cfg.OTLP, getenv)
 	stdoutOn := cfg.Stdout == "true" || (cfg.Stdout == "auto" && !otlpOn)
 	if !otlpOn {
 		if !stdoutOn {
@@ -296,13 +280,13 @@ func newSink(cfg config.Config, store *checkpoint.Store, stdout io.Writer, self 
 		}
 		return export.NewJSONSink(stdout, store), nil, nil
 	}
-	exp, err := export.NewOTLPExporter(context.Background(), cfg.OTLP, os.Getenv)
+	exp, err := export.NewOTLPExporter(context.Background(), cfg.OTLP, getenv)
 	if err != nil {
 		return nil, nil, err
 	}
-	protocol, _ := otlpconf.ResolveProtocol(cfg.OTLP, os.Getenv)
-	log.Info("exporting over OTLP", "protocol", protocol, "endpoint", otlpconf.Endpoint(cfg.OTLP, os.Getenv), "stdout", stdoutOn)
-	otlpSink, err := export.NewOTLPSink(exp, store, cfg.Export, cfg.Backoff, version, self.Settings())
+	protocol, _ := otlpconf.ResolveProtocol(cfg.OTLP, getenv)
+	set.Logger.Info("exporting over OTLP", "protocol", protocol, "endpoint", otlpconf.Endpoint(cfg.OTLP, getenv), "stdout", stdoutOn)
+	otlpSink, err := export.NewOTLPSink(exp, store, cfg.Export, cfg.Backoff, version, set)
 	if err != nil {
 		_ = exp.Shutdown(context.Background())
 		return nil, nil, err
