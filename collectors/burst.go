@@ -449,6 +449,11 @@ func (st *burstState) add(s logs.Stream, ts time.Time, h uint32, content []byte,
 	}
 	p.bound.Advance(ts, h)
 	room := st.maxLine - len(p.buf)
+	if p.truncated {
+		// The line was cut: what follows the cut is not part of its record,
+		// even where a character the cut backed off from left some room.
+		room = 0
+	}
 	part, truncated := clip(content, room)
 	p.buf = append(p.buf, part...)
 	p.truncated = p.truncated || truncated || cut

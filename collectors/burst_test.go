@@ -105,6 +105,30 @@ func TestBurstTruncatesLongLines(t *testing.T) {
 	}
 }
 
+// TestBurstTruncatedLineIsAPrefix: a line cut where a multi-byte character
+// would cross max_line_bytes keeps nothing of its later chunks, though the
+// character left room for a few bytes: its record is a prefix of the line
+// (found by FuzzBurstReread).
+func TestBurstTruncatedLineIsAPrefix(t *testing.T) {
+	head := strings.Repeat("a", 1023)
+	d := &fakeDaemon{log: []fakeMsg{
+		{logs.Stdout, at(1), head + "€"}, // the 1024-byte limit falls inside "€"
+		{logs.Stdout, at(1), "xyz\n"},    // "x" would fit, but it does not follow head in the line
+		{logs.Stdout, at(2), "next\n"},
+	}}
+	sink := &memSink{}
+	newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), false))
+	if len(sink.records) != 2 {
+		t.Fatalf("got %d records, want 2", len(sink.records))
+	}
+	if r := sink.records[0]; string(r.Body) != head || !r.Truncated {
+		t.Fatalf("cut line: %d bytes ending %q, truncated %v; want the %d bytes before the character, truncated", len(r.Body), r.Body[max(0, len(r.Body)-3):], r.Truncated, len(head))
+	}
+	if r := sink.records[1]; string(r.Body) != "next" || r.Truncated {
+		t.Fatalf("the next line: %q, truncated %v", r.Body, r.Truncated)
+	}
+}
+
 func TestBurstTTY(t *testing.T) {
 	chunk := strings.Repeat("q", chunkSize)
 	d := &fakeDaemon{tty: true, log: []fakeMsg{

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of berth: unit tests with the race detector, then the e2e
-# suite against the real Docker daemon (started if none answers), the
-# 6-minute soak (e2e/soak_test.go, docs/soak.md) included.
+# Runs every test of berth: unit tests with the race detector, a few seconds
+# of fuzzing for each fuzz target, then the e2e suite against the real Docker
+# daemon (started if none answers), the 6-minute soak (e2e/soak_test.go,
+# docs/soak.md) included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -11,6 +12,25 @@ log "go vet"
 go vet ./...
 log "unit tests (-race)"
 go test -race -count=1 ./...
+# Each fuzz target (func FuzzX in a _test.go file) then fuzzes for FUZZTIME
+# (4 s): the unit tests above ran their seed corpora already, and -fuzz takes
+# one target per run. A failing input is written to the package's
+# testdata/fuzz/FuzzX/: commit it with the fix, as a regression seed.
+fuzz_targets() { # prints "<package dir> <target>" lines
+  grep -rl --include='*_test.go' --exclude-dir=e2e --exclude-dir=tools '^func Fuzz' . | sort |
+    while read -r file; do
+      sed -n "s|^func \(Fuzz[A-Za-z0-9_]*\)(.*|$(dirname "$file") \1|p" "$file"
+    done
+}
+fuzz_log="${TMPDIR:-/tmp}/berth-fuzz.log"
+while read -r pkg target; do
+  log "fuzz $target ($pkg, ${FUZZTIME:-4s})"
+  if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-4s}" "$pkg" >"$fuzz_log" 2>&1; then
+    tail -n 30 "$fuzz_log"
+    log "$target failed (full log: $fuzz_log)"
+    exit 1
+  fi
+done < <(fuzz_targets)
 ensure_docker
 log "e2e tests against the Docker daemon (-race)"
 log_file="${TMPDIR:-/tmp}/berth-e2e.log"
