@@ -98,7 +98,7 @@ func FuzzBurstReread(f *testing.F) {
 		log, lines := fuzzLog(script, tty)
 		d := &fakeDaemon{log: log, tty: tty}
 		sink := &memSink{}
-		c := newTestCollector(d, sink, ml, 1+int(tail%8))
+		c := newTestCollector(t, d, sink, ml, 1+int(tail%8))
 
 		res := c.Burst(context.Background(), spec(logs.BeginningCursor(), true))
 		if res.End != EndEOF || res.Err != nil {

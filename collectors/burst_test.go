@@ -117,7 +117,7 @@ func TestBurstTruncatedLineIsAPrefix(t *testing.T) {
 		{logs.Stdout, at(2), "next\n"},
 	}}
 	sink := &memSink{}
-	newTestCollector(d, sink, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), false))
+	newTestCollector(t, d, sink, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), false))
 	if len(sink.records) != 2 {
 		t.Fatalf("got %d records, want 2", len(sink.records))
 	}
