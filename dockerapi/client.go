@@ -243,7 +243,7 @@ func splitImage(ref string) (string, []string) {
 // bursts.MaxBurst old.
 func (c *Client) Logs(ctx context.Context, id string, req collectors.LogRequest) (io.ReadCloser, error) {
 	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true, Follow: req.Follow, Tail: "all"}
-	if req.Tail >= 0 {
+	if req.Tail != collectors.TailAll {
 		opts.Tail = strconv.Itoa(req.Tail)
 	}
 	if !req.Since.IsZero() {
