@@ -182,15 +182,27 @@ func collect(cfg config.Config, environ []string, stdout, stderr io.Writer) (cod
 	if err != nil {
 		return fail(exitUsage, "cannot set up berth's own telemetry", err)
 	}
-	// Stopped last: the final metrics and spans go out after everything else.
-	lc.onStop("telemetry", 2*time.Second, self.Shutdown)
+	// Stopped last: the final metrics and spans go out after everything
+	// else. Their loss is reported, but does not make the run a failure:
+	// berth's guarantees are about the records.
+	lc.onStop("telemetry", 2*time.Second, func(ctx context.Context) error {
+		if err := self.Shutdown(ctx); err != nil {
+			log.Warn("berth's own last metrics and spans were not all sent", "err", err)
+		}
+		return nil
+	})
 	set := self.Settings()
 
 	docker, err := dockerapi.New(cfg.Docker, cfg.Bursts, getenv)
 	if err != nil {
 		return fail(exitUsage, "cannot set up the Docker client", err)
 	}
-	lc.onStop("docker client", time.Second, func(context.Context) error { return docker.Close() })
+	lc.onStop("docker client", time.Second, func(context.Context) error {
+		if err := docker.Close(); err != nil {
+			log.Warn("closing the Docker client", "err", err)
+		}
+		return nil
+	})
 
 	store, err := checkpoint.Open(cfg.Checkpoints, set)
 	if err != nil {
