@@ -58,6 +58,29 @@ func TestBurstReadsEveryLine(t *testing.T) {
 	}
 }
 
+// TestBurstClockStepsBack: inside one response, a line older than the newest
+// one read is a new line (the host clock stepped back), not a repeat; only a
+// re-attached response's replayed start is de-duplicated.
+func TestBurstClockStepsBack(t *testing.T) {
+	d := &fakeDaemon{log: []fakeMsg{
+		{logs.Stdout, at(10), "ten\n"}, {logs.Stdout, at(11), "eleven\n"},
+		{logs.Stdout, at(5), "five\n"}, {logs.Stdout, at(6), "six\n"}, {logs.Stdout, at(12), "twelve\n"},
+	}}
+	sink := &memSink{}
+	c := newTestCollector(t, d, sink, 1024, 10)
+	res := c.Burst(context.Background(), spec(logs.BeginningCursor(), false))
+	want := []string{"stdout:ten", "stdout:eleven", "stdout:five", "stdout:six", "stdout:twelve"}
+	if got := sink.bodies(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q, want %q (end %v, err %v)", got, want, res.End, res.Err)
+	}
+	// Re-attached from there, the replayed end of the log is no new line.
+	sink.records = nil
+	res = c.Burst(context.Background(), spec(res.Cursor, false))
+	if got := sink.bodies(); len(got) != 0 || res.Err != nil {
+		t.Fatalf("re-attach delivered %q (err %v), want nothing", got, res.Err)
+	}
+}
+
 func TestBurstJoinsPartialChunks(t *testing.T) {
 	// "é" split across the chunk boundary: the first chunk ends with its
 	// first byte, the second starts with its second.

@@ -31,6 +31,11 @@ type StreamCursor struct {
 	Time   time.Time
 	Hashes []uint32
 	next   int // the boundary hash the current response must match next; -1: none matched yet
+	// live says that the current response has already brought a new message
+	// of this stream: its replayed start is over, and every later message
+	// is new, even one older than the boundary (the host clock stepped
+	// back). Only a response's replayed start is de-duplicated.
+	live bool
 }
 
 // BeginningCursor reads a log from its first line.
@@ -87,18 +92,25 @@ func (c *Cursor) Newest() time.Time {
 func (c *Cursor) Rewind() {
 	for i := range c.Streams {
 		c.Streams[i].next = -1
+		c.Streams[i].live = false
 	}
 }
 
 // Seen reports whether a message was consumed before, and if it matches a
-// boundary hash it moves past it.
+// boundary hash it moves past it. Only the replayed start of a response is
+// compared: after the first new message of a stream, its later messages are
+// new whatever their timestamps (see StreamCursor.live).
 func (c *Cursor) Seen(s Stream, ts time.Time, h uint32) bool {
+	sc := &c.Streams[s-1]
+	if sc.live {
+		return false
+	}
 	if !c.Threshold.IsZero() && !ts.After(c.Threshold) {
 		return true
 	}
-	sc := &c.Streams[s-1]
 	switch {
 	case sc.Time.IsZero() || ts.After(sc.Time):
+		sc.live = true
 		return false
 	case ts.Before(sc.Time):
 		return true
@@ -115,6 +127,7 @@ func (c *Cursor) Seen(s Stream, ts time.Time, h uint32) bool {
 		return true
 	}
 	sc.next = len(sc.Hashes) // the rest at this timestamp is new
+	sc.live = true
 	return false
 }
 
@@ -142,6 +155,7 @@ func (sc *StreamCursor) Reset() {
 	sc.Time = time.Time{}
 	sc.Hashes = sc.Hashes[:0]
 	sc.next = -1
+	sc.live = false
 }
 
 // CopyFrom makes c an independent copy of o, reusing c's memory.
@@ -151,6 +165,7 @@ func (c *Cursor) CopyFrom(o *Cursor) {
 		c.Streams[i].Time = o.Streams[i].Time
 		c.Streams[i].Hashes = append(c.Streams[i].Hashes[:0], o.Streams[i].Hashes...)
 		c.Streams[i].next = o.Streams[i].next
+		c.Streams[i].live = o.Streams[i].live
 	}
 }
 
