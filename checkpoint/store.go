@@ -110,6 +110,21 @@ func (s *Store) Ack(id string, cursor logs.Cursor) {
 	s.dirty = true
 }
 
+// Seed records where berth starts reading a container that has no
+// checkpoint yet, so that the position survives a restart even if nothing of
+// the container is ever acknowledged (a quiet container that exists when
+// berth first starts at the end of its log: the lines it writes while berth
+// is stopped are read after the restart). An existing checkpoint is kept; a
+// later Ack replaces the seed.
+func (s *Store) Seed(id string, cursor logs.Cursor) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.cursors[id]; !ok {
+		s.cursors[id] = cursor.Clone()
+		s.dirty = true
+	}
+}
+
 // Forget drops a removed container's checkpoint.
 func (s *Store) Forget(id string) {
 	s.mu.Lock()

@@ -185,3 +185,32 @@ func TestRunSavesEveryInterval(t *testing.T) {
 		}
 	})
 }
+
+// TestSeed: a seeded position is saved and read back like an acknowledged
+// one; it never replaces a checkpoint, and an acknowledgement replaces it.
+func TestSeed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	s, err := Open(testConfig(dir), telemetry.NopSettings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := logs.EndCursor(time.Unix(70, 0).UTC())
+	s.Seed("quiet", quiet)
+	s.Ack("busy", cursorAt(1))
+	s.Seed("busy", quiet) // already has a checkpoint: kept
+	s.Seed("later", quiet)
+	s.Ack("later", cursorAt(2)) // acknowledged after its seed: replaced
+	if err := s.save(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(testConfig(dir), telemetry.NopSettings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]logs.Cursor{"quiet": quiet, "busy": cursorAt(1), "later": cursorAt(2)} {
+		got, ok := r.Get(id)
+		if !ok || !got.Threshold.Equal(want.Threshold) || !got.Streams[0].Time.Equal(want.Streams[0].Time) {
+			t.Errorf("%s after reopen: %+v (found %v), want %+v", id, got, ok, want)
+		}
+	}
+}

@@ -153,6 +153,16 @@ func (c *Ctr) restart(t *testing.T, timeoutSec int) {
 	}
 }
 
+// signal sends the container's main process a signal (e.g. "USR1").
+func (c *Ctr) signal(t *testing.T, sig string) {
+	t.Helper()
+	ctx, cancel := dctx(30 * time.Second)
+	defer cancel()
+	if err := suite.docker.ContainerKill(ctx, c.ID, sig); err != nil {
+		t.Fatalf("sending SIG%s to %s: %v", sig, c.Name, err)
+	}
+}
+
 // stop stops the container (SIGTERM, then SIGKILL after timeoutSec).
 func (c *Ctr) stop(t *testing.T, timeoutSec int) {
 	t.Helper()

@@ -415,6 +415,40 @@ func TestRestartSIGTERM(t *testing.T) {
 	}
 }
 
+// TestQuietContainerKeepsPosition: a container that exists when berth first
+// starts (initial_position end) and writes nothing has nothing acknowledged,
+// yet its position survives a graceful restart: the lines it writes while
+// berth is stopped arrive, exactly once, after berth starts again.
+func TestQuietContainerKeepsPosition(t *testing.T) {
+	needDocker(t)
+	const n, every = 300, 5
+	r := startReceiver(t)
+	state := filepath.Join(testDir(t), "state")
+	cfg := restartCfg(r.GRPCEndpoint(), "grpc")
+	c := runContainer(t, ContainerSpec{Args: []string{"-wait-usr1", "-n", fmt.Sprint(n), "-stderr-every", fmt.Sprint(every)}})
+	b1 := startBerthOTLP(t, cfg, otlpRun{StateDir: state})
+	v := recvView(r)
+	waitReadyOTLP(t, b1, v)
+	b1.stopOTLP(t)
+	ids, err := checkpointIDs(state)
+	if err != nil || !ids[c.ID] {
+		t.Fatalf("after the SIGTERM, checkpoints.json has no position of the quiet container (err %v, ids %v)", err, ids)
+	}
+	c.signal(t, "USR1") // it writes its lines while berth is down, then exits
+	c.waitExited(t, time.Minute)
+	if got := v.count(c.Name); got != 0 {
+		t.Fatalf("%d records of the quiet container before it was told to write", got)
+	}
+	b2 := startBerthOTLP(t, cfg, otlpRun{StateDir: state})
+	waitAll(t, b2, v, []*Ctr{c}, n, time.Minute)
+	b2.stopOTLP(t)
+	v.poll(t)
+	checkShared(t, c, v.records(c.Name), n, every)
+	if !t.Failed() {
+		t.Logf("figure: quiet container: %d lines written while berth was stopped, %d delivered after the restart; 0 lost, 0 duplicated", n, v.count(c.Name))
+	}
+}
+
 // checkStateModes checks the state directory is 0700 and the checkpoint
 // file 0600.
 func checkStateModes(t *testing.T, state string) {

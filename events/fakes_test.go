@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -526,6 +527,7 @@ type harness struct {
 	col    *fakeCollector
 	daemon *fakeDaemon // nil unless the test simulates the daemon
 	set    telemetry.Settings
+	cps    Checkpoints // nil: none
 	m      *Manager
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -563,7 +565,7 @@ type testCfg struct {
 }
 
 func (h *harness) start(cfg testCfg) *harness {
-	m, err := NewManager(h.src, h.col, nil, cfg.Containers, cfg.Backoff, h.set)
+	m, err := NewManager(h.src, h.col, h.cps, cfg.Containers, cfg.Backoff, h.set)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -675,4 +677,45 @@ func (h *harness) docker(s *fakeStream, action, id string) {
 		}
 	}
 	s.send(h.ev(action, id))
+}
+
+// memCheckpoints is a checkpoint store in memory that records its seeds.
+type memCheckpoints struct {
+	mu      sync.Mutex
+	cursors map[string]logs.Cursor
+	seeded  []string
+}
+
+func (m *memCheckpoints) Get(id string) (logs.Cursor, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.cursors[id]
+	return c, ok
+}
+
+func (m *memCheckpoints) Seed(id string, c logs.Cursor) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.cursors[id]; !ok {
+		m.cursors[id] = c
+		m.seeded = append(m.seeded, id)
+	}
+}
+
+func (m *memCheckpoints) Forget(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.cursors, id)
+}
+
+func (m *memCheckpoints) IDs() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Collect(maps.Keys(m.cursors))
+}
+
+func (m *memCheckpoints) seeds() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Sorted(slices.Values(m.seeded))
 }

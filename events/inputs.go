@@ -36,6 +36,10 @@ func (r *run) reconcile(msg sourceMsg) {
 					// a threshold instead of "tail=0" nothing is lost between
 					// bursts, and a stopped container has nothing to read.
 					cursor = logs.EndCursor(msg.at)
+					// Saved now: if the container writes nothing before
+					// berth restarts, what it writes while berth is down
+					// is still after this position.
+					r.checkpoints.Seed(c.ID, cursor)
 				}
 			}
 			ct = r.add(c.ID, c.Name, cursor)

@@ -30,6 +30,10 @@ import (
 // Checkpoints is the manager's view of the checkpoint store.
 type Checkpoints interface {
 	Get(id string) (logs.Cursor, bool)
+	// Seed keeps a starting position that no acknowledgement may ever
+	// confirm (a quiet container read from its end); an existing
+	// checkpoint wins.
+	Seed(id string, cursor logs.Cursor)
 	Forget(id string)
 	IDs() []string
 }
@@ -38,6 +42,7 @@ type Checkpoints interface {
 type noCheckpoints struct{}
 
 func (noCheckpoints) Get(string) (logs.Cursor, bool) { return logs.Cursor{}, false }
+func (noCheckpoints) Seed(string, logs.Cursor)       {}
 func (noCheckpoints) Forget(string)                  {}
 func (noCheckpoints) IDs() []string                  { return nil }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -864,4 +865,37 @@ func TestStatusLinesMoveDuringBurst(t *testing.T) {
 	b.end(t, outcome{End: collectors.EndIdle, Lines: 4, Cursor: &cur2})
 	h.col.waitBurst(t, "c1", 3)
 	waitStatus("status to show 9 lines after burst #2 ended", 9, t0.Add(9*time.Second))
+}
+
+// TestQuietContainerPositionIsSeeded: a container that exists when berth
+// first starts, read from its end, gets that position saved at once (it may
+// never have a line acknowledged, and a restart must not move it to the new
+// end); one with a checkpoint, or read from its beginning, or found later,
+// needs none.
+func TestQuietContainerPositionIsSeeded(t *testing.T) {
+	for _, pos := range []string{config.InitialPositionEnd, config.InitialPositionBeginning} {
+		t.Run(pos, func(t *testing.T) {
+			cps := &memCheckpoints{cursors: map[string]logs.Cursor{"known": someCursor(time.Now(), 1)}}
+			h := newHarness(t)
+			h.cps = cps
+			h.src.setList(running("quiet"), exited("stopped"), running("known"))
+			cfg := testConfig()
+			cfg.InitialPosition = pos
+			h.start(cfg)
+			s1 := h.src.waitStream(t, 1)
+			h.col.waitBurst(t, "quiet", 1)
+			h.docker(s1, "start", "later")
+			h.col.waitBurst(t, "later", 1)
+			want := []string{"quiet", "stopped"}
+			if pos == config.InitialPositionBeginning {
+				want = nil
+			}
+			if got := cps.seeds(); !slices.Equal(got, want) {
+				t.Errorf("seeded %v, want %v", got, want)
+			}
+			if c, _ := cps.Get("quiet"); pos == config.InitialPositionEnd && (c.Threshold.Before(h.started) || c.Threshold.After(time.Now())) {
+				t.Errorf("quiet's seed %+v, want the start's time as threshold", c)
+			}
+		})
+	}
 }

@@ -43,6 +43,7 @@ type options struct {
 	sleepAfter  time.Duration
 	thenRate    float64
 	runID       string
+	waitUSR1    bool
 }
 
 var (
@@ -65,6 +66,7 @@ func main() {
 	flag.DurationVar(&o.sleepAfter, "sleep-after", 0, "stay alive this long after writing (until signalled)")
 	flag.Float64Var(&o.thenRate, "then-rate", 0, "after the -n lines, go on writing numbered stdout lines at this rate until signalled (instead of -sleep-after)")
 	flag.StringVar(&o.runID, "run-id", "", "run id (default: nanoseconds since the epoch at process start)")
+	flag.BoolVar(&o.waitUSR1, "wait-usr1", false, "write nothing until SIGUSR1 (a quiet container that speaks when the test says so)")
 	flag.Parse()
 	if o.runID == "" {
 		o.runID = strconv.FormatInt(time.Now().UnixNano(), 10)
@@ -93,6 +95,15 @@ func main() {
 		}
 	}()
 
+	if o.waitUSR1 {
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		select {
+		case <-usr1:
+		case <-stopped:
+			return
+		}
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "loggen: %v\n", err)
 		os.Exit(1)
