@@ -1,18 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/berthlog/berth/checkpoint"
+	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/events"
+	"github.com/berthlog/berth/telemetry"
 )
 
 // countingManager is a container manager whose Status counts its calls and,
@@ -191,5 +196,36 @@ func TestExposesBeyondHost(t *testing.T) {
 		if got := exposesBeyondHost(addr); got != want {
 			t.Errorf("exposesBeyondHost(%q) = %v, want %v", addr, got, want)
 		}
+	}
+}
+
+// TestOTLPSetupLogShowsNoSecret: the log line that says where records go
+// shows an OTEL_EXPORTER_OTLP_ENDPOINT without its credentials, and never a
+// header's value.
+func TestOTLPSetupLogShowsNoSecret(t *testing.T) {
+	cfg := config.Default()
+	cfg.StateDir = t.TempDir()
+	cfg.OTLP.Headers = map[string]string{"authorization": "Bearer hdr-s3cret"}
+	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://alice:pw-s3cret@127.0.0.1:1", "OTEL_EXPORTER_OTLP_HEADERS=x-key=env-s3cret"}
+	var logged bytes.Buffer
+	set := telemetry.NopSettings()
+	set.Logger = newLogger("debug", &logged)
+	store, err := checkpoint.Open(cfg.Checkpoints, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otlpSink, err := newSink(cfg, config.Getenv(env), store, io.Discard, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = otlpSink.Shutdown(ctx)
+	out := logged.String()
+	if !strings.Contains(out, "exporting over OTLP") || !strings.Contains(out, "127.0.0.1:1") {
+		t.Fatalf("no endpoint in the log:\n%s", out)
+	}
+	if strings.Contains(out, "s3cret") {
+		t.Errorf("the log shows a secret:\n%s", out)
 	}
 }
