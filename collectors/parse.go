@@ -36,9 +36,17 @@ const (
 	stdcopySystemErr = 3
 )
 
-// ErrMalformedMessage says that a log message did not start with a timestamp.
-// It ends a burst through backoff rather than being passed on as a line.
+// ErrMalformedMessage says that a log message did not start with a timestamp
+// berth can use: none, or one at or before year 1 (see minTimestamp). It ends
+// a burst through backoff rather than being passed on as a line.
 var ErrMalformedMessage = errors.New("log message without a timestamp")
+
+// minTimestamp is the first instant a message's timestamp may have: the
+// start of year 2. A zero time.Time (0001-01-01T00:00:00Z) means "no
+// position" to the cursor and the checkpoints, so a message stamped then (or
+// earlier: no daemon writes such a time; a broken or hostile stream does)
+// would be taken as never read and sent again on every re-attach.
+var minTimestamp = time.Date(2, time.January, 1, 0, 0, 0, 0, time.UTC)
 
 // DaemonStreamError is an error the daemon wrote inside a logs stream instead
 // of a log line ("Error grabbing logs: ..."), or on the stdcopy error stream.
@@ -79,6 +87,9 @@ func (c *tsCache) parseMessage(p []byte) (ts time.Time, content []byte, complete
 func (c *tsCache) parseTimestamp(p []byte) (time.Time, []byte, error) {
 	if len(p) >= tsWidth && p[tsWidth-2] == 'Z' && p[tsWidth-1] == ' ' {
 		if t, ok := c.parse(p[:tsWidth-1]); ok {
+			if t.Before(minTimestamp) {
+				return time.Time{}, nil, fmt.Errorf("%w: %s is at or before year 1", ErrMalformedMessage, p[:tsWidth-1])
+			}
 			return t, p[tsWidth:], nil
 		}
 	}
@@ -89,6 +100,9 @@ func (c *tsCache) parseTimestamp(p []byte) (time.Time, []byte, error) {
 	t, err := time.Parse(time.RFC3339Nano, string(p[:sp]))
 	if err != nil {
 		return time.Time{}, nil, fmt.Errorf("%w: %v", ErrMalformedMessage, err)
+	}
+	if t.Before(minTimestamp) {
+		return time.Time{}, nil, fmt.Errorf("%w: %s is at or before year 1", ErrMalformedMessage, p[:sp])
 	}
 	return t, p[sp+1:], nil
 }

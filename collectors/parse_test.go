@@ -34,6 +34,14 @@ func TestParseMessage(t *testing.T) {
 		{"no timestamp", "Error grabbing logs: boom\n", time.Time{}, "", false, ErrMalformedMessage},
 		{"garbage digits", "2024-0X-01T10:20:30.123456789Z x\n", time.Time{}, "", false, ErrMalformedMessage},
 		{"empty", "", time.Time{}, "", false, ErrMalformedMessage},
+		// The zero time means "no position": a message stamped with it (or
+		// earlier) would be read again on every re-attach.
+		{"zero time", "0001-01-01T00:00:00.000000000Z x\n", time.Time{}, "", false, ErrMalformedMessage},
+		{"zero time, short form", "0001-01-01T00:00:00Z x\n", time.Time{}, "", false, ErrMalformedMessage},
+		{"late in year 1", "0001-12-31T23:59:59.999999999Z x\n", time.Time{}, "", false, ErrMalformedMessage},
+		{"year 0", "0000-06-01T10:20:30.123456789Z x\n", time.Time{}, "", false, ErrMalformedMessage},
+		{"year 2 by its offset, year 1 in UTC", "0002-01-01T00:30:00+01:00 x\n", time.Time{}, "", false, ErrMalformedMessage},
+		{"first instant of year 2", "0002-01-01T00:00:00.000000000Z x\n", time.Date(2, 1, 1, 0, 0, 0, 0, time.UTC), "x", true, nil},
 	}
 	// Each message is parsed by a fresh cache and by one that every message
 	// before it went through: the remembered date must not change a result.

@@ -6,8 +6,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
+	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -363,8 +366,11 @@ func (c Config) Validate() error {
 	if c.Backoff.Max < c.Backoff.Initial {
 		bad("backoff.max", "%v must be at least backoff.initial (%v)", c.Backoff.Max, c.Backoff.Initial)
 	}
-	if c.Backoff.Multiplier < 1 {
-		badDefault("backoff.multiplier", "%v must be at least 1", c.Backoff.Multiplier)
+	switch m := c.Backoff.Multiplier; {
+	case math.IsNaN(m) || math.IsInf(m, 0):
+		badDefault("backoff.multiplier", "%v is not a number berth can use; use a finite number of at least 1", m)
+	case m < 1:
+		badDefault("backoff.multiplier", "%v must be at least 1", m)
 	}
 	switch c.OTLP.Protocol {
 	case "", "grpc", "http/protobuf":
@@ -376,6 +382,8 @@ func (c Config) Validate() error {
 	default:
 		bad("otlp.compression", "%q is not allowed; use gzip or none", c.OTLP.Compression)
 	}
+	validateEndpoint(c.OTLP.Endpoint, bad)
+	validateHeaders(c.OTLP.Headers, bad)
 	if c.OTLP.Timeout < 0 {
 		bad("otlp.timeout", "%v must not be negative", c.OTLP.Timeout)
 	}
@@ -390,7 +398,7 @@ func (c Config) Validate() error {
 	if c.CheckpointInterval < 100*time.Millisecond {
 		badDefault("checkpoint_interval", "%v is too short; use at least 100ms", c.CheckpointInterval)
 	}
-	if c.TraceSampling < 0 || c.TraceSampling > 1 {
+	if math.IsNaN(c.TraceSampling) || c.TraceSampling < 0 || c.TraceSampling > 1 {
 		badDefault("trace_sampling", "%v is out of range; use 0 to 1", c.TraceSampling)
 	}
 	if c.MetricsInterval < time.Second {
@@ -412,6 +420,78 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateEndpoint reports an otlp.endpoint berth cannot use: a URL whose
+// scheme is not http or https, or one that carries credentials (user:password@).
+// The exporters send neither a URL's user nor its password (they dial its
+// host and port), so credentials there would silently not authenticate; and
+// the endpoint is logged at start. Credentials belong in otlp.headers, which
+// berth never writes anywhere. No message repeats the endpoint, since it may
+// hold a password.
+func validateEndpoint(endpoint string, bad func(key, format string, args ...any)) {
+	if endpoint == "" {
+		return
+	}
+	const key = "otlp.endpoint"
+	const useHeaders = "credentials (user:password@) are not allowed in the endpoint: the exporters do not send them, and the endpoint is logged; " +
+		"remove them and set a header instead, e.g. otlp.headers.authorization: Basic <base64 of user:password> (or Bearer <token>)"
+	if strings.ContainsAny(endpoint, " \t\r\n") {
+		bad(key, "contains white space or a line break; write http://host:4318, https://host:4317 or host:port")
+		return
+	}
+	scheme, rest, isURL := strings.Cut(endpoint, "://")
+	if !isURL {
+		// host:port; an @ can only be credentials.
+		if strings.Contains(endpoint, "@") {
+			bad(key, useHeaders)
+			return
+		}
+		if strings.Contains(endpoint, "/") {
+			bad(key, "a host:port endpoint has no path; write host:port, or a URL http://host:4318/path")
+		}
+		return
+	}
+	switch strings.ToLower(scheme) {
+	case "http", "https":
+	default:
+		bad(key, "scheme %q is not supported; use http:// or https:// (or host:port)", scheme)
+		return
+	}
+	if authority, _, _ := strings.Cut(rest, "/"); strings.Contains(authority, "@") {
+		bad(key, useHeaders)
+		return
+	}
+	u, err := url.Parse(endpoint)
+	switch {
+	case err != nil:
+		// url.Error quotes the URL; without credentials it is safe to show.
+		bad(key, "is not a URL: %v", err)
+	case u.Host == "":
+		bad(key, "has no host; write http://host:4318 or https://host:4317")
+	}
+}
+
+// validateHeaders reports an otlp.headers entry that would break or forge an
+// HTTP header or gRPC metadata: an empty name, or a line break (CR or LF) in
+// a name or value. A value is never repeated in a message: it is usually a
+// secret.
+func validateHeaders(headers map[string]string, bad func(key, format string, args ...any)) {
+	names := make([]string, 0, len(headers))
+	for name := range headers {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		switch {
+		case strings.TrimSpace(name) == "":
+			bad("otlp.headers", "a header has an empty name; give each header a name, e.g. authorization")
+		case strings.ContainsAny(name, "\r\n:"):
+			bad("otlp.headers", "header name %q contains a line break or a colon; a name is one token, e.g. authorization", name)
+		case strings.ContainsAny(headers[name], "\r\n"):
+			bad("otlp.headers."+name, "the value contains a line break (CR or LF), which would end the header and start another; remove it (the value is not shown: it may be a secret)")
+		}
+	}
 }
 
 // defaultOf is the default of key (idle_timeout, backoff.initial) as

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -75,6 +76,42 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"labels * at the start", func(c *Config) { c.Labels = []string{"*.example.com"} }, "labels"},
 		{"labels * in the middle", func(c *Config) { c.Labels = []string{"com.*.team"} }, "labels"},
 		{"labels two *", func(c *Config) { c.Labels = []string{"com.**"} }, "labels"},
+		{"backoff.multiplier NaN", func(c *Config) { c.Backoff.Multiplier = math.NaN() }, "backoff.multiplier"},
+		{"backoff.multiplier +Inf", func(c *Config) { c.Backoff.Multiplier = math.Inf(1) }, "backoff.multiplier"},
+		{"backoff.multiplier -Inf", func(c *Config) { c.Backoff.Multiplier = math.Inf(-1) }, "backoff.multiplier"},
+		{"trace_sampling NaN", func(c *Config) { c.TraceSampling = math.NaN() }, "trace_sampling"},
+		{"trace_sampling +Inf", func(c *Config) { c.TraceSampling = math.Inf(1) }, "trace_sampling"},
+		{"otlp.endpoint ftp", func(c *Config) { c.OTLP.Endpoint = "ftp://collector:4318" }, "otlp.endpoint"},
+		{"otlp.endpoint grpc scheme", func(c *Config) { c.OTLP.Endpoint = "grpc://collector:4317" }, "otlp.endpoint"},
+		{"otlp.endpoint unix socket", func(c *Config) { c.OTLP.Endpoint = "unix:///run/otel.sock" }, "otlp.endpoint"},
+		{"otlp.endpoint without host", func(c *Config) { c.OTLP.Endpoint = "http:///v1/logs" }, "otlp.endpoint"},
+		{"otlp.endpoint with a line break", func(c *Config) { c.OTLP.Endpoint = "http://collector:4318\nX: y" }, "otlp.endpoint"},
+		{"otlp.endpoint with user and password", func(c *Config) { c.OTLP.Endpoint = "https://alice:s3cret@collector:4318" }, "otlp.endpoint"},
+		{"otlp.endpoint with a user", func(c *Config) { c.OTLP.Endpoint = "http://token@collector:4318/otlp" }, "otlp.endpoint"},
+		{"otlp.endpoint host:port with credentials", func(c *Config) { c.OTLP.Endpoint = "alice:s3cret@collector:4317" }, "otlp.endpoint"},
+		{"otlp.headers value with LF", func(c *Config) {
+			c.OTLP.Headers = map[string]string{"authorization": "Bearer x\nX-Evil: 1"}
+		}, "otlp.headers.authorization"},
+		{"otlp.headers value with CR", func(c *Config) { c.OTLP.Headers = map[string]string{"x-tenant": "a\rb"} }, "otlp.headers.x-tenant"},
+		{"otlp.headers empty name", func(c *Config) { c.OTLP.Headers = map[string]string{"": "v"} }, "otlp.headers"},
+		{"otlp.headers name with a colon", func(c *Config) { c.OTLP.Headers = map[string]string{"a:b": "v"} }, "otlp.headers"},
+		// Zero and negative sizes and durations (refused before this table
+		// grew; kept here so that every numeric key has its case).
+		{"max_line_bytes zero", func(c *Config) { c.MaxLineBytes = 0 }, "max_line_bytes"},
+		{"max_line_bytes negative", func(c *Config) { c.MaxLineBytes = -1 }, "max_line_bytes"},
+		{"max_in_flight_bytes zero", func(c *Config) { c.MaxInFlightBytes = 0 }, "max_in_flight_bytes"},
+		{"max_in_flight_bytes negative", func(c *Config) { c.MaxInFlightBytes = -1 << 30 }, "max_in_flight_bytes"},
+		{"reattach_tail negative", func(c *Config) { c.ReattachTail = -5 }, "reattach_tail"},
+		{"max_burst negative", func(c *Config) { c.MaxBurst = -time.Second }, "max_burst"},
+		{"backoff.initial negative", func(c *Config) { c.Backoff.Initial = -time.Second }, "backoff.initial"},
+		{"backoff.multiplier zero", func(c *Config) { c.Backoff.Multiplier = 0 }, "backoff.multiplier"},
+		{"otlp.timeout negative", func(c *Config) { c.OTLP.Timeout = -time.Second }, "otlp.timeout"},
+		{"checkpoint_interval zero", func(c *Config) { c.CheckpointInterval = 0 }, "checkpoint_interval"},
+		{"metrics_interval zero", func(c *Config) { c.MetricsInterval = 0 }, "metrics_interval"},
+		{"events_idle_timeout negative", func(c *Config) { c.EventsIdleTimeout = -time.Second }, "events_idle_timeout"},
+		{"control_timeout zero", func(c *Config) { c.ControlTimeout = 0 }, "control_timeout"},
+		{"shutdown_timeout negative", func(c *Config) { c.ShutdownTimeout = -time.Second }, "shutdown_timeout"},
+		{"trace_sampling negative", func(c *Config) { c.TraceSampling = -0.1 }, "trace_sampling"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()
@@ -113,6 +150,16 @@ func TestValidateAccepts(t *testing.T) {
 		{"labels by key and by prefix", func(c *Config) { c.Labels = []string{"team", "com.example.*", "com.docker.compose.project"} }},
 		{"every label", func(c *Config) { c.Labels = []string{"*"} }},
 		{"no labels", func(c *Config) { c.Labels = []string{} }},
+		{"http endpoint", func(c *Config) { c.OTLP.Endpoint = "http://127.0.0.1:4318" }},
+		{"https endpoint with a path", func(c *Config) { c.OTLP.Endpoint = "https://gw.example/otlp" }},
+		{"upper-case scheme", func(c *Config) { c.OTLP.Endpoint = "HTTPS://gw.example:4317" }},
+		{"host:port endpoint", func(c *Config) { c.OTLP.Endpoint = "collector:4317" }},
+		{"an @ in the endpoint's path is not a credential", func(c *Config) { c.OTLP.Endpoint = "https://gw.example/tenants/@team" }},
+		{"headers", func(c *Config) {
+			c.OTLP.Headers = map[string]string{"authorization": "Basic YWxpY2U6czNjcmV0", "x-tenant": "team a"}
+		}},
+		{"largest trace_sampling", func(c *Config) { c.TraceSampling = 1 }},
+		{"no trace kept", func(c *Config) { c.TraceSampling = 0 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()
@@ -504,5 +551,64 @@ func TestFormatValue(t *testing.T) {
 		if got := formatValue(tc.v); got != tc.want {
 			t.Errorf("formatValue(%#v) = %q, want %q", tc.v, got, tc.want)
 		}
+	}
+}
+
+// TestValidateNeverShowsSecrets: the messages about a bad endpoint or header
+// name the key but never repeat a password or a header's value.
+func TestValidateNeverShowsSecrets(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		modify func(c *Config)
+	}{
+		{"password in a URL", func(c *Config) { c.OTLP.Endpoint = "https://alice:s3cret@collector:4318" }},
+		{"password in host:port", func(c *Config) { c.OTLP.Endpoint = "alice:s3cret@collector:4317" }},
+		{"password in an URL of another scheme", func(c *Config) { c.OTLP.Endpoint = "ftp://alice:s3cret@collector" }},
+		{"header value with a line break", func(c *Config) {
+			c.OTLP.Headers = map[string]string{"authorization": "Bearer s3cret\r\nX: y"}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.modify(&c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatal("Validate() accepted it")
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("Validate() = %q shows the secret", err)
+			}
+		})
+	}
+}
+
+// TestLoadNaNAndInf: YAML's .nan and .inf and the environment's NaN and Inf
+// reach the float keys, and Validate refuses each, naming the key.
+func TestLoadNaNAndInf(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		env        []string
+		key        string
+	}{
+		{"yaml .nan multiplier", "backoff:\n  multiplier: .nan\n", nil, "backoff.multiplier"},
+		{"yaml .inf multiplier", "backoff:\n  multiplier: .inf\n", nil, "backoff.multiplier"},
+		{"yaml .nan trace_sampling", "trace_sampling: .nan\n", nil, "trace_sampling"},
+		{"env NaN trace_sampling", "", []string{"BERTH_TRACE_SAMPLING=NaN"}, "trace_sampling"},
+		{"env Inf multiplier", "", []string{"BERTH_BACKOFF__MULTIPLIER=Inf"}, "backoff.multiplier"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := ""
+			if tc.yaml != "" {
+				p = writeFile(t, "berth.yaml", tc.yaml)
+			}
+			c, err := Load(p, tc.env, nil)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			err = c.Validate()
+			if err == nil || !strings.HasPrefix(err.Error(), tc.key+": ") {
+				t.Errorf("Validate() = %v, want an error naming %s", err, tc.key)
+			}
+		})
 	}
 }

@@ -51,8 +51,8 @@ var (
 type Client struct {
 	docker  config.Docker // its Labels are the client's own copy
 	bursts  config.Bursts
-	control *client.Client
-	logs    *client.Client
+	control engine // never the SDK client itself: see engine
+	logs    engine
 	events  *http.Client
 	// transports are the three clients' connection pools. The Docker
 	// clients' own Close cannot reach them (it only knows a bare

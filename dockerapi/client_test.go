@@ -52,21 +52,21 @@ func TestWritesAreRefusedBeforeTheDaemon(t *testing.T) {
 	if err := c.ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c.logs.NegotiateAPIVersion(ctx)
+	sdkOf(t, c.logs).NegotiateAPIVersion(ctx)
 	before := d.methodCounts()
 	if before[http.MethodHead]+before[http.MethodGet] == 0 {
 		t.Fatalf("the ping did not reach the fake daemon: %v", before)
 	}
 
-	_, err := c.control.ContainerCreate(ctx, &container.Config{Image: "busybox"}, nil, nil, nil, "evil")
+	_, err := sdkOf(t, c.control).ContainerCreate(ctx, &container.Config{Image: "busybox"}, nil, nil, nil, "evil")
 	if !errors.Is(err, errMethodRefused) {
 		t.Errorf("ContainerCreate: got %v, want errMethodRefused", err)
 	}
-	err = c.logs.ContainerRemove(ctx, "c1", container.RemoveOptions{Force: true})
+	err = sdkOf(t, c.logs).ContainerRemove(ctx, "c1", container.RemoveOptions{Force: true})
 	if !errors.Is(err, errMethodRefused) {
 		t.Errorf("ContainerRemove: got %v, want errMethodRefused", err)
 	}
-	err = c.control.ContainerKill(ctx, "c1", "KILL")
+	err = sdkOf(t, c.control).ContainerKill(ctx, "c1", "KILL")
 	if !errors.Is(err, errMethodRefused) {
 		t.Errorf("ContainerKill: got %v, want errMethodRefused", err)
 	}

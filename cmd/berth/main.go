@@ -239,8 +239,12 @@ func collect(cfg config.Config, environ []string, stdout, stderr io.Writer) (cod
 		if err != nil {
 			return fail(exitFailure, "cannot listen on http_addr "+cfg.HTTPAddr, err)
 		}
-		srv := &http.Server{Handler: newMux(mgr, self.MetricsHandler(), otlpSink, time.Now()), ReadHeaderTimeout: 5 * time.Second}
+		srv := newHTTPServer(newMux(mgr, self.MetricsHandler(), otlpSink, time.Now()))
 		log.Info("serving health endpoints", "addr", ln.Addr().String())
+		if exposesBeyondHost(cfg.HTTPAddr) {
+			log.Warn("http_addr is not a loopback address: /status shows every container's name and state, and /metrics berth's own figures, to whoever reaches "+ln.Addr().String()+
+				"; bind it to 127.0.0.1 unless a firewall restricts it", "http_addr", cfg.HTTPAddr)
+		}
 		lc.goRun("http server", time.Second, func(ctx context.Context) error {
 			return serveUntil(ctx, srv, ln)
 		})
@@ -297,7 +301,9 @@ func newSink(cfg config.Config, getenv func(string) string, store *checkpoint.St
 		return nil, nil, err
 	}
 	protocol, _ := otlpconf.ResolveProtocol(cfg.OTLP, getenv)
-	set.Logger.Info("exporting over OTLP", "protocol", protocol, "endpoint", otlpconf.Endpoint(cfg.OTLP, getenv), "stdout", stdoutOn)
+	// Never the headers (credentials) nor TLS settings; the endpoint without
+	// any user:password an OTEL_EXPORTER_OTLP_ENDPOINT may carry.
+	set.Logger.Info("exporting over OTLP", "protocol", protocol, "endpoint", otlpconf.Redacted(otlpconf.Endpoint(cfg.OTLP, getenv)), "stdout", stdoutOn)
 	otlpSink, err := export.NewOTLPSink(exp, store, cfg.Export, cfg.Backoff, version, set)
 	if err != nil {
 		_ = exp.Shutdown(context.Background())

@@ -113,6 +113,11 @@ func TestCheckConfigBad(t *testing.T) {
 		{name: "flag", args: []string{"--docker-host", "ssh://x"}, key: "docker_host"},
 		{name: "DOCKER_HOST", environ: []string{"DOCKER_HOST=nonsense"}, key: "docker_host"},
 		{name: "flag over good file", file: goodConfig, args: []string{"--state-dir="}, key: "state_dir"},
+		{name: "header value with a line break", file: "otlp:\n  headers:\n    authorization: \"Bearer s3cret\\r\\nX-Evil: 1\"\n", key: "otlp.headers.authorization"},
+		{name: "header value with a line break, environment", environ: []string{"BERTH_OTLP__HEADERS__X-TENANT=a\nb"}, key: "otlp.headers.x-tenant"},
+		{name: "credentials in the endpoint", file: "otlp:\n  endpoint: https://alice:s3cret@collector:4318\n", key: "otlp.endpoint"},
+		{name: "endpoint scheme", file: "otlp:\n  endpoint: ftp://collector:4318\n", key: "otlp.endpoint"},
+		{name: "NaN multiplier", file: "backoff:\n  multiplier: .nan\n", key: "backoff.multiplier"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"check-config"}
@@ -129,6 +134,9 @@ func TestCheckConfigBad(t *testing.T) {
 			}
 			if strings.Contains(stdout, "OK") {
 				t.Errorf("stdout says OK: %q", stdout)
+			}
+			if strings.Contains(stderr, "s3cret") {
+				t.Errorf("stderr shows the secret: %q", stderr)
 			}
 		})
 	}

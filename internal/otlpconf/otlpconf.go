@@ -38,6 +38,26 @@ func Endpoint(c config.OTLP, getenv func(string) string) string {
 	return ""
 }
 
+// Redacted is endpoint as it may be shown (logged): any credentials in it
+// (user:password@, as an OTEL_EXPORTER_OTLP_ENDPOINT may hold; otlp.endpoint
+// refuses them) are replaced by "REDACTED". The exporters never send them:
+// they dial the URL's host and port.
+func Redacted(endpoint string) string {
+	prefix, rest := "", endpoint
+	if i := strings.Index(endpoint, "://"); i >= 0 {
+		prefix, rest = endpoint[:i+3], endpoint[i+3:]
+	}
+	authority := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority = rest[:i]
+	}
+	at := strings.LastIndexByte(authority, '@')
+	if at < 0 {
+		return endpoint
+	}
+	return prefix + "REDACTED" + rest[at:]
+}
+
 // ResolveProtocol picks the protocol: the config, else
 // OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else
 // http/protobuf (the specification's default).

@@ -103,3 +103,23 @@ func TestSignalURL(t *testing.T) {
 		}
 	}
 }
+
+// TestRedacted: credentials in an endpoint never survive; everything else
+// does.
+func TestRedacted(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                     "",
+		"http://127.0.0.1:4318":                "http://127.0.0.1:4318",
+		"collector:4317":                       "collector:4317",
+		"https://alice:s3cret@gw.example/otlp": "https://REDACTED@gw.example/otlp",
+		"http://token@gw.example":              "http://REDACTED@gw.example",
+		"alice:s3cret@collector:4317":          "REDACTED@collector:4317",
+		"https://a:b@c@gw.example:4318/":       "https://REDACTED@gw.example:4318/",
+		"https://gw.example/tenants/@team":     "https://gw.example/tenants/@team",
+		"https://gw.example?x=a@b":             "https://gw.example?x=a@b",
+	} {
+		if got := Redacted(in); got != want {
+			t.Errorf("Redacted(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
