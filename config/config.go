@@ -235,7 +235,7 @@ func Load(path string, environ []string, flags map[string]any) (Config, error) {
 	}
 	var cfg Config
 	dc := &mapstructure.DecoderConfig{
-		DecodeHook:       mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc(), stringToList, stringToMap),
+		DecodeHook:       mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc(), stringToList, stringToMap, boolToString),
 		WeaklyTypedInput: true,
 		ErrorUnused:      true,
 		Result:           &cfg,
@@ -316,6 +316,16 @@ func stringToList(from, to reflect.Type, data any) (any, error) {
 		list[i] = strings.TrimSpace(list[i])
 	}
 	return list, nil
+}
+
+// boolToString decodes a YAML boolean into a string key as written, so that
+// stdout: false and telemetry_otlp: false mean "false" (weakly typed
+// decoding alone would make them "0").
+func boolToString(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.Bool || to.Kind() != reflect.String {
+		return data, nil
+	}
+	return fmt.Sprint(data), nil
 }
 
 // stringToMap decodes a string into a map key (otlp.headers) in the format of

@@ -381,6 +381,22 @@ func TestLoadEnvironmentKeys(t *testing.T) {
 	}
 }
 
+// TestLoadBooleanWords: the auto/true/false keys take YAML booleans as the
+// words they are (weakly typed decoding alone made false "0").
+func TestLoadBooleanWords(t *testing.T) {
+	path := writeFile(t, "berth.yaml", "stdout: false\ntelemetry_otlp: true\n")
+	cfg, err := Load(path, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Stdout != "false" || cfg.TelemetryOTLP != "true" {
+		t.Errorf("stdout: false, telemetry_otlp: true loaded as %q, %q", cfg.Stdout, cfg.TelemetryOTLP)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Error(err)
+	}
+}
+
 // TestLoadIgnoresTheProcessEnvironment: only the injected environ is read;
 // the process's own BERTH_* variables (even an unknown key) are not.
 func TestLoadIgnoresTheProcessEnvironment(t *testing.T) {
