@@ -2,8 +2,10 @@
 # (every test, e2e included). Both set up what they need.
 .PHONY: run test build bench soak
 
+# make run ARGS='--http-addr 127.0.0.1:9478': ARGS are passed to berth.
+ARGS ?=
 run:
-	@scripts/run.sh
+	@scripts/run.sh $(ARGS)
 
 test:
 	@scripts/test.sh
@@ -22,7 +24,7 @@ bench:
 # soak's status.
 .PHONY: soak-plot
 soak-plot:
-	@. scripts/lib.sh && ensure_go && ensure_docker || exit 1; \
+	@. scripts/lib.sh && ensure_go && ensure_cgo && ensure_docker || exit 1; \
 	  status=0; start=$$(date +%s); \
 	  BERTH_E2E=1 BERTH_SOAK_OUT=docs/soak.csv go test -tags e2e -race -count=1 -run '^TestSoak$$' -v -timeout 20m ./e2e/ || status=$$?; \
 	  if [ -s docs/soak.csv ] && [ $$(stat -c %Y docs/soak.csv) -ge $$start ]; then \
@@ -33,4 +35,4 @@ soak-plot:
 # The soak: 50 containers alive, 600 lifecycles, a frozen stream every 30 s;
 # asserts flat goroutine and FD curves and no lost line (about 6 minutes).
 soak:
-	@. scripts/lib.sh && ensure_go && ensure_docker && BERTH_E2E=1 go test -tags e2e -race -count=1 -v -timeout 20m -run '^TestSoak$$' ./e2e/
+	@. scripts/lib.sh && ensure_go && ensure_cgo && ensure_docker && BERTH_E2E=1 go test -tags e2e -race -count=1 -v -timeout 20m -run '^TestSoak$$' ./e2e/

@@ -131,6 +131,12 @@ type Telemetry struct {
 	TraceSampling float64 `koanf:"trace_sampling"`
 	// MetricsInterval is how often berth's own metrics are pushed over OTLP.
 	MetricsInterval time.Duration `koanf:"metrics_interval"`
+	// TelemetryOTLP says whether berth's own metrics and traces are pushed
+	// over OTLP: auto (each signal that has somewhere to go: its own
+	// OTEL_EXPORTER_OTLP_METRICS_/TRACES_ENDPOINT, else otlp.endpoint or
+	// OTEL_EXPORTER_OTLP_ENDPOINT), true (the same, but a signal with
+	// nowhere to go is an error) or false (never; /metrics stays).
+	TelemetryOTLP string `koanf:"telemetry_otlp"`
 }
 
 // OTLP configures the OTLP log exporter.
@@ -191,6 +197,7 @@ func Default() Config {
 			LogLevel:        "info",
 			TraceSampling:   1,
 			MetricsInterval: 30 * time.Second,
+			TelemetryOTLP:   "auto",
 		},
 		Backoff:         Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2},
 		ShutdownTimeout: 10 * time.Second,
@@ -230,7 +237,7 @@ func Load(path string, environ []string, flags map[string]any) (Config, error) {
 	}
 	var cfg Config
 	dc := &mapstructure.DecoderConfig{
-		DecodeHook:       mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc(), stringToList),
+		DecodeHook:       mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc(), stringToList, stringToMap, boolToString),
 		WeaklyTypedInput: true,
 		ErrorUnused:      true,
 		Result:           &cfg,
@@ -311,6 +318,42 @@ func stringToList(from, to reflect.Type, data any) (any, error) {
 		list[i] = strings.TrimSpace(list[i])
 	}
 	return list, nil
+}
+
+// boolToString decodes a YAML boolean into a string key as written, so that
+// stdout: false and telemetry_otlp: false mean "false" (weakly typed
+// decoding alone would make them "0").
+func boolToString(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.Bool || to.Kind() != reflect.String {
+		return data, nil
+	}
+	return fmt.Sprint(data), nil
+}
+
+// stringToMap decodes a string into a map key (otlp.headers) in the format of
+// OTEL_EXPORTER_OTLP_HEADERS: comma-separated name=value pairs, spaces
+// around each trimmed, names and values percent-decoded. So
+// BERTH_OTLP__HEADERS=X-Scope-OrgID=tenant-1,Authorization=Bearer%20xyz sets
+// names with hyphens, which BERTH_OTLP__HEADERS__<NAME> cannot express. A
+// blank string is an empty map.
+func stringToMap(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.String || to.Kind() != reflect.Map || to.Key().Kind() != reflect.String || to.Elem().Kind() != reflect.String {
+		return data, nil
+	}
+	m := map[string]string{}
+	for _, entry := range strings.Split(reflect.ValueOf(data).String(), ",") {
+		if strings.TrimSpace(entry) == "" {
+			continue
+		}
+		rawName, rawValue, ok := strings.Cut(entry, "=")
+		name, errName := url.PathUnescape(strings.TrimSpace(rawName))
+		value, errValue := url.PathUnescape(strings.TrimSpace(rawValue))
+		if !ok || name == "" || errName != nil || errValue != nil {
+			return nil, fmt.Errorf("%q is not a name=value pair (percent-encoded); write name=value,name2=value2, e.g. X-Scope-OrgID=tenant-1,Authorization=Bearer%%20xyz", strings.TrimSpace(entry))
+		}
+		m[name] = value
+	}
+	return m, nil
 }
 
 // Validate returns every problem of the configuration, each naming its key and
@@ -400,6 +443,11 @@ func (c Config) Validate() error {
 	}
 	if math.IsNaN(c.TraceSampling) || c.TraceSampling < 0 || c.TraceSampling > 1 {
 		badDefault("trace_sampling", "%v is out of range; use 0 to 1", c.TraceSampling)
+	}
+	switch c.TelemetryOTLP {
+	case "auto", "true", "false":
+	default:
+		bad("telemetry_otlp", "%q is not allowed; use auto, true or false", c.TelemetryOTLP)
 	}
 	if c.MetricsInterval < time.Second {
 		badDefault("metrics_interval", "%v is too short; use at least 1s", c.MetricsInterval)

@@ -62,6 +62,7 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"backoff.initial zero", func(c *Config) { c.Backoff.Initial = 0 }, "backoff.initial"},
 		{"backoff.multiplier below 1", func(c *Config) { c.Backoff.Multiplier = 0.5 }, "backoff.multiplier"},
 		{"log_level loud", func(c *Config) { c.LogLevel = "loud" }, "log_level"},
+		{"telemetry_otlp yes", func(c *Config) { c.TelemetryOTLP = "yes" }, "telemetry_otlp"},
 		{"docker_host ssh", func(c *Config) { c.DockerHost = "ssh://x" }, "docker_host"},
 		{"docker_host nonsense", func(c *Config) { c.DockerHost = "nonsense" }, "docker_host"},
 		{"docker_host without address", func(c *Config) { c.DockerHost = "unix://" }, "docker_host"},
@@ -387,6 +388,12 @@ func TestLoadEnvironmentKeys(t *testing.T) {
 			}},
 		{name: "map entry", environ: []string{"BERTH_OTLP__HEADERS__AUTHORIZATION=Bearer x"},
 			modify: func(c *Config) { c.OTLP.Headers = map[string]string{"authorization": "Bearer x"} }},
+		{name: "map as name=value pairs, names with hyphens", environ: []string{"BERTH_OTLP__HEADERS=X-Scope-OrgID=tenant-1, Authorization=Bearer%20xyz,"},
+			modify: func(c *Config) {
+				c.OTLP.Headers = map[string]string{"X-Scope-OrgID": "tenant-1", "Authorization": "Bearer xyz"}
+			}},
+		{name: "map pair without =", environ: []string{"BERTH_OTLP__HEADERS=X-Scope-OrgID"}, wantErr: "name=value"},
+		{name: "map pair without name", environ: []string{"BERTH_OTLP__HEADERS==x"}, wantErr: "name=value"},
 		{name: "squashed section key", environ: []string{"BERTH_STATE_DIR=/tmp/berth"}, modify: func(c *Config) { c.StateDir = "/tmp/berth" }},
 		{name: "list", environ: []string{"BERTH_LABELS=a,b.*"}, modify: func(c *Config) { c.Labels = []string{"a", "b.*"} }},
 		{name: "the last of two wins", environ: []string{"BERTH_LOG_LEVEL=warn", "BERTH_LOG_LEVEL=error"}, modify: func(c *Config) { c.LogLevel = "error" }},
@@ -418,6 +425,22 @@ func TestLoadEnvironmentKeys(t *testing.T) {
 				t.Errorf("Load(%q) =\n%+v\nwant\n%+v", tc.environ, cfg, want)
 			}
 		})
+	}
+}
+
+// TestLoadBooleanWords: the auto/true/false keys take YAML booleans as the
+// words they are (weakly typed decoding alone made false "0").
+func TestLoadBooleanWords(t *testing.T) {
+	path := writeFile(t, "berth.yaml", "stdout: false\ntelemetry_otlp: true\n")
+	cfg, err := Load(path, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Stdout != "false" || cfg.TelemetryOTLP != "true" {
+		t.Errorf("stdout: false, telemetry_otlp: true loaded as %q, %q", cfg.Stdout, cfg.TelemetryOTLP)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -292,35 +292,52 @@ func buildLoggenImage() error {
 		return err
 	}
 	dockerfile := []byte("FROM scratch\nLABEL " + labelKey + "=" + labelValue + "\nCOPY loggen /loggen\nENTRYPOINT [\"/loggen\"]\n")
-	var ctxTar bytes.Buffer
-	tw := tar.NewWriter(&ctxTar)
-	for _, f := range []struct {
+	id, err := buildImage(imageRef, dockerfile, map[string][]byte{"loggen": exe})
+	suite.imageID = id
+	return err
+}
+
+// buildImage builds an image tagged ref from dockerfile and the executable
+// files of its context, through the API with an in-memory tar context and
+// no network, and returns its ID.
+func buildImage(ref string, dockerfile []byte, files map[string][]byte) (string, error) {
+	entries := []struct {
 		name string
 		mode int64
 		data []byte
-	}{{"Dockerfile", 0o644, dockerfile}, {"loggen", 0o755, exe}} {
+	}{{"Dockerfile", 0o644, dockerfile}}
+	for name, data := range files {
+		entries = append(entries, struct {
+			name string
+			mode int64
+			data []byte
+		}{name, 0o755, data})
+	}
+	var ctxTar bytes.Buffer
+	tw := tar.NewWriter(&ctxTar)
+	for _, f := range entries {
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}); err != nil {
-			return err
+			return "", err
 		}
 		if _, err := tw.Write(f.data); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return err
+		return "", err
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	resp, err := suite.docker.ImageBuild(ctx, &ctxTar, build.ImageBuildOptions{
-		Tags:        []string{imageRef},
+		Tags:        []string{ref},
 		Dockerfile:  "Dockerfile",
 		Remove:      true,
 		ForceRemove: true,
 		NetworkMode: "none",
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
 	dec := json.NewDecoder(resp.Body)
@@ -337,21 +354,20 @@ func buildLoggenImage() error {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return fmt.Errorf("reading build output: %w", err)
+			return "", fmt.Errorf("reading build output: %w", err)
 		}
 		if msg.Error != "" {
-			return fmt.Errorf("build: %s\n%s", msg.Error, strings.Join(tail, ""))
+			return "", fmt.Errorf("build: %s\n%s", msg.Error, strings.Join(tail, ""))
 		}
 		if msg.Stream != "" {
 			tail = append(tail, msg.Stream)
 		}
 	}
-	img, err := suite.docker.ImageInspect(ctx, imageRef)
+	img, err := suite.docker.ImageInspect(ctx, ref)
 	if err != nil {
-		return fmt.Errorf("inspecting the built image: %w\n%s", err, strings.Join(tail, ""))
+		return "", fmt.Errorf("inspecting the built image: %w\n%s", err, strings.Join(tail, ""))
 	}
-	suite.imageID = img.ID
-	return nil
+	return img.ID, nil
 }
 
 // berthBinary builds berth once per run (with -race when the tests run with

@@ -17,6 +17,19 @@ ensure_go() {
   fi
   export PATH="$(go env GOPATH)/bin:$PATH"
   export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
+  # Go 1.21 and later fetch the toolchain go.mod asks for; older ones
+  # (Debian 12's golang-go is 1.19) cannot build berth.
+  local minor
+  minor="$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')"
+  if [ -n "$minor" ] && [ "$minor" -lt 21 ]; then
+    log "$(go env GOVERSION) cannot fetch the Go version go.mod asks for; install Go 1.21 or later from https://go.dev/dl/ into /usr/local/go and run again"
+    return 1
+  fi
+}
+
+# ensure_cgo makes sure a C compiler is there: the race detector (make test)
+# needs cgo; building and running berth do not.
+ensure_cgo() {
   if ! command -v gcc >/dev/null 2>&1; then
     log "installing gcc (the race detector needs cgo)"
     apt_install gcc libc6-dev
@@ -72,4 +85,18 @@ ensure_docker() {
   log "dockerd did not answer within 60s; its log:"
   tail -n 30 /tmp/berth-dockerd.log >&2 || true
   return 1
+}
+
+# ensure_busybox makes sure the quick-start test (e2e/quickstart_test.go) can
+# run the busybox image the README's quick start uses: the daemon has it, or
+# this machine has a static busybox to build it from (no registry needed).
+ensure_busybox() {
+  local sock="${DOCKER_HOST:-unix:///var/run/docker.sock}"
+  sock="${sock#unix://}"
+  if curl -fsS --max-time 5 --unix-socket "$sock" http://docker/images/busybox/json >/dev/null 2>&1; then
+    return 0
+  fi
+  [ -x /bin/busybox ] && ! file /bin/busybox 2>/dev/null | grep -q dynamically && return 0
+  log "installing busybox-static (the quick-start test builds its busybox image from it)"
+  apt_install busybox-static
 }

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_go
+ensure_cgo
 log "go vet"
 go vet ./...
 log "unit tests (-race)"
@@ -32,6 +33,7 @@ while read -r pkg target; do
   fi
 done < <(fuzz_targets)
 ensure_docker
+ensure_busybox
 log "e2e tests against the Docker daemon (-race)"
 log_file="${TMPDIR:-/tmp}/berth-e2e.log"
 set +e

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,11 +39,14 @@ type Self struct {
 }
 
 // New sets up berth's own telemetry from its configuration section and the
-// OTLP endpoint of the records: berth's traces and metrics go over OTLP to
-// that endpoint when one is set (in otlp or, through getenv, in
-// OTEL_EXPORTER_OTLP_*); its metrics are always served by MetricsHandler.
-// version and hostName describe berth in the resource and the
-// instrumentation scope; logger becomes Settings().Logger. New registers
+// OTLP settings of the records. Its metrics are always served by
+// MetricsHandler. Over OTLP, cfg.TelemetryOTLP decides: "false" sends
+// nothing; "auto" sends each signal (metrics, traces) that has somewhere to
+// go (otlpconf.SignalEndpoint: its own OTEL_EXPORTER_OTLP_METRICS_/
+// TRACES_ENDPOINT through getenv, else otlp.endpoint or
+// OTEL_EXPORTER_OTLP_ENDPOINT); "true" is auto, but a signal with nowhere to
+// go is an error. version and hostName describe berth in the resource and
+// the instrumentation scope; logger becomes Settings().Logger. New registers
 // nothing globally (see RouteSDKErrors); Shutdown releases what it starts.
 func New(ctx context.Context, cfg config.Telemetry, otlp config.OTLP, getenv func(string) string, version, hostName string, logger *slog.Logger) (*Self, error) {
 	res := resource.NewSchemaless(
@@ -58,22 +62,22 @@ func New(ctx context.Context, cfg config.Telemetry, otlp config.OTLP, getenv fun
 	mopts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(prom)}
 	s := &Self{registry: reg}
 	var tp trace.TracerProvider = tracenoop.NewTracerProvider()
-	if otlpconf.Enabled(otlp, getenv) {
-		protocol, err := otlpconf.ResolveProtocol(otlp, getenv)
+	if cfg.TelemetryOTLP != "false" {
+		mexp, texp, err := newExporters(ctx, cfg.TelemetryOTLP == "true", otlp, getenv)
 		if err != nil {
 			return nil, err
 		}
-		mexp, texp, err := newExporters(ctx, protocol, otlp, getenv)
-		if err != nil {
-			return nil, err
+		if mexp != nil {
+			mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp, sdkmetric.WithInterval(cfg.MetricsInterval))))
 		}
-		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp, sdkmetric.WithInterval(cfg.MetricsInterval))))
-		s.tracerProvider = sdktrace.NewTracerProvider(
-			sdktrace.WithResource(res),
-			sdktrace.WithBatcher(texp),
-			sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.TraceSampling))),
-		)
-		tp = s.tracerProvider
+		if texp != nil {
+			s.tracerProvider = sdktrace.NewTracerProvider(
+				sdktrace.WithResource(res),
+				sdktrace.WithBatcher(texp),
+				sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.TraceSampling))),
+			)
+			tp = s.tracerProvider
+		}
 	}
 	s.meterProvider = sdkmetric.NewMeterProvider(mopts...)
 	s.settings = Settings{Logger: logger, TracerProvider: tp, MeterProvider: s.meterProvider, Version: version}
@@ -89,46 +93,84 @@ func New(ctx context.Context, cfg config.Telemetry, otlp config.OTLP, getenv fun
 	return s, nil
 }
 
-// newExporters builds the exporters of berth's own metrics and traces, with
-// the same endpoint, TLS, headers, compression and timeout as the log
-// exporter (otlpconf.EndpointOptions, otlpconf.TransportOptions), but for one
-// case: their gRPC packages have no option for "no compression"
-// (WithCompressor takes only gzip), so there otlp.compression: none leaves
-// the choice to OTEL_EXPORTER_OTLP_*COMPRESSION, if set. They keep the SDK's
-// own retry: a lost metrics or trace export is not worth holding memory for.
-func newExporters(ctx context.Context, protocol string, c config.OTLP, getenv func(string) string) (sdkmetric.Exporter, sdktrace.SpanExporter, error) {
-	if protocol == otlpconf.ProtocolGRPC {
-		me, err := otlpmetricgrpc.New(ctx, append(
-			otlpconf.EndpointOptions(c, "", otlpmetricgrpc.WithEndpointURL, otlpmetricgrpc.WithEndpoint, otlpmetricgrpc.WithInsecure, otlpmetricgrpc.WithHeaders),
-			otlpconf.TransportOptions(c, getenv, "METRICS", func() otlpmetricgrpc.Option { return otlpmetricgrpc.WithCompressor("gzip") }, nil, otlpmetricgrpc.WithTimeout)...)...)
-		if err != nil {
-			return nil, nil, fmt.Errorf("OTLP metric exporter: %w", err)
+// newExporters builds the OTLP exporters of berth's own metrics and traces,
+// each nil when its signal has nowhere to go (an error instead when
+// required). Each goes to otlpconf.SignalEndpoint with
+// otlpconf.SignalProtocol. Sent to the records' backend, they take the same
+// endpoint, TLS, headers, compression and timeout as the log exporter
+// (otlpconf.EndpointOptions, otlpconf.TransportOptions); sent to their own
+// OTEL_EXPORTER_OTLP_<signal>_ENDPOINT, they take that URL as is and leave
+// headers and TLS to the OTEL_EXPORTER_OTLP_* variables. One exception:
+// their gRPC packages have no option for "no compression" (WithCompressor
+// takes only gzip), so there otlp.compression: none leaves the choice to
+// OTEL_EXPORTER_OTLP_*COMPRESSION, if set. They keep the SDK's own retry: a
+// lost metrics or trace export is not worth holding memory for.
+func newExporters(ctx context.Context, required bool, c config.OTLP, getenv func(string) string) (sdkmetric.Exporter, sdktrace.SpanExporter, error) {
+	// target returns the otlp settings a signal's exporter takes, and its
+	// signal path for OTLP/HTTP ("" when its endpoint is its own URL).
+	target := func(signal, path string) (config.OTLP, string, string, error) {
+		endpoint, own := otlpconf.SignalEndpoint(c, getenv, signal)
+		if endpoint == "" {
+			if required {
+				return c, "", "", fmt.Errorf("telemetry_otlp is true, but berth's own %s have no OTLP endpoint; set otlp.endpoint, OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_%s_ENDPOINT, or set telemetry_otlp to auto or false", strings.ToLower(signal), signal)
+			}
+			return c, "", "", nil
 		}
-		te, err := otlptracegrpc.New(ctx, append(
-			otlpconf.EndpointOptions(c, "", otlptracegrpc.WithEndpointURL, otlptracegrpc.WithEndpoint, otlptracegrpc.WithInsecure, otlptracegrpc.WithHeaders),
-			otlpconf.TransportOptions(c, getenv, "TRACES", func() otlptracegrpc.Option { return otlptracegrpc.WithCompressor("gzip") }, nil, otlptracegrpc.WithTimeout)...)...)
+		protocol, err := otlpconf.SignalProtocol(c, getenv, signal)
 		if err != nil {
-			return nil, nil, errors.Join(fmt.Errorf("OTLP trace exporter: %w", err), me.Shutdown(ctx))
+			return c, "", "", err
 		}
-		return me, te, nil
+		if own {
+			return config.OTLP{Endpoint: endpoint, Compression: c.Compression, Timeout: c.Timeout}, protocol, "", nil
+		}
+		return c, protocol, path, nil
 	}
-	me, err := otlpmetrichttp.New(ctx, append(
-		otlpconf.EndpointOptions(c, "/v1/metrics", otlpmetrichttp.WithEndpointURL, otlpmetrichttp.WithEndpoint, otlpmetrichttp.WithInsecure, otlpmetrichttp.WithHeaders),
-		otlpconf.TransportOptions(c, getenv, "METRICS",
-			func() otlpmetrichttp.Option { return otlpmetrichttp.WithCompression(otlpmetrichttp.GzipCompression) },
-			func() otlpmetrichttp.Option { return otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression) },
-			otlpmetrichttp.WithTimeout)...)...)
+	var me sdkmetric.Exporter
+	mc, mprotocol, mpath, err := target("METRICS", "/v1/metrics")
+	if err != nil {
+		return nil, nil, err
+	}
+	switch mprotocol {
+	case otlpconf.ProtocolGRPC:
+		me, err = otlpmetricgrpc.New(ctx, append(
+			otlpconf.EndpointOptions(mc, "", otlpmetricgrpc.WithEndpointURL, otlpmetricgrpc.WithEndpoint, otlpmetricgrpc.WithInsecure, otlpmetricgrpc.WithHeaders),
+			otlpconf.TransportOptions(mc, getenv, "METRICS", func() otlpmetricgrpc.Option { return otlpmetricgrpc.WithCompressor("gzip") }, nil, otlpmetricgrpc.WithTimeout)...)...)
+	case otlpconf.ProtocolHTTP:
+		me, err = otlpmetrichttp.New(ctx, append(
+			otlpconf.EndpointOptions(mc, mpath, otlpmetrichttp.WithEndpointURL, otlpmetrichttp.WithEndpoint, otlpmetrichttp.WithInsecure, otlpmetrichttp.WithHeaders),
+			otlpconf.TransportOptions(mc, getenv, "METRICS",
+				func() otlpmetrichttp.Option { return otlpmetrichttp.WithCompression(otlpmetrichttp.GzipCompression) },
+				func() otlpmetrichttp.Option { return otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression) },
+				otlpmetrichttp.WithTimeout)...)...)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("OTLP metric exporter: %w", err)
 	}
-	te, err := otlptracehttp.New(ctx, append(
-		otlpconf.EndpointOptions(c, "/v1/traces", otlptracehttp.WithEndpointURL, otlptracehttp.WithEndpoint, otlptracehttp.WithInsecure, otlptracehttp.WithHeaders),
-		otlpconf.TransportOptions(c, getenv, "TRACES",
-			func() otlptracehttp.Option { return otlptracehttp.WithCompression(otlptracehttp.GzipCompression) },
-			func() otlptracehttp.Option { return otlptracehttp.WithCompression(otlptracehttp.NoCompression) },
-			otlptracehttp.WithTimeout)...)...)
+	var te sdktrace.SpanExporter
+	tc, tprotocol, tpath, err := target("TRACES", "/v1/traces")
+	if err == nil {
+		switch tprotocol {
+		case otlpconf.ProtocolGRPC:
+			te, err = otlptracegrpc.New(ctx, append(
+				otlpconf.EndpointOptions(tc, "", otlptracegrpc.WithEndpointURL, otlptracegrpc.WithEndpoint, otlptracegrpc.WithInsecure, otlptracegrpc.WithHeaders),
+				otlpconf.TransportOptions(tc, getenv, "TRACES", func() otlptracegrpc.Option { return otlptracegrpc.WithCompressor("gzip") }, nil, otlptracegrpc.WithTimeout)...)...)
+		case otlpconf.ProtocolHTTP:
+			te, err = otlptracehttp.New(ctx, append(
+				otlpconf.EndpointOptions(tc, tpath, otlptracehttp.WithEndpointURL, otlptracehttp.WithEndpoint, otlptracehttp.WithInsecure, otlptracehttp.WithHeaders),
+				otlpconf.TransportOptions(tc, getenv, "TRACES",
+					func() otlptracehttp.Option { return otlptracehttp.WithCompression(otlptracehttp.GzipCompression) },
+					func() otlptracehttp.Option { return otlptracehttp.WithCompression(otlptracehttp.NoCompression) },
+					otlptracehttp.WithTimeout)...)...)
+		}
+		if err != nil {
+			err = fmt.Errorf("OTLP trace exporter: %w", err)
+		}
+	}
 	if err != nil {
-		return nil, nil, errors.Join(fmt.Errorf("OTLP trace exporter: %w", err), me.Shutdown(ctx))
+		if me != nil {
+			err = errors.Join(err, me.Shutdown(ctx))
+		}
+		return nil, nil, err
 	}
 	return me, te, nil
 }

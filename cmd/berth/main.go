@@ -119,7 +119,7 @@ func newFlags(out io.Writer) *cliFlags {
 	def := config.Default()
 	f.fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default: DOCKER_HOST, else "+config.DefaultDockerHost+")")
 	f.fs.StringVar(&f.stateDir, "state-dir", "", "directory for checkpoints (default "+def.StateDir+")")
-	f.fs.StringVar(&f.httpAddr, "http-addr", "", "listen address of /healthz, /readyz and /status (default "+def.HTTPAddr+")")
+	f.fs.StringVar(&f.httpAddr, "http-addr", "", "listen address of /healthz, /readyz, /status and /metrics (default "+def.HTTPAddr+")")
 	return f
 }
 

@@ -144,3 +144,40 @@ func signalURL(base, signalPath string) string {
 	u.Path = strings.TrimSuffix(u.Path, "/") + signalPath
 	return u.String()
 }
+
+// SignalEndpoint returns where berth sends its own signal (METRICS or
+// TRACES) over OTLP: OTEL_EXPORTER_OTLP_<signal>_ENDPOINT, a URL used as is
+// (own is true: that exporter takes none of the otlp section's endpoint,
+// insecure and headers, only the OTEL_EXPORTER_OTLP_* variables), else
+// otlp.endpoint, else OTEL_EXPORTER_OTLP_ENDPOINT (own is false: the same
+// backend as the records). OTEL_EXPORTER_OTLP_LOGS_ENDPOINT never counts: it
+// names a backend for logs only. "" means the signal has nowhere to go.
+func SignalEndpoint(c config.OTLP, getenv func(string) string, signal string) (endpoint string, own bool) {
+	if v := getenv("OTEL_EXPORTER_OTLP_" + signal + "_ENDPOINT"); v != "" {
+		return v, true
+	}
+	if c.Endpoint != "" {
+		return c.Endpoint, false
+	}
+	return getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), false
+}
+
+// SignalProtocol picks the protocol of berth's own signal (METRICS or
+// TRACES): OTEL_EXPORTER_OTLP_<signal>_PROTOCOL, else otlp.protocol, else
+// OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf.
+func SignalProtocol(c config.OTLP, getenv func(string) string, signal string) (string, error) {
+	p := getenv("OTEL_EXPORTER_OTLP_" + signal + "_PROTOCOL")
+	if p == "" {
+		p = c.Protocol
+	}
+	if p == "" {
+		p = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+	}
+	switch p {
+	case "":
+		return ProtocolHTTP, nil
+	case ProtocolGRPC, ProtocolHTTP:
+		return p, nil
+	}
+	return "", fmt.Errorf("OTLP protocol %q of berth's own %s is not supported; use grpc or http/protobuf", p, strings.ToLower(signal))
+}
