@@ -236,7 +236,8 @@ func collect(cfg config.Config, environ []string, stdout, stderr io.Writer) (cod
 		log.Debug("cannot tell whether berth runs in a container", "err", err)
 	}
 	if ownID != "" {
-		log.Info("berth runs in a container: its log is not collected", "id", ownID[:12])
+		// The manager says so at Info once the daemon lists it.
+		log.Debug("berth's own container, from /proc/self", "id", ownID[:12])
 	}
 	mgr, err := events.NewManager(docker, col, store, cfg.Containers, cfg.Backoff, set, ownID)
 	if err != nil {
