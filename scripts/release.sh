@@ -98,8 +98,9 @@ if [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then
     die "no /etc/ssl/certs/ca-certificates.crt for the image: install ca-certificates"
 fi
 
-# Like dist/, the images of earlier snapshots go: only this run's remain.
-old_images=$(docker image ls --format '{{.Repository}}:{{.Tag}}' berthlog/berth | grep -- '-snapshot-' || true)
+# Like dist/, the images of earlier snapshots go (their tags and :latest, so
+# that no untagged image is left behind): only this run's remain.
+old_images=$(docker image ls --format '{{.Repository}}:{{.Tag}}' berthlog/berth | grep -E -- '-snapshot-|:latest(-arm64)?$' || true)
 if [ -n "$old_images" ]; then
   log "removing earlier snapshot images: $(echo $old_images)"
   # shellcheck disable=SC2086
