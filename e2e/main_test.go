@@ -292,35 +292,61 @@ func buildLoggenImage() error {
 		return err
 	}
 	dockerfile := []byte("FROM scratch\nLABEL " + labelKey + "=" + labelValue + "\nCOPY loggen /loggen\nENTRYPOINT [\"/loggen\"]\n")
+	id, err := buildImage(imageRef, nil, []contextFile{{"Dockerfile", 0o644, dockerfile}, {"loggen", 0o755, exe}})
+	if err != nil {
+		return err
+	}
+	suite.imageID = id
+	return nil
+}
+
+// contextFile is one file of an image's build context.
+type contextFile struct {
+	name string
+	mode int64
+	data []byte
+}
+
+// buildImage builds the image tag from an in-memory tar context holding
+// files (Dockerfile among them) with the classic builder, through the API,
+// without network: no registry is ever asked. labels are set on the image.
+// It returns the image's ID.
+func buildImage(tag string, labels map[string]string, files []contextFile) (string, error) {
 	var ctxTar bytes.Buffer
 	tw := tar.NewWriter(&ctxTar)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{{"Dockerfile", 0o644, dockerfile}, {"loggen", 0o755, exe}} {
+	dirs := map[string]bool{}
+	for _, f := range files {
+		// Parent directories first, so that the context is a proper tree.
+		for d := filepath.Dir(f.name); d != "." && !dirs[d]; d = filepath.Dir(d) {
+			dirs[d] = true
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: time.Unix(0, 0)}); err != nil {
+				return "", err
+			}
+		}
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}); err != nil {
-			return err
+			return "", err
 		}
 		if _, err := tw.Write(f.data); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return err
+		return "", err
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	resp, err := suite.docker.ImageBuild(ctx, &ctxTar, build.ImageBuildOptions{
-		Tags:        []string{imageRef},
+		Tags:        []string{tag},
 		Dockerfile:  "Dockerfile",
+		Labels:      labels,
 		Remove:      true,
 		ForceRemove: true,
 		NetworkMode: "none",
+		Version:     build.BuilderV1,
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
 	dec := json.NewDecoder(resp.Body)
@@ -337,21 +363,20 @@ func buildLoggenImage() error {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return fmt.Errorf("reading build output: %w", err)
+			return "", fmt.Errorf("reading build output: %w", err)
 		}
 		if msg.Error != "" {
-			return fmt.Errorf("build: %s\n%s", msg.Error, strings.Join(tail, ""))
+			return "", fmt.Errorf("build: %s\n%s", msg.Error, strings.Join(tail, ""))
 		}
 		if msg.Stream != "" {
 			tail = append(tail, msg.Stream)
 		}
 	}
-	img, err := suite.docker.ImageInspect(ctx, imageRef)
+	img, err := suite.docker.ImageInspect(ctx, tag)
 	if err != nil {
-		return fmt.Errorf("inspecting the built image: %w\n%s", err, strings.Join(tail, ""))
+		return "", fmt.Errorf("inspecting the built image: %w\n%s", err, strings.Join(tail, ""))
 	}
-	suite.imageID = img.ID
-	return nil
+	return img.ID, nil
 }
 
 // berthBinary builds berth once per run (with -race when the tests run with
