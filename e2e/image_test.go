@@ -3,11 +3,13 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +19,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/pkg/stdcopy"
 )
 
 // caBundle is the build host's CA certificates, which the image carries (as
@@ -244,6 +247,13 @@ func TestImage(t *testing.T) {
 		t.Errorf("berth did not name its own container %s as excluded; stderr:\n%s", short(b.ID), strings.Join(lastLines(stderr, 10), "\n"))
 	}
 
+	// berth status, run inside its container, shows its own container
+	// excluded.
+	st := b.exec(t, "/usr/bin/berth", "status", "--config", "/etc/berth/berth.yaml")
+	if !statusShows(st, short(b.ID), "excluded") {
+		t.Errorf("berth status does not show its own container %s excluded:\n%s", short(b.ID), st)
+	}
+
 	const n, every = 3000, 7
 	c := runContainer(t, ContainerSpec{Args: []string{"-n", strconv.Itoa(n), "-stderr-every", strconv.Itoa(every), "-rate", "400"}})
 	b.waitLog(t, "a third of the lines before berth's stop", time.Minute, func(recs []Record, _ []string) (bool, string) {
@@ -307,4 +317,42 @@ func (b *berthContainer) volumeFile(t *testing.T, vol, name string) (string, err
 		return "", fmt.Errorf("%s is empty", p)
 	}
 	return p, nil
+}
+
+// exec runs a command in berth's container and returns its output; a
+// non-zero exit fails the test.
+func (b *berthContainer) exec(t *testing.T, cmd ...string) string {
+	t.Helper()
+	ctx, cancel := dctx(30 * time.Second)
+	defer cancel()
+	ex, err := suite.docker.ContainerExecCreate(ctx, b.ID, container.ExecOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		t.Fatalf("exec %v in berth's container: %v", cmd, err)
+	}
+	att, err := suite.docker.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
+	if err != nil {
+		t.Fatalf("exec %v in berth's container: %v", cmd, err)
+	}
+	defer att.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, att.Reader); err != nil {
+		t.Fatalf("exec %v in berth's container: reading its output: %v", cmd, err)
+	}
+	info, err := suite.docker.ContainerExecInspect(ctx, ex.ID)
+	if err != nil || info.Running || info.ExitCode != 0 {
+		t.Fatalf("exec %v in berth's container: exit %d (running %v), err %v:\n%s", cmd, info.ExitCode, info.Running, err, out.String())
+	}
+	return out.String()
+}
+
+// statusShows reports whether berth status's table has a row with the
+// container ID in the state.
+func statusShows(status, id, state string) bool {
+	for _, l := range strings.Split(status, "\n") {
+		f := strings.Fields(l)
+		if slices.Contains(f, id) && slices.Contains(f, state) {
+			return true
+		}
+	}
+	return false
 }
