@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -20,6 +21,8 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/berthlog/berth/e2e/internal/otelcolrun"
 )
 
 // caBundle is the build host's CA certificates, which the image carries (as
@@ -355,4 +358,22 @@ func statusShows(status, id, state string) bool {
 		}
 	}
 	return false
+}
+
+// TestComposeCollectorConfig: the Collector config of README's compose
+// quick start (packaging/otelcol.yaml) is valid for a Collector of the
+// version compose.yaml runs (the suite's collector, e2e/otelcol, is built
+// from the same release's components): `otelcol validate`.
+func TestComposeCollectorConfig(t *testing.T) {
+	ctx, cancel := dctx(10 * time.Minute)
+	defer cancel()
+	bin, err := otelcolrun.Build(ctx) // cached; a cold build takes minutes
+	if err != nil {
+		t.Fatalf("building the collector: %v", err)
+	}
+	conf := filepath.Join(suite.repo, "packaging", "otelcol.yaml")
+	out, err := exec.CommandContext(ctx, bin, "validate", "--config="+conf).CombinedOutput()
+	if err != nil {
+		t.Fatalf("otelcol validate --config=%s: %v\n%s", conf, err, out)
+	}
 }
