@@ -163,7 +163,7 @@ for f in dist/*.tar.gz dist/*.deb dist/*.rpm dist/checksums.txt dist/berth_linux
 done
 echo
 echo "images (local, not pushed):"
-docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' berthlog/berth | sort
+docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' berthlog/berth | sort | sed 's/^/  /'
 echo
 printf 'goreleaser %s: %s in %ss\n' "$GORELEASER_VERSION" "$install_how" "$t_install"
 printf 'goreleaser check: %ss\n' "$t_check"
