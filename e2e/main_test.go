@@ -292,30 +292,37 @@ func buildLoggenImage() error {
 		return err
 	}
 	dockerfile := []byte("FROM scratch\nLABEL " + labelKey + "=" + labelValue + "\nCOPY loggen /loggen\nENTRYPOINT [\"/loggen\"]\n")
-	id, err := buildImage(imageRef, dockerfile, map[string][]byte{"loggen": exe})
+	id, err := buildImage(imageRef, nil, []contextFile{{"Dockerfile", 0o644, dockerfile}, {"loggen", 0o755, exe}})
+	if err != nil {
+		return err
+	}
 	suite.imageID = id
-	return err
+	return nil
 }
 
-// buildImage builds an image tagged ref from dockerfile and the executable
-// files of its context, through the API with an in-memory tar context and
-// no network, and returns its ID.
-func buildImage(ref string, dockerfile []byte, files map[string][]byte) (string, error) {
-	entries := []struct {
-		name string
-		mode int64
-		data []byte
-	}{{"Dockerfile", 0o644, dockerfile}}
-	for name, data := range files {
-		entries = append(entries, struct {
-			name string
-			mode int64
-			data []byte
-		}{name, 0o755, data})
-	}
+// contextFile is one file of an image's build context.
+type contextFile struct {
+	name string
+	mode int64
+	data []byte
+}
+
+// buildImage builds the image tag from an in-memory tar context holding
+// files (Dockerfile among them) with the classic builder, through the API,
+// without network: no registry is ever asked. labels are set on the image.
+// It returns the image's ID.
+func buildImage(tag string, labels map[string]string, files []contextFile) (string, error) {
 	var ctxTar bytes.Buffer
 	tw := tar.NewWriter(&ctxTar)
-	for _, f := range entries {
+	dirs := map[string]bool{}
+	for _, f := range files {
+		// Parent directories first, so that the context is a proper tree.
+		for d := filepath.Dir(f.name); d != "." && !dirs[d]; d = filepath.Dir(d) {
+			dirs[d] = true
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: time.Unix(0, 0)}); err != nil {
+				return "", err
+			}
+		}
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}); err != nil {
 			return "", err
 		}
@@ -330,11 +337,13 @@ func buildImage(ref string, dockerfile []byte, files map[string][]byte) (string,
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	resp, err := suite.docker.ImageBuild(ctx, &ctxTar, build.ImageBuildOptions{
-		Tags:        []string{ref},
+		Tags:        []string{tag},
 		Dockerfile:  "Dockerfile",
+		Labels:      labels,
 		Remove:      true,
 		ForceRemove: true,
 		NetworkMode: "none",
+		Version:     build.BuilderV1,
 	})
 	if err != nil {
 		return "", err
@@ -363,7 +372,7 @@ func buildImage(ref string, dockerfile []byte, files map[string][]byte) (string,
 			tail = append(tail, msg.Stream)
 		}
 	}
-	img, err := suite.docker.ImageInspect(ctx, ref)
+	img, err := suite.docker.ImageInspect(ctx, tag)
 	if err != nil {
 		return "", fmt.Errorf("inspecting the built image: %w\n%s", err, strings.Join(tail, ""))
 	}

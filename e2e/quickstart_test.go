@@ -86,7 +86,7 @@ func ensureBusybox(t *testing.T) {
 	}
 	dockerfile := "FROM scratch\nLABEL " + labelKey + "=" + labelValue + "\nCOPY busybox /bin/busybox\n" +
 		"RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"sh\"]\n"
-	if _, err := buildImage("busybox:latest", []byte(dockerfile), map[string][]byte{"busybox": exe}); err != nil {
+	if _, err := buildImage("busybox:latest", nil, []contextFile{{"Dockerfile", 0o644, []byte(dockerfile)}, {"busybox", 0o755, exe}}); err != nil {
 		t.Fatalf("building the busybox image from %s: %v", bin, err)
 	}
 	t.Logf("built busybox:latest from %s (the suite uses no registry)", bin)

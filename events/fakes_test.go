@@ -528,6 +528,7 @@ type harness struct {
 	daemon *fakeDaemon // nil unless the test simulates the daemon
 	set    telemetry.Settings
 	cps    Checkpoints // nil: none
+	self   []string    // IDs passed to NewManager as excluded
 	m      *Manager
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -565,7 +566,7 @@ type testCfg struct {
 }
 
 func (h *harness) start(cfg testCfg) *harness {
-	m, err := NewManager(h.src, h.col, h.cps, cfg.Containers, cfg.Backoff, h.set)
+	m, err := NewManager(h.src, h.col, h.cps, cfg.Containers, cfg.Backoff, h.set, h.self...)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func (r *run) reconcile(msg sourceMsg) {
 			cursor, checkpointed := r.checkpoints.Get(c.ID)
 			if !checkpointed {
 				cursor = logs.BeginningCursor()
-				if msg.initial && r.cfg.InitialPosition == config.InitialPositionEnd {
+				if msg.initial && r.cfg.InitialPosition == config.InitialPositionEnd && !r.exclude[c.ID] {
 					// Lines written before berth started are not sent; with
 					// a threshold instead of "tail=0" nothing is lost between
 					// bursts, and a stopped container has nothing to read.
@@ -135,12 +135,16 @@ func (r *run) handleEvent(ev Event) {
 }
 
 // add starts tracking a container, from its checkpoint if it has one. It is
-// discovered, with nothing to read until it is known to run or to have run.
+// discovered, with nothing to read until it is known to run or to have run;
+// berth's own container is excluded, known but never read.
 func (r *run) add(id, name string, cursor logs.Cursor) *container {
 	if cp, ok := r.checkpoints.Get(id); ok {
 		cursor = cp
 	}
-	ct := &container{id: id, name: name, cursor: cursor, state: StateDiscovered, facts: facts{drained: true}}
+	ct := &container{id: id, name: name, cursor: cursor, state: StateDiscovered, facts: facts{drained: true, excluded: r.exclude[id]}}
+	if ct.excluded {
+		r.log.Info("berth runs in this container: its log is not collected", "container", name, "id", short(id))
+	}
 	r.containers[id] = ct
 	return ct
 }

@@ -55,6 +55,7 @@ type Manager struct {
 	src          Source
 	col          Collector
 	checkpoints  Checkpoints
+	exclude      map[string]bool // IDs of containers never read (berth's own)
 	cfg          config.Containers
 	backoff      config.Backoff
 	healthyAfter time.Duration
@@ -76,13 +77,22 @@ var ErrNotRunning = errors.New("manager is not running")
 // exist when berth starts (those that appear later are read from their
 // beginning). bo paces re-attaching after failed or empty bursts and
 // reconnecting the events stream. The manager reports its containers by
-// state, its open streams and its reconnects as metrics of set.
-func NewManager(src Source, col Collector, checkpoints Checkpoints, cfg config.Containers, bo config.Backoff, set telemetry.Settings) (*Manager, error) {
+// state, its open streams and its reconnects as metrics of set. exclude
+// lists the full IDs of containers whose log is never read, such as the
+// container berth itself runs in: they are known, and shown in Status as
+// excluded.
+func NewManager(src Source, col Collector, checkpoints Checkpoints, cfg config.Containers, bo config.Backoff, set telemetry.Settings, exclude ...string) (*Manager, error) {
 	if checkpoints == nil {
 		checkpoints = noCheckpoints{}
 	}
+	excluded := make(map[string]bool, len(exclude))
+	for _, id := range exclude {
+		if id != "" {
+			excluded[id] = true
+		}
+	}
 	m := &Manager{
-		src: src, col: col, checkpoints: checkpoints, cfg: cfg, backoff: bo,
+		src: src, col: col, checkpoints: checkpoints, exclude: excluded, cfg: cfg, backoff: bo,
 		healthyAfter: defaultHealthyAfter,
 		log:          set.Logger,
 		tracer:       set.Tracer(),

@@ -899,3 +899,37 @@ func TestQuietContainerPositionIsSeeded(t *testing.T) {
 		})
 	}
 }
+
+// TestSelfExcluded: berth's own container (passed to NewManager) is known
+// and shown as excluded, and never read: not when listed running at the
+// start, not after a restart, not seeded; its removal forgets it.
+func TestSelfExcluded(t *testing.T) {
+	cps := &memCheckpoints{cursors: map[string]logs.Cursor{}}
+	h := newHarness(t)
+	h.cps = cps
+	h.self = []string{"self"}
+	h.src.setList(running("self"), running("other"))
+	cfg := testConfig()
+	cfg.InitialPosition = config.InitialPositionEnd
+	h.start(cfg)
+	s := h.src.waitStream(t, 1)
+	h.col.waitBurst(t, "other", 1)
+	h.waitState("self", StateExcluded)
+	h.docker(s, "die", "self")
+	h.docker(s, "start", "self")
+	h.docker(s, "create", "new")
+	h.docker(s, "start", "new")
+	h.col.waitBurst(t, "new", 1)
+	st := h.sync(s)
+	if c, ok := lookup(st, "self"); !ok || c.State != StateExcluded {
+		t.Errorf("after its restart: %+v, want self excluded", st)
+	}
+	if n := len(h.col.of("self")); n != 0 {
+		t.Errorf("%d bursts of berth's own container, want none; %s", n, h.col.describe("self"))
+	}
+	if got := cps.seeds(); slices.Contains(got, "self") {
+		t.Errorf("seeded %v: berth's own container must have no position", got)
+	}
+	h.docker(s, "destroy", "self")
+	h.waitGone("self")
+}

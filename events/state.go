@@ -21,6 +21,7 @@ const (
 	StateStreaming  State = "streaming"  // a burst is reading its log
 	StateBackoff    State = "backoff"    // waiting to re-attach after a failed or empty burst
 	StateStopped    State = "stopped"    // not running and its log read to the end (or unreadable)
+	StateExcluded   State = "excluded"   // never read: berth's own container
 )
 
 // facts is what the daemon and the bursts have told berth about a container:
@@ -32,6 +33,7 @@ type facts struct {
 	drained    bool      // its log has been read to the end since it last stopped
 	gone       bool      // it was removed
 	unreadable bool      // its logging driver cannot be read through the API, until it starts again
+	excluded   bool      // berth must never read it (berth runs in it): fixed when it is added
 	retryAt    time.Time // no burst before this (backoff); zero: none pending
 }
 
@@ -61,6 +63,7 @@ const (
 //	state      input         facts                          -> state, action
 //	streaming  not its end   any                            -> streaming (the burst's end decides)
 //	any        any           gone                           -> (forgotten), forget
+//	any        any           excluded                       -> excluded
 //	any        any           berth is stopping              -> unchanged
 //	any        any           unreadable                     -> stopped
 //	any        any           running or not drained,
@@ -74,6 +77,8 @@ func transition(cur State, in input, f facts, now time.Time, stopping bool) (Sta
 		return cur, actNone
 	case f.gone:
 		return cur, actForget
+	case f.excluded:
+		return StateExcluded, actNone
 	case stopping:
 		return cur, actNone
 	case f.unreadable:

@@ -45,6 +45,9 @@ func TestTransition(t *testing.T) {
 		{"backoff holds until its time", StateBackoff, inputTimer, with(running, func(f *facts) { f.retryAt = later }), false, StateBackoff, actNone},
 		{"backoff ends at its time", StateBackoff, inputTimer, with(running, func(f *facts) { f.retryAt = now }), false, StateStreaming, actFollow},
 		{"a past retry time is no backoff", StateBackoff, inputTimer, with(stoppedUnread, func(f *facts) { f.retryAt = earlier }), false, StateStreaming, actDrain},
+		{"berth's own running container is never read", StateDiscovered, inputDaemon, with(running, func(f *facts) { f.excluded = true }), false, StateExcluded, actNone},
+		{"berth's own container with an unread log is never drained", StateExcluded, inputDaemon, with(stoppedUnread, func(f *facts) { f.excluded = true }), false, StateExcluded, actNone},
+		{"berth's own container removed is forgotten", StateExcluded, inputDaemon, with(running, func(f *facts) { f.excluded, f.gone = true, true }), false, StateExcluded, actForget},
 		{"a container that stopped during backoff and was read rests", StateBackoff, inputDaemon, with(stoppedRead, func(f *facts) { f.retryAt = later }), false, StateStopped, actNone},
 	}
 	for _, tt := range tests {

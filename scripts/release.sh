@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds berth's release artefacts into dist/ and publishes nothing:
 # static binaries for linux/amd64 and linux/arm64, tar.gz archives, .deb and
-# .rpm packages and sha256 checksums (.goreleaser.yaml says how).
+# .rpm packages and sha256 checksums (.goreleaser.yaml says how), and the
+# container images berthlog/berth:<version>, :latest (amd64) and
+# :<version>-arm64, in the local daemon (classic builder, nothing pushed).
 #
 # GoReleaser is installed with `go install` at a pinned version into a cache
 # directory that survives between runs (BERTH_TOOLS_DIR, default
@@ -82,6 +84,29 @@ if [ -z "$(git remote)" ]; then
   log "no git remote: using https://$module.git for this run only"
 fi
 
+# The container image (.goreleaser.yaml, dockers): built by the daemon with
+# the classic builder (no buildx needed), with the build host's CA bundle.
+docker info >/dev/null 2>&1 || die "the Docker daemon does not answer (docker info): it builds the container image"
+export DOCKER_BUILDKIT=0
+if [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then
+  if [ -f scripts/lib.sh ] && [ "$(id -u)" = 0 ]; then
+    # shellcheck source=scripts/lib.sh
+    . scripts/lib.sh
+    apt_install ca-certificates
+  fi
+  [ -s /etc/ssl/certs/ca-certificates.crt ] ||
+    die "no /etc/ssl/certs/ca-certificates.crt for the image: install ca-certificates"
+fi
+
+# Like dist/, the images of earlier snapshots go (their tags and :latest, so
+# that no untagged image is left behind): only this run's remain.
+old_images=$(docker image ls --format '{{.Repository}}:{{.Tag}}' berthlog/berth | grep -E -- '-snapshot-|:latest(-arm64)?$' || true)
+if [ -n "$old_images" ]; then
+  log "removing earlier snapshot images: $(echo $old_images)"
+  # shellcheck disable=SC2086
+  docker rmi $old_images >/dev/null || die "cannot remove the earlier snapshot images"
+fi
+
 t0=$(now)
 log "goreleaser check"
 "$GORELEASER_BIN" check || die "goreleaser check: .goreleaser.yaml is invalid or uses deprecated options"
@@ -111,6 +136,23 @@ if [ "$(uname -m)" = x86_64 ]; then
   fi
 fi
 
+# The images: tagged, for linux/amd64 and linux/arm64, running as non-root;
+# the amd64 one starts (berth version).
+image_version=$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' dist/metadata.json | head -n 1)
+[ -n "$image_version" ] || die "no version in dist/metadata.json"
+image_version=${image_version//+/-}
+for spec in "$image_version:amd64" "latest:amd64" "$image_version-amd64:amd64" "$image_version-arm64:arm64" "latest-arm64:arm64"; do
+  tag=${spec%:*} arch=${spec##*:}
+  got=$(docker image inspect -f '{{.Os}}/{{.Architecture}} {{.Config.User}}' "berthlog/berth:$tag") ||
+    die "no image berthlog/berth:$tag"
+  [ "$got" = "linux/$arch 65532:65532" ] || die "berthlog/berth:$tag is $got, want linux/$arch 65532:65532"
+done
+if [ "$(uname -m)" = x86_64 ]; then
+  iv=$(docker run --rm --network none --entrypoint /usr/bin/berth "berthlog/berth:$image_version" version) ||
+    die "berthlog/berth:$image_version does not run"
+  log "image berthlog/berth:$image_version: $iv"
+fi
+
 human() { numfmt --to=iec-i --suffix=B --format='%.1f' "$1"; }
 echo
 echo "artefacts in dist/:"
@@ -119,6 +161,9 @@ for f in dist/*.tar.gz dist/*.deb dist/*.rpm dist/checksums.txt dist/berth_linux
   size=$(stat -c %s "$f")
   printf '  %-60s %10s bytes  %8s\n' "$f" "$size" "$(human "$size")"
 done
+echo
+echo "images (local, not pushed):"
+docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' berthlog/berth | sort | sed 's/^/  /'
 echo
 printf 'goreleaser %s: %s in %ss\n' "$GORELEASER_VERSION" "$install_how" "$t_install"
 printf 'goreleaser check: %ss\n' "$t_check"

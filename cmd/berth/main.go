@@ -28,6 +28,7 @@ import (
 	"github.com/berthlog/berth/events"
 	"github.com/berthlog/berth/export"
 	"github.com/berthlog/berth/internal/otlpconf"
+	"github.com/berthlog/berth/internal/selfcontainer"
 	"github.com/berthlog/berth/logs"
 	"github.com/berthlog/berth/telemetry"
 )
@@ -228,7 +229,17 @@ func collect(cfg config.Config, environ []string, stdout, stderr io.Writer) (cod
 	if err != nil {
 		return fail(exitFailure, "cannot set up the collector", err)
 	}
-	mgr, err := events.NewManager(docker, col, store, cfg.Containers, cfg.Backoff, set)
+	// berth in a container never collects its own log (its records would
+	// feed back into themselves); outside one, ownID is "".
+	ownID, err := selfcontainer.Detect()
+	if err != nil {
+		log.Debug("cannot tell whether berth runs in a container", "err", err)
+	}
+	if ownID != "" {
+		// The manager says so at Info once the daemon lists it.
+		log.Debug("berth's own container, from /proc/self", "id", ownID[:12])
+	}
+	mgr, err := events.NewManager(docker, col, store, cfg.Containers, cfg.Backoff, set, ownID)
 	if err != nil {
 		return fail(exitFailure, "cannot set up the container manager", err)
 	}
