@@ -526,6 +526,7 @@ type harness struct {
 	col    *fakeCollector
 	daemon *fakeDaemon // nil unless the test simulates the daemon
 	set    telemetry.Settings
+	store  Checkpoints // nil: none
 	m      *Manager
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -563,7 +564,7 @@ type testCfg struct {
 }
 
 func (h *harness) start(cfg testCfg) *harness {
-	m, err := NewManager(h.src, h.col, nil, cfg.Containers, cfg.Backoff, h.set)
+	m, err := NewManager(h.src, h.col, h.store, cfg.Containers, cfg.Backoff, h.set)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -136,6 +136,7 @@ func (r *run) add(id, name string, cursor logs.Cursor) *container {
 	if cp, ok := r.checkpoints.Get(id); ok {
 		cursor = cp
 	}
+	r.checkpoints.Track(id)
 	ct := &container{id: id, name: name, cursor: cursor, state: StateDiscovered, facts: facts{drained: true}}
 	r.containers[id] = ct
 	return ct

@@ -30,6 +30,10 @@ import (
 // Checkpoints is the manager's view of the checkpoint store.
 type Checkpoints interface {
 	Get(id string) (logs.Cursor, bool)
+	// Track is called when the manager learns of a container, before any of
+	// its bursts: from then on until Forget, its acknowledgements are kept
+	// (a late one, after Forget, is not).
+	Track(id string)
 	Forget(id string)
 	IDs() []string
 }
@@ -38,6 +42,7 @@ type Checkpoints interface {
 type noCheckpoints struct{}
 
 func (noCheckpoints) Get(string) (logs.Cursor, bool) { return logs.Cursor{}, false }
+func (noCheckpoints) Track(string)                   {}
 func (noCheckpoints) Forget(string)                  {}
 func (noCheckpoints) IDs() []string                  { return nil }
 
