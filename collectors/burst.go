@@ -318,7 +318,7 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 		if !old {
 			st.add(s, ts, h, content, complete || cut, cut)
 		}
-		if !st.msgs.buffered() || len(st.batch.Records) >= maxBatchRecords {
+		if !st.msgs.buffered() || len(st.batch.Records) >= maxBatchRecords || st.batchBytes >= maxBatchBytes {
 			if err := c.flush(ctx, st, meta, res); err != nil {
 				return err
 			}
@@ -326,9 +326,17 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 	}
 }
 
-// maxBatchRecords bounds a batch when the daemon sends faster than the
-// connection buffer drains.
-const maxBatchRecords = 1024
+// maxBatchRecords and maxBatchBytes bound a batch when the daemon sends
+// faster than the connection buffer drains: a batch is handed to the sink
+// once it holds 1024 records or 2 MiB of bodies, whichever comes first (so a
+// batch holds less than maxBatchBytes + max_line_bytes). The byte bound keeps
+// a batch of long lines (1024 of 256 KiB would be 256 MiB) well within the
+// in-flight bound, which then paces reading batch by batch, and keeps the
+// arena the bodies are copied into at about maxBatchBytes.
+const (
+	maxBatchRecords = 1024
+	maxBatchBytes   = 2 << 20
+)
 
 // flush hands the completed records to the sink and, once it accepted them,
 // commits the cursor.
@@ -358,6 +366,7 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 	}
 	st.batch.Records = st.batch.Records[:0]
 	st.arena = st.arena[:0]
+	st.batchBytes = 0
 	st.observed = time.Time{}
 	return nil
 }
@@ -379,6 +388,9 @@ type burstState struct {
 	progress  *BurstProgress // BurstSpec.Progress of the running burst; may be nil
 	batch     logs.Batch
 	arena     []byte // record bodies of the batch; never reallocated under a record
+	// batchBytes is the bodies' bytes in the batch (the arena's length,
+	// counting the blocks it left when it grew).
+	batchBytes int
 }
 
 // pendingLine is a line whose chunks are still arriving.
@@ -429,6 +441,7 @@ func (st *burstState) release() {
 	st.progress = nil
 	st.batch = logs.Batch{Records: st.batch.Records[:0]}
 	st.arena = st.arena[:0]
+	st.batchBytes = 0
 	st.observed = time.Time{}
 }
 
@@ -491,9 +504,12 @@ func (st *burstState) emit(s logs.Stream, ts time.Time, body []byte, truncated b
 		}
 	}
 	if len(st.arena)+len(body) > cap(st.arena) {
-		// Earlier records keep the old block; the new one is reused from now on.
-		st.arena = make([]byte, 0, max(2*cap(st.arena), len(body)))
+		// Earlier records keep the old block; the new one is reused from now
+		// on. A batch is flushed at maxBatchBytes: no block need be larger,
+		// unless one line is.
+		st.arena = make([]byte, 0, max(min(2*cap(st.arena), maxBatchBytes), len(body)))
 	}
+	st.batchBytes += len(body)
 	off := len(st.arena)
 	st.arena = append(st.arena, body...)
 	if st.observed.IsZero() {

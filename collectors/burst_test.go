@@ -1,7 +1,9 @@
 package collectors
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -481,4 +484,122 @@ func BenchmarkBurstProgress(b *testing.B) {
 		b.Fatalf("progress %d lines, want %d", got, int64(b.N)*benchLines)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchLines), "ns/line")
+}
+
+// longLines is a multiplexed response of n lines of size bytes (newline
+// included), each split into the daemon's 16 KiB messages, generated as it
+// is read: the test holds no copy of it.
+type longLines struct {
+	n, size int
+	line    int    // the line being written
+	off     int    // its bytes written
+	buf     []byte // the current frame, unread part
+	frame   []byte
+}
+
+var xs = bytes.Repeat([]byte("x"), chunkSize)
+
+// Read fills p whole, as a fast daemon does: a burst then always has bytes
+// buffered, and hands over a batch only when a bound says so.
+func (l *longLines) Read(p []byte) (int, error) {
+	total := 0
+	for len(p) > 0 {
+		n, err := l.read(p)
+		total += n
+		p = p[n:]
+		if err != nil {
+			if total > 0 {
+				return total, nil
+			}
+			return 0, err
+		}
+	}
+	return total, nil
+}
+
+func (l *longLines) read(p []byte) (int, error) {
+	if len(l.buf) == 0 {
+		if l.line == l.n {
+			return 0, io.EOF
+		}
+		chunk := min(chunkSize, l.size-l.off)
+		ts := t0.Add(time.Duration(l.line) * time.Millisecond).UTC().Format("2006-01-02T15:04:05.000000000Z07:00")
+		l.frame = l.frame[:0]
+		l.frame = append(l.frame, byte(logs.Stdout), 0, 0, 0, 0, 0, 0, 0)
+		binary.BigEndian.PutUint32(l.frame[4:], uint32(len(ts)+1+chunk))
+		l.frame = append(l.frame, ts...)
+		l.frame = append(l.frame, ' ')
+		l.frame = append(l.frame, xs[:chunk-1]...)
+		l.off += chunk
+		if l.off == l.size {
+			l.frame = append(l.frame, '\n')
+			l.line, l.off = l.line+1, 0
+		} else {
+			l.frame = append(l.frame, 'x')
+		}
+		l.buf = l.frame
+	}
+	n := copy(p, l.buf)
+	l.buf = l.buf[n:]
+	return n, nil
+}
+
+func (l *longLines) Close() error { return nil }
+
+type longLinesSource struct{ n, size int }
+
+func (s longLinesSource) Inspect(context.Context, string) (*logs.Meta, error) {
+	return &logs.Meta{ID: "c1", Name: "web"}, nil
+}
+
+func (s longLinesSource) Logs(context.Context, string, LogRequest) (io.ReadCloser, error) {
+	return &longLines{n: s.n, size: s.size}, nil
+}
+
+// batchSizes records each batch's records and body bytes, keeping nothing
+// else.
+type batchSizes struct {
+	lines   int
+	records []int
+	bytes   []int
+}
+
+func (s *batchSizes) Consume(_ context.Context, b *logs.Batch) error {
+	n := 0
+	for i := range b.Records {
+		n += len(b.Records[i].Body)
+	}
+	s.lines += len(b.Records)
+	s.records = append(s.records, len(b.Records))
+	s.bytes = append(s.bytes, n)
+	return nil
+}
+
+// TestBatchBoundedByBytes: 1024 lines of 256 KiB, read as fast as the daemon
+// can send them, are handed to the sink in batches of at most
+// maxBatchBytes + one line, not in one batch of 256 MiB; and the arena the
+// bodies are copied into stays within a block of maxBatchBytes.
+func TestBatchBoundedByBytes(t *testing.T) {
+	const lines, size = 1024, 256 << 10
+	sink := &batchSizes{}
+	c := newCollector(t, longLinesSource{lines, size}, sink, testBursts(1<<20, 100), telemetry.NopSettings())
+	meta := new(atomic.Pointer[logs.Meta])
+	res := c.Burst(context.Background(), BurstSpec{ID: "c1", Cursor: logs.BeginningCursor(), Meta: meta})
+	if res.End != EndEOF || res.Lines != lines || sink.lines != lines {
+		t.Fatalf("burst %v %v: %d lines, sink %d; want %d", res.End, res.Err, res.Lines, sink.lines, lines)
+	}
+	for i, n := range sink.bytes {
+		if n >= maxBatchBytes+size {
+			t.Fatalf("batch %d holds %d records, %d bytes; want less than %d (maxBatchBytes and one line)", i, sink.records[i], n, maxBatchBytes+size)
+		}
+	}
+	if len(sink.bytes) < lines*(size-1)/(maxBatchBytes+size) {
+		t.Fatalf("%d batches for %d MiB", len(sink.bytes), lines*size>>20)
+	}
+	st := c.state.Get().(*burstState)
+	defer c.state.Put(st)
+	if cap(st.arena) > maxBatchBytes {
+		t.Errorf("the arena grew to %d bytes, want at most maxBatchBytes (%d)", cap(st.arena), maxBatchBytes)
+	}
+	t.Logf("%d batches, largest %d bytes", len(sink.bytes), slices.Max(sink.bytes))
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -350,5 +351,48 @@ func TestOTLPSinkInvalidSplitsByContainer(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestOTLPSinkWeightCountsConvertedRecords: the in-flight bytes the sink
+// counts for queued batches are at least what they hold on the heap (the
+// converted SDK records and their bodies), so that max_in_flight_bytes bounds
+// memory, not only bodies.
+func TestOTLPSinkWeightCountsConvertedRecords(t *testing.T) {
+	exp := &fakeExporter{gate: make(chan struct{})}
+	s := newTestSink(t, exp, nil, telemetry.NopSettings())
+	ctx := context.Background()
+	meta := &logs.Meta{ID: strings.Repeat("a", 64), Name: "web"}
+	if err := s.Consume(ctx, batchOf(meta, 0, "warm-up")); err != nil { // the exporter holds it
+		t.Fatal(err)
+	}
+	batches := make([]*logs.Batch, 16)
+	for i := range batches {
+		batches[i] = batchOf(meta, i+1, bodiesOf(1024*i, 1024, 100)...)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	inFlight := s.Stats().InFlightBytes
+	for _, b := range batches {
+		if err := s.Consume(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	counted := s.Stats().InFlightBytes - inFlight
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("16 batches of 1024 lines of 100 bytes: %d bytes counted in flight, %d held on the heap", counted, held)
+	if counted < held*9/10 {
+		t.Errorf("counted %d bytes in flight for %d held: the in-flight bound undercounts memory", counted, held)
+	}
+	if counted > held*2 {
+		t.Errorf("counted %d bytes in flight for %d held: far too much", counted, held)
+	}
+	runtime.KeepAlive(batches)
+	close(exp.gate)
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -60,6 +60,7 @@ type OTLPSink struct {
 	providers map[*logs.Meta]otellog.Logger
 
 	recs []sdklog.Record // the request being exported; the exporter goroutine's
+	segs []segment       // the request being packed; the exporter goroutine's
 
 	counters otlpCounters
 }
@@ -93,10 +94,11 @@ type OTLPStats struct {
 	InFlightBytes int64
 }
 
-// recordOverhead is what a record holds in memory besides its body, for the
-// in-flight bound: the converted SDK record (its struct, with room for five
-// attributes inline) and the batch's own record.
-var recordOverhead = int64(unsafe.Sizeof(sdklog.Record{}) + unsafe.Sizeof(logs.Record{}))
+// recordOverhead is what a queued record holds in memory besides its body
+// (which the SDK record holds a copy of), for the in-flight bound: the
+// converted SDK record's struct, with room for five attributes inline (584
+// bytes with the SDK of go.mod), and a little for the allocator's rounding.
+var recordOverhead = int64(unsafe.Sizeof(sdklog.Record{})) + 32
 
 // maxBatchRecords bounds one export request by records (otlp.max_request_bytes
 // bounds it by bytes); queueItems bounds the batches queued for the exporter
@@ -405,7 +407,7 @@ type segment struct {
 // dropped, and releases them all.
 func (s *OTLPSink) exportItems(items []*exportItem) {
 	var (
-		req   []segment
+		req   = s.segs[:0]
 		n     int   // records in req
 		size  int64 // req's encoded size
 		err   error // the shutdown deadline passed: stop
@@ -413,6 +415,7 @@ func (s *OTLPSink) exportItems(items []*exportItem) {
 			if len(req) > 0 && err == nil {
 				err = s.send(req)
 			}
+			clear(req)
 			req, n, size = req[:0], 0, 0
 		}
 	)
@@ -449,6 +452,7 @@ func (s *OTLPSink) exportItems(items []*exportItem) {
 		}
 	}
 	flush()
+	s.segs = req[:0]
 	for _, it := range items {
 		if it.settled == len(it.records) && s.acker != nil {
 			s.acker.Ack(it.id, it.cursor)
@@ -484,12 +488,15 @@ func (s *OTLPSink) send(req []segment) error {
 		attribute.Int("records", len(recs)), attribute.Int64("bytes", weight), attribute.Int("containers", containers)))
 	err := s.exportWithRetry(recs)
 	var ref *refusal
+	if err != nil {
+		ref = asRefusal(err)
+	}
 	outcome := "ok"
 	switch {
 	case err == nil:
-	case errors.As(err, &ref) && ref.tooLarge && len(recs) > 1:
+	case ref != nil && ref.tooLarge && len(recs) > 1:
 		outcome = "split"
-	case errors.As(err, &ref) && !ref.tooLarge && containers > 1:
+	case ref != nil && !ref.tooLarge && containers > 1:
 		outcome = "split"
 	case ref != nil:
 		outcome = "rejected"
@@ -609,6 +616,15 @@ func (r *refusal) Error() string {
 	return "rejected by the backend as invalid: " + r.err.Error()
 }
 func (r *refusal) Unwrap() error { return r.err }
+
+// asRefusal returns the refusal in err's chain, or nil.
+func asRefusal(err error) *refusal {
+	var r *refusal
+	if errors.As(err, &r) {
+		return r
+	}
+	return nil
+}
 
 func (s *OTLPSink) exportWithRetry(recs []sdklog.Record) error {
 	// It never gives up: the queue waits, the logs stay in Docker.
