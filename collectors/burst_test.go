@@ -603,3 +603,29 @@ func TestBatchBoundedByBytes(t *testing.T) {
 	}
 	t.Logf("%d batches, largest %d bytes", len(sink.bytes), slices.Max(sink.bytes))
 }
+
+// TestBurstDaemonReplaysInStream: Docker's json-file follow reader can send
+// a stretch of the log again in the middle of a response (seen with 8 KiB
+// lines written fast: lines 1211 to 1999 of 2000 sent twice). The lines
+// older than the cursor are dropped, and so are the replayed lines at the
+// cursor's own timestamp; two identical lines at one nanosecond that are not
+// a replay are both kept.
+func TestBurstDaemonReplaysInStream(t *testing.T) {
+	d := &fakeDaemon{log: []fakeMsg{
+		{logs.Stdout, at(1), "a\n"}, {logs.Stdout, at(2), "b\n"}, {logs.Stdout, at(3), "c1\n"}, {logs.Stdout, at(3), "c2\n"},
+		// the replay
+		{logs.Stdout, at(2), "b\n"}, {logs.Stdout, at(3), "c1\n"}, {logs.Stdout, at(3), "c2\n"},
+		{logs.Stdout, at(4), "d\n"}, {logs.Stdout, at(5), "e\n"}, {logs.Stdout, at(5), "e\n"},
+		// a replay of the last line alone
+		{logs.Stdout, at(4), "d\n"}, {logs.Stdout, at(5), "e\n"}, {logs.Stdout, at(5), "e\n"},
+	}}
+	sink := &memSink{}
+	res := newTestCollector(t, d, sink, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), true))
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	want := []string{"stdout:a", "stdout:b", "stdout:c1", "stdout:c2", "stdout:d", "stdout:e", "stdout:e"}
+	if got := sink.bodies(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q,\nwant %q", got, want)
+	}
+}

@@ -101,6 +101,12 @@ func (c *Cursor) Seen(s Stream, ts time.Time, h uint32) bool {
 	case sc.Time.IsZero() || ts.After(sc.Time):
 		return false
 	case ts.Before(sc.Time):
+		// An older message after newer ones: the daemon went back. Docker's
+		// json-file follow reader can send a stretch of the log again in
+		// the middle of a response. The messages at the boundary's
+		// timestamp that follow are then the boundary's again: match them
+		// from the first, as at the start of a response.
+		sc.next = -1
 		return true
 	}
 	if sc.next < 0 {
