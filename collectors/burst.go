@@ -318,9 +318,14 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 		if !old {
 			st.add(s, ts, h, content, complete || cut, cut)
 		}
-		if !st.msgs.buffered() || len(st.batch.Records) >= maxBatchRecords || st.batchBytes >= maxBatchBytes {
+		if drained := !st.msgs.buffered(); drained || len(st.batch.Records) >= maxBatchRecords || st.batchBytes >= maxBatchBytes {
 			if err := c.flush(ctx, st, meta, res); err != nil {
 				return err
+			}
+			if drained {
+				// The next read may wait for the container for as long as
+				// idle_timeout: the arena waits in the pool meanwhile.
+				st.giveArena()
 			}
 		}
 	}
@@ -387,7 +392,8 @@ type burstState struct {
 	observed  time.Time      // when the bytes of the current batch were read; zero after a flush
 	progress  *BurstProgress // BurstSpec.Progress of the running burst; may be nil
 	batch     logs.Batch
-	arena     []byte // record bodies of the batch; never reallocated under a record
+	arena     []byte  // record bodies of the batch; never reallocated under a record; nil while the burst waits
+	arenaBox  *[]byte // the arenas pool's box of arena, while the burst holds one
 	// batchBytes is the bodies' bytes in the batch (the arena's length,
 	// counting the blocks it left when it grew).
 	batchBytes int
@@ -409,8 +415,7 @@ const (
 
 func newBurstState() *burstState {
 	st := &burstState{
-		br:    bufio.NewReaderSize(nil, readBufferSize),
-		arena: make([]byte, 0, arenaSize),
+		br: bufio.NewReaderSize(nil, readBufferSize),
 	}
 	st.batch.Records = make([]logs.Record, 0, 256)
 	return st
@@ -440,7 +445,7 @@ func (st *burstState) release() {
 	st.frames.r, st.raw.r, st.msgs = nil, nil, nil
 	st.progress = nil
 	st.batch = logs.Batch{Records: st.batch.Records[:0]}
-	st.arena = st.arena[:0]
+	st.giveArena()
 	st.batchBytes = 0
 	st.observed = time.Time{}
 }
@@ -496,12 +501,46 @@ func clip(b []byte, n int) ([]byte, bool) {
 	return b[:cut], true
 }
 
+// arenas holds the arenas of the bursts that wait for bytes: a burst takes
+// one when it has a line to copy, and gives it back when its batch was
+// handed over and the connection has nothing more buffered, so that quiet
+// containers hold none. arenasHeld counts the arenas bursts hold.
+var (
+	arenas     = sync.Pool{New: func() any { b := make([]byte, 0, arenaSize); return &b }}
+	arenasHeld atomic.Int64
+)
+
+// takeArena takes an arena from the pool.
+func (st *burstState) takeArena() {
+	st.arenaBox = arenas.Get().(*[]byte)
+	st.arena = (*st.arenaBox)[:0]
+	arenasHeld.Add(1)
+}
+
+// giveArena gives the arena back, unless a line too long for a batch made it
+// larger than any batch needs (the garbage collector takes that one). Call it
+// only when no record refers to it any more.
+func (st *burstState) giveArena() {
+	if st.arenaBox == nil {
+		return
+	}
+	if cap(st.arena) <= maxBatchBytes {
+		*st.arenaBox = st.arena[:0]
+		arenas.Put(st.arenaBox)
+	}
+	st.arena, st.arenaBox = nil, nil
+	arenasHeld.Add(-1)
+}
+
 // emit appends a record whose body is copied into the arena.
 func (st *burstState) emit(s logs.Stream, ts time.Time, body []byte, truncated bool) {
 	if st.tty {
 		if n := len(body); n > 0 && body[n-1] == '\r' {
 			body = body[:n-1]
 		}
+	}
+	if st.arena == nil {
+		st.takeArena()
 	}
 	if len(st.arena)+len(body) > cap(st.arena) {
 		// Earlier records keep the old block; the new one is reused from now

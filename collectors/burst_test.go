@@ -577,8 +577,7 @@ func (s *batchSizes) Consume(_ context.Context, b *logs.Batch) error {
 
 // TestBatchBoundedByBytes: 1024 lines of 256 KiB, read as fast as the daemon
 // can send them, are handed to the sink in batches of at most
-// maxBatchBytes + one line, not in one batch of 256 MiB; and the arena the
-// bodies are copied into stays within a block of maxBatchBytes.
+// maxBatchBytes + one line, not in one batch of 256 MiB.
 func TestBatchBoundedByBytes(t *testing.T) {
 	const lines, size = 1024, 256 << 10
 	sink := &batchSizes{}
@@ -596,10 +595,8 @@ func TestBatchBoundedByBytes(t *testing.T) {
 	if len(sink.bytes) < lines*(size-1)/(maxBatchBytes+size) {
 		t.Fatalf("%d batches for %d MiB", len(sink.bytes), lines*size>>20)
 	}
-	st := c.state.Get().(*burstState)
-	defer c.state.Put(st)
-	if cap(st.arena) > maxBatchBytes {
-		t.Errorf("the arena grew to %d bytes, want at most maxBatchBytes (%d)", cap(st.arena), maxBatchBytes)
+	if n := arenasHeld.Load(); n != 0 {
+		t.Errorf("%d arenas held after the burst returned", n)
 	}
 	t.Logf("%d batches, largest %d bytes", len(sink.bytes), slices.Max(sink.bytes))
 }
@@ -627,5 +624,55 @@ func TestBurstDaemonReplaysInStream(t *testing.T) {
 	want := []string{"stdout:a", "stdout:b", "stdout:c1", "stdout:c2", "stdout:d", "stdout:e", "stdout:e"}
 	if got := sink.bodies(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("got %q,\nwant %q", got, want)
+	}
+}
+
+// waitingBody serves its bytes, then, as a quiet container does, has
+// nothing: the read that would wait records what the bursts hold meanwhile
+// and ends as the idle deadline does.
+type waitingBody struct {
+	r        *bytes.Reader
+	heldThen int64
+	waited   bool
+}
+
+func (w *waitingBody) Read(p []byte) (int, error) {
+	if w.r.Len() > 0 {
+		return w.r.Read(p)
+	}
+	w.heldThen, w.waited = arenasHeld.Load(), true
+	return 0, fmt.Errorf("read: %w", os.ErrDeadlineExceeded)
+}
+
+func (w *waitingBody) Close() error { return nil }
+
+type waitingSource struct{ body *waitingBody }
+
+func (s waitingSource) Inspect(context.Context, string) (*logs.Meta, error) {
+	return &logs.Meta{ID: "c1", Name: "web"}, nil
+}
+
+func (s waitingSource) Logs(context.Context, string, LogRequest) (io.ReadCloser, error) {
+	return s.body, nil
+}
+
+// TestQuietBurstHoldsNoArena: a burst waiting for a quiet container's next
+// bytes holds no arena (the bodies' buffer, 256 KiB and up): it gave it back
+// once its batch was handed over, so idle streams cost only their connection
+// buffer.
+func TestQuietBurstHoldsNoArena(t *testing.T) {
+	var buf bytes.Buffer
+	for i := range 10 {
+		writeMsg(&buf, fakeMsg{logs.Stdout, at(i + 1), fmt.Sprintf("line %d\n", i)}, false)
+	}
+	body := &waitingBody{r: bytes.NewReader(buf.Bytes())}
+	sink := &memSink{}
+	c := newCollector(t, waitingSource{body}, sink, testBursts(1<<20, 100), telemetry.NopSettings())
+	res := c.Burst(context.Background(), spec(logs.BeginningCursor(), true))
+	if res.End != EndIdle || len(sink.bodies()) != 10 {
+		t.Fatalf("end %v (%v), %d records; want an idle end after 10", res.End, res.Err, len(sink.bodies()))
+	}
+	if !body.waited || body.heldThen != 0 {
+		t.Fatalf("while waiting for bytes the bursts held %d arenas (waited %v), want none", body.heldThen, body.waited)
 	}
 }
