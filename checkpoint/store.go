@@ -38,6 +38,9 @@ type Store struct {
 
 	mu      sync.Mutex
 	cursors map[string]logs.Cursor
+	// tracked holds the containers berth knows to exist (Track) and has not
+	// forgotten: only theirs, and those with a checkpoint, are kept.
+	tracked map[string]struct{}
 	dirty   bool
 }
 
@@ -55,7 +58,7 @@ func Open(cfg config.Checkpoints, set telemetry.Settings) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", dir, err)
 	}
-	s := &Store{path: filepath.Join(dir, fileName), interval: cfg.CheckpointInterval, log: log, cursors: map[string]logs.Cursor{}}
+	s := &Store{path: filepath.Join(dir, fileName), interval: cfg.CheckpointInterval, log: log, cursors: map[string]logs.Cursor{}, tracked: map[string]struct{}{}}
 	// Prove now that checkpoints can be written, rather than at the first save.
 	probe, err := os.CreateTemp(dir, ".probe-*")
 	if err != nil {
@@ -102,10 +105,28 @@ func (s *Store) IDs() []string {
 	return ids
 }
 
-// Ack records that a container's records up to cursor were delivered.
+// Track says that a container exists: its acknowledgements are kept from
+// now on, until Forget. Call it before any of its records can be
+// acknowledged (the manager does when it learns of the container).
+func (s *Store) Track(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tracked[id] = struct{}{}
+}
+
+// Ack records that a container's records up to cursor were delivered. The
+// acknowledgement of a container that is neither tracked nor checkpointed is
+// ignored: it is one that arrived after the container was forgotten (its
+// last batches were still in flight when it was removed), and it must not
+// bring its checkpoint back.
 func (s *Store) Ack(id string, cursor logs.Cursor) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.cursors[id]; !ok {
+		if _, ok := s.tracked[id]; !ok {
+			return
+		}
+	}
 	s.cursors[id] = cursor
 	s.dirty = true
 }
@@ -125,10 +146,12 @@ func (s *Store) Seed(id string, cursor logs.Cursor) {
 	}
 }
 
-// Forget drops a removed container's checkpoint.
+// Forget drops a removed container's checkpoint, and ignores its
+// acknowledgements from now on. Docker never reuses a container's id.
 func (s *Store) Forget(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.tracked, id)
 	if _, ok := s.cursors[id]; ok {
 		delete(s.cursors, id)
 		s.dirty = true

@@ -3,11 +3,13 @@ package checkpoint
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -36,6 +38,8 @@ func TestSaveAndReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Track("a")
+	s.Track("b")
 	s.Ack("a", cursorAt(1, 7, 8))
 	s.Ack("b", cursorAt(2))
 	s.Ack("a", cursorAt(3, 9)) // later acknowledgements replace earlier ones
@@ -104,6 +108,7 @@ func TestCorruptFileIsSetAside(t *testing.T) {
 			if len(matches) != 1 {
 				t.Fatalf("corrupt file not kept aside: %v", matches)
 			}
+			s.Track("x")
 			s.Ack("x", cursorAt(1))
 			if err := s.save(); err != nil {
 				t.Fatal(err)
@@ -166,6 +171,8 @@ func TestRunSavesEveryInterval(t *testing.T) {
 			defer close(done)
 			s.Run(ctx)
 		}()
+		s.Track("a")
+		s.Track("b")
 		s.Ack("a", cursorAt(1))
 		time.Sleep(cfg.CheckpointInterval - time.Nanosecond)
 		synctest.Wait()
@@ -186,6 +193,74 @@ func TestRunSavesEveryInterval(t *testing.T) {
 	})
 }
 
+// TestLateAckAfterForget: an acknowledgement that arrives after its container
+// was forgotten (its last batch was in flight when it was removed) does not
+// bring its checkpoint back, in memory or in the saved file; a container
+// with a checkpoint from the file keeps taking acknowledgements, and an
+// untracked one takes none.
+func TestLateAckAfterForget(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(testConfig(dir), telemetry.NopSettings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Track("gone")
+	s.Track("kept")
+	s.Ack("gone", cursorAt(1))
+	s.Ack("kept", cursorAt(1))
+	if err := s.save(); err != nil {
+		t.Fatal(err)
+	}
+	s.Forget("gone")
+	s.Ack("gone", cursorAt(2)) // late: the sink was still exporting it
+	s.Ack("never-tracked", cursorAt(2))
+	if _, ok := s.Get("gone"); ok {
+		t.Fatal("a late acknowledgement brought a forgotten container's checkpoint back")
+	}
+	if err := s.save(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(testConfig(dir), telemetry.NopSettings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := s2.IDs(); !slices.Equal(ids, []string{"kept"}) {
+		t.Fatalf("saved %v, want [kept]", ids)
+	}
+	// After a restart, a checkpointed container takes acknowledgements
+	// before anyone tracks it again.
+	s2.Ack("kept", cursorAt(3))
+	if c, _ := s2.Get("kept"); !c.Streams[0].Time.Equal(cursorAt(3).Streams[0].Time) {
+		t.Fatalf("kept at %v, want the new acknowledgement", c.Streams[0].Time)
+	}
+}
+
+// TestForgetRacesAck: acknowledgements racing the container's Forget leave
+// no checkpoint behind once Forget returned and the acks finished.
+func TestForgetRacesAck(t *testing.T) {
+	s, err := Open(testConfig(t.TempDir()), telemetry.NopSettings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		id := fmt.Sprintf("c%d", i)
+		s.Track(id)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range 20 {
+				s.Ack(id, cursorAt(n))
+			}
+		}()
+		s.Forget(id)
+		wg.Wait()
+		if _, ok := s.Get(id); ok {
+			t.Fatalf("%s: an acknowledgement after Forget kept its checkpoint", id)
+		}
+	}
+}
+
 // TestSeed: a seeded position is saved and read back like an acknowledged
 // one; it never replaces a checkpoint, and an acknowledgement replaces it.
 func TestSeed(t *testing.T) {
@@ -196,6 +271,7 @@ func TestSeed(t *testing.T) {
 	}
 	quiet := logs.EndCursor(time.Unix(70, 0).UTC())
 	s.Seed("quiet", quiet)
+	s.Track("busy")
 	s.Ack("busy", cursorAt(1))
 	s.Seed("busy", quiet) // already has a checkpoint: kept
 	s.Seed("later", quiet)

@@ -318,17 +318,30 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 		if !old {
 			st.add(s, ts, h, content, complete || cut, cut)
 		}
-		if !st.msgs.buffered() || len(st.batch.Records) >= maxBatchRecords {
+		if drained := !st.msgs.buffered(); drained || len(st.batch.Records) >= maxBatchRecords || st.batchBytes >= maxBatchBytes {
 			if err := c.flush(ctx, st, meta, res); err != nil {
 				return err
+			}
+			if drained {
+				// The next read may wait for the container for as long as
+				// idle_timeout: the arena waits in the pool meanwhile.
+				st.giveArena()
 			}
 		}
 	}
 }
 
-// maxBatchRecords bounds a batch when the daemon sends faster than the
-// connection buffer drains.
-const maxBatchRecords = 1024
+// maxBatchRecords and maxBatchBytes bound a batch when the daemon sends
+// faster than the connection buffer drains: a batch is handed to the sink
+// once it holds 1024 records or 2 MiB of bodies, whichever comes first (so a
+// batch holds less than maxBatchBytes + max_line_bytes). The byte bound keeps
+// a batch of long lines (1024 of 256 KiB would be 256 MiB) well within the
+// in-flight bound, which then paces reading batch by batch, and keeps the
+// arena the bodies are copied into at about maxBatchBytes.
+const (
+	maxBatchRecords = 1024
+	maxBatchBytes   = 2 << 20
+)
 
 // flush hands the completed records to the sink and, once it accepted them,
 // commits the cursor.
@@ -358,6 +371,7 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 	}
 	st.batch.Records = st.batch.Records[:0]
 	st.arena = st.arena[:0]
+	st.batchBytes = 0
 	st.observed = time.Time{}
 	return nil
 }
@@ -378,7 +392,11 @@ type burstState struct {
 	observed  time.Time      // when the bytes of the current batch were read; zero after a flush
 	progress  *BurstProgress // BurstSpec.Progress of the running burst; may be nil
 	batch     logs.Batch
-	arena     []byte // record bodies of the batch; never reallocated under a record
+	arena     []byte  // record bodies of the batch; never reallocated under a record; nil while the burst waits
+	arenaBox  *[]byte // the arenas pool's box of arena, while the burst holds one
+	// batchBytes is the bodies' bytes in the batch (the arena's length,
+	// counting the blocks it left when it grew).
+	batchBytes int
 }
 
 // pendingLine is a line whose chunks are still arriving.
@@ -397,8 +415,7 @@ const (
 
 func newBurstState() *burstState {
 	st := &burstState{
-		br:    bufio.NewReaderSize(nil, readBufferSize),
-		arena: make([]byte, 0, arenaSize),
+		br: bufio.NewReaderSize(nil, readBufferSize),
 	}
 	st.batch.Records = make([]logs.Record, 0, 256)
 	return st
@@ -428,7 +445,8 @@ func (st *burstState) release() {
 	st.frames.r, st.raw.r, st.msgs = nil, nil, nil
 	st.progress = nil
 	st.batch = logs.Batch{Records: st.batch.Records[:0]}
-	st.arena = st.arena[:0]
+	st.giveArena()
+	st.batchBytes = 0
 	st.observed = time.Time{}
 }
 
@@ -483,6 +501,37 @@ func clip(b []byte, n int) ([]byte, bool) {
 	return b[:cut], true
 }
 
+// arenas holds the arenas of the bursts that wait for bytes: a burst takes
+// one when it has a line to copy, and gives it back when its batch was
+// handed over and the connection has nothing more buffered, so that quiet
+// containers hold none. arenasHeld counts the arenas bursts hold.
+var (
+	arenas     = sync.Pool{New: func() any { b := make([]byte, 0, arenaSize); return &b }}
+	arenasHeld atomic.Int64
+)
+
+// takeArena takes an arena from the pool.
+func (st *burstState) takeArena() {
+	st.arenaBox = arenas.Get().(*[]byte)
+	st.arena = (*st.arenaBox)[:0]
+	arenasHeld.Add(1)
+}
+
+// giveArena gives the arena back, unless a line too long for a batch made it
+// larger than any batch needs (the garbage collector takes that one). Call it
+// only when no record refers to it any more.
+func (st *burstState) giveArena() {
+	if st.arenaBox == nil {
+		return
+	}
+	if cap(st.arena) <= maxBatchBytes {
+		*st.arenaBox = st.arena[:0]
+		arenas.Put(st.arenaBox)
+	}
+	st.arena, st.arenaBox = nil, nil
+	arenasHeld.Add(-1)
+}
+
 // emit appends a record whose body is copied into the arena.
 func (st *burstState) emit(s logs.Stream, ts time.Time, body []byte, truncated bool) {
 	if st.tty {
@@ -490,10 +539,16 @@ func (st *burstState) emit(s logs.Stream, ts time.Time, body []byte, truncated b
 			body = body[:n-1]
 		}
 	}
-	if len(st.arena)+len(body) > cap(st.arena) {
-		// Earlier records keep the old block; the new one is reused from now on.
-		st.arena = make([]byte, 0, max(2*cap(st.arena), len(body)))
+	if st.arena == nil {
+		st.takeArena()
 	}
+	if len(st.arena)+len(body) > cap(st.arena) {
+		// Earlier records keep the old block; the new one is reused from now
+		// on. A batch is flushed at maxBatchBytes: no block need be larger,
+		// unless one line is.
+		st.arena = make([]byte, 0, max(min(2*cap(st.arena), maxBatchBytes), len(body)))
+	}
+	st.batchBytes += len(body)
 	off := len(st.arena)
 	st.arena = append(st.arena, body...)
 	if st.observed.IsZero() {

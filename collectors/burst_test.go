@@ -1,7 +1,9 @@
 package collectors
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -504,4 +507,195 @@ func BenchmarkBurstProgress(b *testing.B) {
 		b.Fatalf("progress %d lines, want %d", got, int64(b.N)*benchLines)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchLines), "ns/line")
+}
+
+// longLines is a multiplexed response of n lines of size bytes (newline
+// included), each split into the daemon's 16 KiB messages, generated as it
+// is read: the test holds no copy of it.
+type longLines struct {
+	n, size int
+	line    int    // the line being written
+	off     int    // its bytes written
+	buf     []byte // the current frame, unread part
+	frame   []byte
+}
+
+var xs = bytes.Repeat([]byte("x"), chunkSize)
+
+// Read fills p whole, as a fast daemon does: a burst then always has bytes
+// buffered, and hands over a batch only when a bound says so.
+func (l *longLines) Read(p []byte) (int, error) {
+	total := 0
+	for len(p) > 0 {
+		n, err := l.read(p)
+		total += n
+		p = p[n:]
+		if err != nil {
+			if total > 0 {
+				return total, nil
+			}
+			return 0, err
+		}
+	}
+	return total, nil
+}
+
+func (l *longLines) read(p []byte) (int, error) {
+	if len(l.buf) == 0 {
+		if l.line == l.n {
+			return 0, io.EOF
+		}
+		chunk := min(chunkSize, l.size-l.off)
+		ts := t0.Add(time.Duration(l.line) * time.Millisecond).UTC().Format("2006-01-02T15:04:05.000000000Z07:00")
+		l.frame = l.frame[:0]
+		l.frame = append(l.frame, byte(logs.Stdout), 0, 0, 0, 0, 0, 0, 0)
+		binary.BigEndian.PutUint32(l.frame[4:], uint32(len(ts)+1+chunk))
+		l.frame = append(l.frame, ts...)
+		l.frame = append(l.frame, ' ')
+		l.frame = append(l.frame, xs[:chunk-1]...)
+		l.off += chunk
+		if l.off == l.size {
+			l.frame = append(l.frame, '\n')
+			l.line, l.off = l.line+1, 0
+		} else {
+			l.frame = append(l.frame, 'x')
+		}
+		l.buf = l.frame
+	}
+	n := copy(p, l.buf)
+	l.buf = l.buf[n:]
+	return n, nil
+}
+
+func (l *longLines) Close() error { return nil }
+
+type longLinesSource struct{ n, size int }
+
+func (s longLinesSource) Inspect(context.Context, string) (*logs.Meta, error) {
+	return &logs.Meta{ID: "c1", Name: "web"}, nil
+}
+
+func (s longLinesSource) Logs(context.Context, string, LogRequest) (io.ReadCloser, error) {
+	return &longLines{n: s.n, size: s.size}, nil
+}
+
+// batchSizes records each batch's records and body bytes, keeping nothing
+// else.
+type batchSizes struct {
+	lines   int
+	records []int
+	bytes   []int
+}
+
+func (s *batchSizes) Consume(_ context.Context, b *logs.Batch) error {
+	n := 0
+	for i := range b.Records {
+		n += len(b.Records[i].Body)
+	}
+	s.lines += len(b.Records)
+	s.records = append(s.records, len(b.Records))
+	s.bytes = append(s.bytes, n)
+	return nil
+}
+
+// TestBatchBoundedByBytes: 1024 lines of 256 KiB, read as fast as the daemon
+// can send them, are handed to the sink in batches of at most
+// maxBatchBytes + one line, not in one batch of 256 MiB.
+func TestBatchBoundedByBytes(t *testing.T) {
+	const lines, size = 1024, 256 << 10
+	sink := &batchSizes{}
+	c := newCollector(t, longLinesSource{lines, size}, sink, testBursts(1<<20, 100), telemetry.NopSettings())
+	meta := new(atomic.Pointer[logs.Meta])
+	res := c.Burst(context.Background(), BurstSpec{ID: "c1", Cursor: logs.BeginningCursor(), Meta: meta})
+	if res.End != EndEOF || res.Lines != lines || sink.lines != lines {
+		t.Fatalf("burst %v %v: %d lines, sink %d; want %d", res.End, res.Err, res.Lines, sink.lines, lines)
+	}
+	for i, n := range sink.bytes {
+		if n >= maxBatchBytes+size {
+			t.Fatalf("batch %d holds %d records, %d bytes; want less than %d (maxBatchBytes and one line)", i, sink.records[i], n, maxBatchBytes+size)
+		}
+	}
+	if len(sink.bytes) < lines*(size-1)/(maxBatchBytes+size) {
+		t.Fatalf("%d batches for %d MiB", len(sink.bytes), lines*size>>20)
+	}
+	if n := arenasHeld.Load(); n != 0 {
+		t.Errorf("%d arenas held after the burst returned", n)
+	}
+	t.Logf("%d batches, largest %d bytes", len(sink.bytes), slices.Max(sink.bytes))
+}
+
+// TestBurstDaemonReplaysInStream: Docker's json-file follow reader can send
+// a stretch of the log again in the middle of a response (seen with 8 KiB
+// lines written fast: lines 1211 to 1999 of 2000 sent twice). The lines
+// older than the cursor are dropped, and so are the replayed lines at the
+// cursor's own timestamp; two identical lines at one nanosecond that are not
+// a replay are both kept.
+func TestBurstDaemonReplaysInStream(t *testing.T) {
+	d := &fakeDaemon{log: []fakeMsg{
+		{logs.Stdout, at(1), "a\n"}, {logs.Stdout, at(2), "b\n"}, {logs.Stdout, at(3), "c1\n"}, {logs.Stdout, at(3), "c2\n"},
+		// the replay
+		{logs.Stdout, at(2), "b\n"}, {logs.Stdout, at(3), "c1\n"}, {logs.Stdout, at(3), "c2\n"},
+		{logs.Stdout, at(4), "d\n"}, {logs.Stdout, at(5), "e\n"}, {logs.Stdout, at(5), "e\n"},
+		// a replay of the last line alone
+		{logs.Stdout, at(4), "d\n"}, {logs.Stdout, at(5), "e\n"}, {logs.Stdout, at(5), "e\n"},
+	}}
+	sink := &memSink{}
+	res := newTestCollector(t, d, sink, 1024, 10).Burst(context.Background(), spec(logs.BeginningCursor(), true))
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	want := []string{"stdout:a", "stdout:b", "stdout:c1", "stdout:c2", "stdout:d", "stdout:e", "stdout:e"}
+	if got := sink.bodies(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q,\nwant %q", got, want)
+	}
+}
+
+// waitingBody serves its bytes, then, as a quiet container does, has
+// nothing: the read that would wait records what the bursts hold meanwhile
+// and ends as the idle deadline does.
+type waitingBody struct {
+	r        *bytes.Reader
+	heldThen int64
+	waited   bool
+}
+
+func (w *waitingBody) Read(p []byte) (int, error) {
+	if w.r.Len() > 0 {
+		return w.r.Read(p)
+	}
+	w.heldThen, w.waited = arenasHeld.Load(), true
+	return 0, fmt.Errorf("read: %w", os.ErrDeadlineExceeded)
+}
+
+func (w *waitingBody) Close() error { return nil }
+
+type waitingSource struct{ body *waitingBody }
+
+func (s waitingSource) Inspect(context.Context, string) (*logs.Meta, error) {
+	return &logs.Meta{ID: "c1", Name: "web"}, nil
+}
+
+func (s waitingSource) Logs(context.Context, string, LogRequest) (io.ReadCloser, error) {
+	return s.body, nil
+}
+
+// TestQuietBurstHoldsNoArena: a burst waiting for a quiet container's next
+// bytes holds no arena (the bodies' buffer, 256 KiB and up): it gave it back
+// once its batch was handed over, so idle streams cost only their connection
+// buffer.
+func TestQuietBurstHoldsNoArena(t *testing.T) {
+	var buf bytes.Buffer
+	for i := range 10 {
+		writeMsg(&buf, fakeMsg{logs.Stdout, at(i + 1), fmt.Sprintf("line %d\n", i)}, false)
+	}
+	body := &waitingBody{r: bytes.NewReader(buf.Bytes())}
+	sink := &memSink{}
+	c := newCollector(t, waitingSource{body}, sink, testBursts(1<<20, 100), telemetry.NopSettings())
+	res := c.Burst(context.Background(), spec(logs.BeginningCursor(), true))
+	if res.End != EndIdle || len(sink.bodies()) != 10 {
+		t.Fatalf("end %v (%v), %d records; want an idle end after 10", res.End, res.Err, len(sink.bodies()))
+	}
+	if !body.waited || body.heldThen != 0 {
+		t.Fatalf("while waiting for bytes the bursts held %d arenas (waited %v), want none", body.heldThen, body.waited)
+	}
 }

@@ -147,7 +147,16 @@ type OTLP struct {
 	Headers     map[string]string `koanf:"headers"`     // e.g. authorization
 	Compression string            `koanf:"compression"` // gzip (default) or none
 	Timeout     time.Duration     `koanf:"timeout"`     // per export request
+	// MaxRequestBytes bounds the encoded size of each export request. The
+	// OpenTelemetry Collector refuses gRPC messages over 4 MiB by default:
+	// keep it below the backend's limit.
+	MaxRequestBytes int64 `koanf:"max_request_bytes"`
 }
+
+// RequestRoom is what otlp.max_request_bytes must hold besides the longest
+// line (max_line_bytes): the record's other fields and its container's
+// resource, so that no line short enough to be read is too long to be sent.
+const RequestRoom = 64 << 10
 
 // Backoff is an exponential, jittered, capped retry schedule.
 type Backoff struct {
@@ -185,6 +194,7 @@ func Default() Config {
 		},
 		Containers: Containers{InitialPosition: InitialPositionEnd},
 		Export: Export{
+			OTLP:             OTLP{MaxRequestBytes: 3 << 20},
 			Stdout:           "auto",
 			MaxInFlightBytes: 64 << 20,
 		},
@@ -429,6 +439,16 @@ func (c Config) Validate() error {
 	validateHeaders(c.OTLP.Headers, bad)
 	if c.OTLP.Timeout < 0 {
 		bad("otlp.timeout", "%v must not be negative", c.OTLP.Timeout)
+	}
+	// A request holds at least one line of max_line_bytes; a max_line_bytes
+	// out of range is reported under its own key.
+	line := c.MaxLineBytes
+	if line < 1024 || line > 64<<20 {
+		line = 1024
+	}
+	if minReq := int64(line) + RequestRoom; c.OTLP.MaxRequestBytes < minReq {
+		badDefault("otlp.max_request_bytes", "%d is too small for a line of max_line_bytes (%d) and its attributes; use at least %d, or lower max_line_bytes",
+			c.OTLP.MaxRequestBytes, c.MaxLineBytes, minReq)
 	}
 	switch c.Stdout {
 	case "auto", "true", "false":

@@ -71,6 +71,9 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"events_idle_timeout too short", func(c *Config) { c.EventsIdleTimeout = 500 * time.Millisecond }, "events_idle_timeout"},
 		{"control_timeout too short", func(c *Config) { c.ControlTimeout = time.Millisecond }, "control_timeout"},
 		{"shutdown_timeout zero", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout"},
+		{"otlp.max_request_bytes zero", func(c *Config) { c.OTLP.MaxRequestBytes = 0 }, "otlp.max_request_bytes"},
+		{"otlp.max_request_bytes below a line", func(c *Config) { c.OTLP.MaxRequestBytes = int64(c.MaxLineBytes) }, "otlp.max_request_bytes"},
+		{"max_line_bytes above otlp.max_request_bytes", func(c *Config) { c.MaxLineBytes = 8 << 20 }, "otlp.max_request_bytes"},
 		{"labels empty entry", func(c *Config) { c.Labels = []string{"team", ""} }, "labels"},
 		{"labels blank entry", func(c *Config) { c.Labels = []string{"  "} }, "labels"},
 		{"labels entry with spaces around it", func(c *Config) { c.Labels = []string{" team"} }, "labels"},
@@ -143,7 +146,11 @@ func TestValidateAccepts(t *testing.T) {
 		{"shortest idle_timeout", func(c *Config) { c.IdleTimeout = 100 * time.Millisecond }},
 		{"max_burst equal to idle_timeout", func(c *Config) { c.MaxBurst = c.IdleTimeout }},
 		{"smallest max_line_bytes", func(c *Config) { c.MaxLineBytes = 1024 }},
-		{"largest max_line_bytes", func(c *Config) { c.MaxLineBytes = 64 << 20 }},
+		{"largest max_line_bytes, with room for it in a request", func(c *Config) {
+			c.MaxLineBytes = 64 << 20
+			c.OTLP.MaxRequestBytes = 64<<20 + RequestRoom
+		}},
+		{"smallest max_request_bytes for the default line", func(c *Config) { c.OTLP.MaxRequestBytes = int64(c.MaxLineBytes) + RequestRoom }},
 		{"beginning", func(c *Config) { c.InitialPosition = "beginning" }},
 		{"upper-case log level", func(c *Config) { c.LogLevel = "DEBUG" }},
 		{"no http listener", func(c *Config) { c.HTTPAddr = "" }},

@@ -703,6 +703,8 @@ func (m *memCheckpoints) Seed(id string, c logs.Cursor) {
 	}
 }
 
+func (m *memCheckpoints) Track(string) {}
+
 func (m *memCheckpoints) Forget(id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -141,6 +141,7 @@ func (r *run) add(id, name string, cursor logs.Cursor) *container {
 	if cp, ok := r.checkpoints.Get(id); ok {
 		cursor = cp
 	}
+	r.checkpoints.Track(id)
 	ct := &container{id: id, name: name, cursor: cursor, state: StateDiscovered, facts: facts{drained: true, excluded: r.exclude[id]}}
 	if ct.excluded {
 		r.log.Info("berth runs in this container: its log is not collected", "container", name, "id", short(id))

@@ -34,6 +34,10 @@ type Checkpoints interface {
 	// confirm (a quiet container read from its end); an existing
 	// checkpoint wins.
 	Seed(id string, cursor logs.Cursor)
+	// Track is called when the manager learns of a container, before any of
+	// its bursts: from then on until Forget, its acknowledgements are kept
+	// (a late one, after Forget, is not).
+	Track(id string)
 	Forget(id string)
 	IDs() []string
 }
@@ -43,6 +47,7 @@ type noCheckpoints struct{}
 
 func (noCheckpoints) Get(string) (logs.Cursor, bool) { return logs.Cursor{}, false }
 func (noCheckpoints) Seed(string, logs.Cursor)       {}
+func (noCheckpoints) Track(string)                   {}
 func (noCheckpoints) Forget(string)                  {}
 func (noCheckpoints) IDs() []string                  { return nil }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -932,4 +933,48 @@ func TestSelfExcluded(t *testing.T) {
 	}
 	h.docker(s, "destroy", "self")
 	h.waitGone("self")
+}
+
+// recordingCheckpoints records the manager's Track and Forget calls.
+type recordingCheckpoints struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (c *recordingCheckpoints) Get(string) (logs.Cursor, bool) { return logs.Cursor{}, false }
+func (c *recordingCheckpoints) IDs() []string                  { return nil }
+func (c *recordingCheckpoints) Seed(string, logs.Cursor)       {}
+func (c *recordingCheckpoints) Track(id string)                { c.add("track " + id) }
+func (c *recordingCheckpoints) Forget(id string)               { c.add("forget " + id) }
+func (c *recordingCheckpoints) add(call string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = append(c.calls, call)
+}
+func (c *recordingCheckpoints) list() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprint(c.calls)
+}
+
+// TestCheckpointsTrackedBeforeBurst: the store learns of a container before
+// its first burst (so that its acknowledgements are kept) and forgets it
+// when it is gone (so that late ones are not).
+func TestCheckpointsTrackedBeforeBurst(t *testing.T) {
+	h := newHarness(t)
+	store := &recordingCheckpoints{}
+	h.cps = store
+	h.start(testConfig())
+	s := h.src.waitStream(t, 1)
+	s.send(h.ev("start", "c1"))
+	b := h.col.waitBurst(t, "c1", 1)
+	if got := store.list(); got != "[track c1]" {
+		t.Fatalf("at the first burst the store saw %s, want [track c1]", got)
+	}
+	s.send(h.ev("destroy", "c1"))
+	b.end(t, outcome{End: collectors.EndEOF, Stopped: true, Gone: true})
+	h.waitGone("c1")
+	if got := store.list(); got != "[track c1 forget c1]" {
+		t.Fatalf("the store saw %s, want [track c1 forget c1]", got)
+	}
 }

@@ -71,7 +71,7 @@ func TestOTLPSinkInstruments(t *testing.T) {
 			value                   float64
 		}{
 			{"berth.records.exported", "{record}", "Log records the backend acknowledged.", true, 2},
-			{"berth.records.rejected", "{record}", "Log records the backend rejected as invalid (not retried).", true, 3},
+			{"berth.records.rejected", "{record}", "Log records dropped: rejected by the backend as invalid, or too large to be sent even alone (not retried).", true, 3},
 			{"berth.export.failures", "{failure}", "Failed export attempts (retried).", true, 1},
 			{"berth.lag", "s", "Now minus the timestamp of the newest record the backend acknowledged.", false, time.Since(newest).Seconds()},
 			{"berth.inflight.bytes", "By", "Bytes of records read but not yet acknowledged.", false, 0},

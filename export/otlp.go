@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
@@ -43,6 +44,7 @@ type OTLPSink struct {
 	log         *slog.Logger
 	tracer      trace.Tracer
 	maxInFlight int64
+	maxRequest  int64 // the encoded size of one export request, at most
 	backoff     config.Backoff
 	version     string
 	budget      *semaphore.Weighted
@@ -57,6 +59,9 @@ type OTLPSink struct {
 	mu        sync.Mutex
 	providers map[*logs.Meta]otellog.Logger
 
+	recs []sdklog.Record // the request being exported; the exporter goroutine's
+	segs []segment       // the request being packed; the exporter goroutine's
+
 	counters otlpCounters
 }
 
@@ -66,8 +71,8 @@ var _ logs.Sink = (*OTLPSink)(nil)
 // Healthy read it.
 type otlpCounters struct {
 	exported        atomic.Int64 // records the backend accepted
-	rejected        atomic.Int64 // records in batches the backend refused as invalid
-	rejectedBatches atomic.Int64
+	rejected        atomic.Int64 // records refused as invalid, or too large to send alone
+	rejectedBatches atomic.Int64 // refusals that dropped records
 	failures        atomic.Int64 // failed export attempts (retried)
 	inFlightBytes   atomic.Int64
 	newest          atomic.Int64 // UnixNano of the newest acknowledged record's timestamp
@@ -79,8 +84,8 @@ type otlpCounters struct {
 type OTLPStats struct {
 	// Exported counts the records the backend accepted.
 	Exported int64
-	// Rejected counts the records in batches the backend refused as
-	// invalid; they are not retried.
+	// Rejected counts the records dropped: refused by the backend as
+	// invalid, or too large to be sent even alone; they are not retried.
 	Rejected int64
 	// Failures counts failed export attempts (each retried).
 	Failures int64
@@ -89,28 +94,37 @@ type OTLPStats struct {
 	InFlightBytes int64
 }
 
-// recordOverhead is what a record costs besides its body, for the in-flight
-// bound.
-const recordOverhead = 256
+// recordOverhead is what a queued record holds in memory besides its body
+// (which the SDK record holds a copy of), for the in-flight bound: the
+// converted SDK record's struct, with room for five attributes inline (584
+// bytes with the SDK of go.mod), and a little for the allocator's rounding.
+var recordOverhead = int64(unsafe.Sizeof(sdklog.Record{})) + 32
 
-// maxBatchRecords bounds one export request; queueItems bounds the batches
-// queued for the exporter goroutine (the in-flight bound usually binds
-// first).
+// maxBatchRecords bounds one export request by records (otlp.max_request_bytes
+// bounds it by bytes); queueItems bounds the batches queued for the exporter
+// goroutine (the in-flight bound usually binds first).
 const (
 	maxBatchRecords = 2048
 	queueItems      = 1024
 )
 
+// exportItem is one batch of one container in the export queue. Its records
+// are sent in order, in one or more requests (see exportItems); it is
+// acknowledged once every one of them was delivered or dropped.
 type exportItem struct {
 	id      string
 	name    string
 	cursor  logs.Cursor
 	records []sdklog.Record
+	resSize int64 // the encoded size of its resource and scope (an upper bound)
+	size    int64 // resSize and its records' encoded sizes (an upper bound)
 	weight  int64
+	settled int // records delivered or dropped so far
 }
 
 // NewOTLPSink starts the sink's exporter goroutine; Shutdown stops it. cfg
-// bounds the bytes in flight (MaxInFlightBytes), bo paces the retries of a
+// bounds the bytes in flight (MaxInFlightBytes) and the encoded size of each
+// export request (OTLP.MaxRequestBytes), bo paces the retries of a
 // failed export, and version is berth's, reported as the instrumentation
 // scope's of the exported records. The sink traces each export request with
 // set's tracer, logs to set's logger and reports its counters, lag and
@@ -119,7 +133,7 @@ func NewOTLPSink(exp sdklog.Exporter, acker logs.Acker, cfg config.Export, bo co
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &OTLPSink{
 		exp: exp, acker: acker, log: set.Logger, tracer: set.Tracer(),
-		maxInFlight: cfg.MaxInFlightBytes, backoff: bo, version: version,
+		maxInFlight: cfg.MaxInFlightBytes, maxRequest: cfg.OTLP.MaxRequestBytes, backoff: bo, version: version,
 		budget:    semaphore.NewWeighted(cfg.MaxInFlightBytes),
 		queue:     make(chan *exportItem, queueItems),
 		stop:      make(chan struct{}),
@@ -143,7 +157,7 @@ func (s *OTLPSink) registerInstruments(meter metric.Meter) error {
 	exported, err1 := meter.Int64ObservableCounter("berth.records.exported", metric.WithUnit("{record}"),
 		metric.WithDescription("Log records the backend acknowledged."))
 	rejected, err2 := meter.Int64ObservableCounter("berth.records.rejected", metric.WithUnit("{record}"),
-		metric.WithDescription("Log records the backend rejected as invalid (not retried)."))
+		metric.WithDescription("Log records dropped: rejected by the backend as invalid, or too large to be sent even alone (not retried)."))
 	failures, err3 := meter.Int64ObservableCounter("berth.export.failures", metric.WithUnit("{failure}"),
 		metric.WithDescription("Failed export attempts (retried)."))
 	lag, err4 := meter.Float64ObservableGauge("berth.lag", metric.WithUnit("s"),
@@ -210,6 +224,8 @@ func (s *OTLPSink) Consume(ctx context.Context, b *logs.Batch) error {
 	if s.closed.Load() {
 		return errSinkClosed
 	}
+	// The weight is what the batch holds once converted: each body (copied
+	// into its SDK record) and each record's structs.
 	var weight int64
 	for i := range b.Records {
 		weight += int64(len(b.Records[i].Body)) + recordOverhead
@@ -221,6 +237,11 @@ func (s *OTLPSink) Consume(ctx context.Context, b *logs.Batch) error {
 	s.counters.inFlightBytes.Add(weight)
 	it := &exportItem{id: b.Meta.ID, name: b.Meta.Name, cursor: b.Cursor, weight: weight}
 	it.records = s.convert(b)
+	it.resSize = resourceSize(b.Meta, s.version)
+	it.size = it.resSize
+	for i := range it.records {
+		it.size += recordSize(&it.records[i])
+	}
 	select {
 	case s.queue <- it:
 		return nil
@@ -343,7 +364,6 @@ func (s *OTLPSink) convert(b *logs.Batch) []sdklog.Record {
 func (s *OTLPSink) run() {
 	defer close(s.done)
 	var items []*exportItem
-	var recs []sdklog.Record
 	for {
 		items = items[:0]
 		select {
@@ -351,47 +371,134 @@ func (s *OTLPSink) run() {
 			items = append(items, it)
 		case <-s.stop:
 			// Flush what is queued, then end.
-			for {
-				select {
-				case it := <-s.queue:
-					s.exportItems([]*exportItem{it}, recs[:0])
-					continue
-				default:
-				}
+			select {
+			case it := <-s.queue:
+				items = append(items, it)
+			default:
 				return
 			}
 		}
-		n := len(items[0].records)
+		n, size := len(items[0].records), items[0].size
 	more:
-		for n < maxBatchRecords {
+		for n < maxBatchRecords && size < s.maxRequest {
 			select {
 			case it := <-s.queue:
 				items = append(items, it)
 				n += len(it.records)
+				size += it.size
 			default:
 				break more
 			}
 		}
-		recs = s.exportItems(items, recs[:0])
+		s.exportItems(items)
 	}
 }
 
-// exportItems exports the items as one request, retrying until it is
-// delivered, refused as invalid, or the shutdown deadline passes; then it
-// acknowledges and releases them.
-func (s *OTLPSink) exportItems(items []*exportItem, recs []sdklog.Record) []sdklog.Record {
-	var weight int64
+// segment is records [lo, hi) of an item: a request is a list of them.
+type segment struct {
+	it     *exportItem
+	lo, hi int
+}
+
+// exportItems exports the items' records in order, in requests of at most
+// maxBatchRecords records and otlp.max_request_bytes encoded bytes, each
+// retried until it is delivered, refused, or the shutdown deadline passes (see
+// send); then it acknowledges the items whose records were all delivered or
+// dropped, and releases them all.
+func (s *OTLPSink) exportItems(items []*exportItem) {
+	var (
+		req   = s.segs[:0]
+		n     int   // records in req
+		size  int64 // req's encoded size
+		err   error // the shutdown deadline passed: stop
+		flush = func() {
+			if len(req) > 0 && err == nil {
+				err = s.send(req)
+			}
+			clear(req)
+			req, n, size = req[:0], 0, 0
+		}
+	)
 	for _, it := range items {
-		recs = append(recs, it.records...)
-		weight += it.weight
+		for i := range it.records {
+			if err != nil {
+				break
+			}
+			rs := recordSize(&it.records[i])
+			if it.resSize+rs > s.maxRequest {
+				// Alone it is over the bound: send what precedes it, drop it.
+				flush()
+				if err == nil {
+					s.drop([]segment{{it, i, i + 1}}, fmt.Errorf("%w: %d bytes encoded, more than otlp.max_request_bytes (%d)", errTooLarge, it.resSize+rs, s.maxRequest), "too large")
+				}
+				continue
+			}
+			open := len(req) > 0 && req[len(req)-1].it == it && req[len(req)-1].hi == i
+			add := rs
+			if !open {
+				add += it.resSize
+			}
+			if n+1 > maxBatchRecords || size+add > s.maxRequest {
+				flush()
+				open, add = false, rs+it.resSize
+			}
+			if open {
+				req[len(req)-1].hi++
+			} else {
+				req = append(req, segment{it, i, i + 1})
+			}
+			n++
+			size += add
+		}
 	}
+	flush()
+	s.segs = req[:0]
+	for _, it := range items {
+		if it.settled == len(it.records) && s.acker != nil {
+			s.acker.Ack(it.id, it.cursor)
+		}
+		// Otherwise the shutdown deadline passed: not delivered, not
+		// acknowledged. They are read again after the restart.
+		s.release(it)
+		it.records = nil
+	}
+}
+
+// send exports one request, retrying retryable failures (see
+// exportWithRetry). A request the backend refuses as too large is split in
+// two halves, each sent in turn, down to a single record, which is dropped. A
+// request refused as invalid is split likewise until it holds one container's
+// records, which are dropped: one container's bad record never costs another
+// container's lines. It returns an error only when the shutdown deadline
+// passed.
+func (s *OTLPSink) send(req []segment) error {
+	recs := s.recs[:0]
+	var weight int64
+	containers := 0
+	for k, seg := range req {
+		recs = append(recs, seg.it.records[seg.lo:seg.hi]...)
+		weight += seg.it.weight * int64(seg.hi-seg.lo) / int64(max(1, len(seg.it.records)))
+		if k == 0 || seg.it.id != req[k-1].it.id {
+			containers++
+		}
+	}
+	s.recs = recs
+	defer clear(recs) // drop references to the records' memory
 	_, span := s.tracer.Start(s.runCtx, "berth.export", trace.WithAttributes(
-		attribute.Int("records", len(recs)), attribute.Int64("bytes", weight), attribute.Int("containers", len(items))))
+		attribute.Int("records", len(recs)), attribute.Int64("bytes", weight), attribute.Int("containers", containers)))
 	err := s.exportWithRetry(recs)
+	var ref *refusal
+	if err != nil {
+		ref = asRefusal(err)
+	}
 	outcome := "ok"
 	switch {
 	case err == nil:
-	case errors.Is(err, errRejected):
+	case ref != nil && ref.tooLarge && len(recs) > 1:
+		outcome = "split"
+	case ref != nil && !ref.tooLarge && containers > 1:
+		outcome = "split"
+	case ref != nil:
 		outcome = "rejected"
 	default:
 		outcome = "undelivered"
@@ -401,8 +508,8 @@ func (s *OTLPSink) exportItems(items []*exportItem, recs []sdklog.Record) []sdkl
 		span.SetStatus(otelcodes.Error, err.Error())
 	}
 	span.End()
-	switch {
-	case err == nil:
+	switch outcome {
+	case "ok":
 		s.counters.exported.Add(int64(len(recs)))
 		var newest int64
 		for i := range recs {
@@ -411,35 +518,113 @@ func (s *OTLPSink) exportItems(items []*exportItem, recs []sdklog.Record) []sdkl
 		if newest > s.counters.newest.Load() {
 			s.counters.newest.Store(newest)
 		}
-	case errors.Is(err, errRejected):
-		s.counters.rejected.Add(int64(len(recs)))
-		s.counters.rejectedBatches.Add(1)
-		for _, it := range items {
-			s.log.Error("the backend rejected records as invalid; they are not retried",
-				"container", it.name, "id", shortID(it.id), "records", len(it.records), "err", err)
+		for _, seg := range req {
+			seg.it.settled += seg.hi - seg.lo
 		}
-	default:
-		// The shutdown deadline passed: not delivered, not acknowledged.
-		// They are read again after the restart.
-		for _, it := range items {
-			s.release(it)
+		return nil
+	case "rejected":
+		reason := "invalid"
+		if ref.tooLarge {
+			reason = "too large"
 		}
-		clear(recs)
-		return recs
+		s.drop(req, err, reason)
+		return nil
+	case "undelivered":
+		return err
 	}
-	for _, it := range items {
-		if s.acker != nil {
-			s.acker.Ack(it.id, it.cursor)
-		}
-		s.release(it)
-		it.records = nil
+	var a, b []segment
+	if ref.tooLarge {
+		a, b = splitRecords(req, len(recs)/2)
+	} else {
+		a, b = splitContainers(req)
 	}
-	clear(recs) // drop references to the records' memory
-	return recs
+	if err := s.send(a); err != nil {
+		return err
+	}
+	return s.send(b)
 }
 
-// errRejected marks an export the backend refused as invalid.
-var errRejected = errors.New("rejected by the backend")
+// splitRecords cuts a request into its first n records and the rest.
+func splitRecords(req []segment, n int) (a, b []segment) {
+	for k, seg := range req {
+		l := seg.hi - seg.lo
+		if n >= l {
+			a = append(a, seg)
+			n -= l
+			continue
+		}
+		if n > 0 {
+			a = append(a, segment{seg.it, seg.lo, seg.lo + n})
+			seg.lo += n
+		}
+		b = append(append(b, seg), req[k+1:]...)
+		return a, b
+	}
+	return a, b
+}
+
+// splitContainers cuts a request of several containers in two, at the
+// container boundary nearest its middle segment.
+func splitContainers(req []segment) (a, b []segment) {
+	best := -1
+	for k := 1; k < len(req); k++ {
+		if req[k].it.id != req[k-1].it.id && (best < 0 || abs(k-len(req)/2) < abs(best-len(req)/2)) {
+			best = k
+		}
+	}
+	return req[:best:best], req[best:]
+}
+
+func abs(x int) int { return max(x, -x) }
+
+// drop settles records that will never be delivered: counted as rejected and
+// logged, once per container.
+func (s *OTLPSink) drop(req []segment, err error, reason string) {
+	s.counters.rejectedBatches.Add(1)
+	for _, seg := range req {
+		n := seg.hi - seg.lo
+		seg.it.settled += n
+		s.counters.rejected.Add(int64(n))
+		if reason == "too large" {
+			var bytes int64
+			for i := seg.lo; i < seg.hi; i++ {
+				bytes += recordSize(&seg.it.records[i])
+			}
+			s.log.Error("a record is too large for the backend even alone; it is dropped (raise the backend's limit and otlp.max_request_bytes, or lower max_line_bytes)",
+				"container", seg.it.name, "id", shortID(seg.it.id), "records", n, "encoded_bytes", bytes, "err", err)
+			continue
+		}
+		s.log.Error("the backend rejected records as invalid; they are not retried",
+			"container", seg.it.name, "id", shortID(seg.it.id), "records", n, "err", err)
+	}
+}
+
+// errTooLarge marks a record over otlp.max_request_bytes by itself.
+var errTooLarge = errors.New("record too large")
+
+// refusal is an export the backend refused for good: as too large, or as
+// invalid. Retrying the same request cannot succeed.
+type refusal struct {
+	tooLarge bool
+	err      error
+}
+
+func (r *refusal) Error() string {
+	if r.tooLarge {
+		return "refused by the backend as too large: " + r.err.Error()
+	}
+	return "rejected by the backend as invalid: " + r.err.Error()
+}
+func (r *refusal) Unwrap() error { return r.err }
+
+// asRefusal returns the refusal in err's chain, or nil.
+func asRefusal(err error) *refusal {
+	var r *refusal
+	if errors.As(err, &r) {
+		return r
+	}
+	return nil
+}
 
 func (s *OTLPSink) exportWithRetry(recs []sdklog.Record) error {
 	// It never gives up: the queue waits, the logs stay in Docker.
@@ -460,9 +645,9 @@ func (s *OTLPSink) exportWithRetry(recs []sdklog.Record) error {
 		if s.runCtx.Err() != nil {
 			return s.runCtx.Err()
 		}
-		permanent, throttle := classifyExportError(err)
-		if permanent {
-			return fmt.Errorf("%w: %v", errRejected, err)
+		verdict, throttle := classifyExportError(err)
+		if verdict != exportRetry {
+			return &refusal{tooLarge: verdict == exportTooLarge, err: err}
 		}
 		s.counters.failures.Add(1)
 		d := max(bo.NextBackOff(), throttle)
@@ -509,26 +694,57 @@ func (s *OTLPSink) Shutdown(ctx context.Context) error {
 // export error's words.
 var httpStatus = regexp.MustCompile(`failed to send logs to \S+: ([1-5][0-9][0-9]) `)
 
-// classifyExportError says whether an export error is permanent (the backend
-// refused the records as invalid: retrying the same records cannot succeed)
-// and how long the backend asked berth to wait, if it did. Authentication,
-// authorization and not-found answers are not permanent: they are
-// configuration faults, and berth waits for them to be fixed rather than
-// drop records.
-func classifyExportError(err error) (permanent bool, throttle time.Duration) {
+// exportVerdict is what berth does after a failed export.
+type exportVerdict int
+
+const (
+	// exportRetry: retry the same request (the backend is down, busy,
+	// throttling, or misconfigured and waiting for a fix).
+	exportRetry exportVerdict = iota
+	// exportTooLarge: the backend refused the request as too large; split
+	// it.
+	exportTooLarge
+	// exportInvalid: the backend refused the records as invalid; retrying
+	// them cannot succeed.
+	exportInvalid
+)
+
+// tooLargeMessage recognizes a gRPC RESOURCE_EXHAUSTED about the message's
+// size, rather than throttling: grpc-go says "received message larger than
+// max (5000000 vs. 4194304)", grpc-java "message exceeds maximum size".
+var tooLargeMessage = regexp.MustCompile(`(?i)larger than max|exceeds maximum|too large`)
+
+// classifyExportError says what to do after a failed export, and how long
+// the backend asked berth to wait, if it did. A request too large (HTTP 413,
+// gRPC RESOURCE_EXHAUSTED about the message's size) is split; records refused
+// as invalid (HTTP 400, gRPC INVALID_ARGUMENT) are not retried.
+// Authentication, authorization and not-found answers are retried: they are
+// configuration faults, and berth waits for them to be fixed rather than drop
+// records.
+func classifyExportError(err error) (verdict exportVerdict, throttle time.Duration) {
 	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
 		for _, d := range st.Details() {
 			if ri, ok := d.(*errdetails.RetryInfo); ok && ri.RetryDelay != nil {
 				throttle = ri.RetryDelay.AsDuration()
 			}
 		}
-		return st.Code() == codes.InvalidArgument, throttle
+		switch {
+		case st.Code() == codes.InvalidArgument:
+			return exportInvalid, throttle
+		case st.Code() == codes.ResourceExhausted && tooLargeMessage.MatchString(st.Message()):
+			return exportTooLarge, 0
+		}
+		return exportRetry, throttle
 	}
 	if m := httpStatus.FindStringSubmatch(err.Error()); m != nil {
-		code, _ := strconv.Atoi(m[1])
-		return code == 400 || code == 413, 0
+		switch code, _ := strconv.Atoi(m[1]); code {
+		case 400:
+			return exportInvalid, 0
+		case 413:
+			return exportTooLarge, 0
+		}
 	}
-	return false, 0
+	return exportRetry, 0
 }
 
 func shortID(id string) string { return id[:min(12, len(id))] }

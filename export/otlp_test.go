@@ -31,6 +31,10 @@ type fakeExporter struct {
 	calls    int
 	answers  []error       // per call; past the end: nil
 	gate     chan struct{} // if set, each Export waits for a value (or ctx)
+	// judge, if set, answers each call past the scripted answers.
+	judge func(recs []sdklog.Record) error
+	// bodyBytes is the bodies' bytes of each call the fake accepted.
+	bodyBytes []int
 }
 
 func (f *fakeExporter) Export(ctx context.Context, recs []sdklog.Record) error {
@@ -48,9 +52,17 @@ func (f *fakeExporter) Export(ctx context.Context, recs []sdklog.Record) error {
 	if n < len(f.answers) && f.answers[n] != nil {
 		return f.answers[n]
 	}
+	if f.judge != nil && n >= len(f.answers) {
+		if err := f.judge(recs); err != nil {
+			return err
+		}
+	}
+	total := 0
 	for _, r := range recs {
 		f.exported = append(f.exported, r.Clone())
+		total += bodyLen(r.Body())
 	}
+	f.bodyBytes = append(f.bodyBytes, total)
 	return nil
 }
 func (f *fakeExporter) Shutdown(context.Context) error   { return nil }
@@ -403,28 +415,33 @@ func TestOTLPSinkShutdownDeadline(t *testing.T) {
 func TestClassifyExportError(t *testing.T) {
 	throttled, _ := status.New(codes.ResourceExhausted, "slow down").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(3 * time.Second)})
 	tests := []struct {
-		name      string
-		err       error
-		permanent bool
-		throttle  time.Duration
+		name     string
+		err      error
+		verdict  exportVerdict
+		throttle time.Duration
 	}{
-		{"grpc unavailable", status.Error(codes.Unavailable, "x"), false, 0},
-		{"grpc invalid argument", status.Error(codes.InvalidArgument, "x"), true, 0},
-		{"grpc wrapped invalid argument", fmt.Errorf("max retry time elapsed: %w", status.Error(codes.InvalidArgument, "x")), true, 0},
-		{"grpc unauthenticated waits for a fix", status.Error(codes.Unauthenticated, "x"), false, 0},
-		{"grpc throttled", throttled.Err(), false, 3 * time.Second},
-		{"http 400", errors.New("failed to send logs to http://127.0.0.1:4318/v1/logs: 400 Bad Request (body: bad)"), true, 0},
-		{"http 413", errors.New("failed to send logs to http://h/v1/logs: 413 Request Entity Too Large (body: x)"), true, 0},
-		{"http 401 waits for a fix", errors.New("failed to send logs to http://h/v1/logs: 401 Unauthorized (body: x)"), false, 0},
-		{"http 404 waits for a fix", errors.New("failed to send logs to http://h/v1/logs: 404 Not Found (body: x)"), false, 0},
-		{"retries exhausted", errors.New("max retry time elapsed: retry-able request failure: body: x"), false, 0},
-		{"connection refused", errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), false, 0},
+		{"grpc unavailable", status.Error(codes.Unavailable, "x"), exportRetry, 0},
+		{"grpc invalid argument", status.Error(codes.InvalidArgument, "x"), exportInvalid, 0},
+		{"grpc wrapped invalid argument", fmt.Errorf("max retry time elapsed: %w", status.Error(codes.InvalidArgument, "x")), exportInvalid, 0},
+		{"grpc unauthenticated waits for a fix", status.Error(codes.Unauthenticated, "x"), exportRetry, 0},
+		{"grpc throttled", throttled.Err(), exportRetry, 3 * time.Second},
+		{"grpc resource exhausted without a word of size is throttling", status.Error(codes.ResourceExhausted, "quota"), exportRetry, 0},
+		{"grpc message larger than max (grpc-go server)", status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5242880 vs. 4194304)"), exportTooLarge, 0},
+		{"grpc message larger than max after decompression", status.Error(codes.ResourceExhausted, "grpc: received message after decompression larger than max (5242880 vs. 4194304)"), exportTooLarge, 0},
+		{"grpc message larger than max (client side)", fmt.Errorf("export: %w", status.Error(codes.ResourceExhausted, "grpc: trying to send message larger than max (2147483648 vs. 2147483647)")), exportTooLarge, 0},
+		{"grpc message exceeds maximum size (grpc-java)", status.Error(codes.ResourceExhausted, "gRPC message exceeds maximum size 4194304: 5242880"), exportTooLarge, 0},
+		{"http 400", errors.New("failed to send logs to http://127.0.0.1:4318/v1/logs: 400 Bad Request (body: bad)"), exportInvalid, 0},
+		{"http 413", errors.New("failed to send logs to http://h/v1/logs: 413 Request Entity Too Large (body: x)"), exportTooLarge, 0},
+		{"http 401 waits for a fix", errors.New("failed to send logs to http://h/v1/logs: 401 Unauthorized (body: x)"), exportRetry, 0},
+		{"http 404 waits for a fix", errors.New("failed to send logs to http://h/v1/logs: 404 Not Found (body: x)"), exportRetry, 0},
+		{"retries exhausted", errors.New("max retry time elapsed: retry-able request failure: body: x"), exportRetry, 0},
+		{"connection refused", errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), exportRetry, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, d := classifyExportError(tt.err)
-			if p != tt.permanent || d != tt.throttle {
-				t.Fatalf("got (%v, %v), want (%v, %v)", p, d, tt.permanent, tt.throttle)
+			v, d := classifyExportError(tt.err)
+			if v != tt.verdict || d != tt.throttle {
+				t.Fatalf("got (%v, %v), want (%v, %v)", v, d, tt.verdict, tt.throttle)
 			}
 		})
 	}

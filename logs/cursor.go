@@ -32,10 +32,11 @@ type StreamCursor struct {
 	Hashes []uint32
 	next   int // the boundary hash the current response must match next; -1: none matched yet
 	// live says that the current response has already brought a new message
-	// of this stream: its replayed start is over, and every later message
-	// is new, even one older than the boundary (the host clock stepped
-	// back). Only a response's replayed start is de-duplicated.
+	// of this stream: its replayed start is over (see Seen).
 	live bool
+	// recent is what the current response brought, to tell the daemon
+	// going back from the clock stepping back (see Seen).
+	recent recentMessages
 }
 
 // BeginningCursor reads a log from its first line.
@@ -93,24 +94,42 @@ func (c *Cursor) Rewind() {
 	for i := range c.Streams {
 		c.Streams[i].next = -1
 		c.Streams[i].live = false
+		c.Streams[i].recent.reset()
 	}
 }
 
 // Seen reports whether a message was consumed before, and if it matches a
-// boundary hash it moves past it. Only the replayed start of a response is
-// compared: after the first new message of a stream, its later messages are
-// new whatever their timestamps (see StreamCursor.live).
+// boundary hash it moves past it.
+//
+// The replayed start of a response (a re-attach asks from the boundary on)
+// is matched against the boundary. After a stream's first new message in a
+// response, a message older than the boundary is either the daemon sending a
+// stretch of the log again (Docker's json-file follow reader does so around a
+// rotation) or a line written after the host clock stepped back: it is a
+// replay only if this response already brought it (same timestamp and
+// content, among the stream's last recentSize messages); otherwise it is new.
+// So a clock step loses nothing, and a replay longer than recentSize is sent
+// again (at least once, never lost).
 func (c *Cursor) Seen(s Stream, ts time.Time, h uint32) bool {
 	sc := &c.Streams[s-1]
-	if sc.live {
+	if sc.live && ts.Before(sc.Time) {
+		if sc.recent.has(ts, h) {
+			// The messages at the boundary's timestamp that follow are
+			// the boundary's again: match them from the first, as at the
+			// start of a response.
+			sc.next = -1
+			return true
+		}
+		sc.recent.add(ts, h)
 		return false
 	}
-	if !c.Threshold.IsZero() && !ts.After(c.Threshold) {
+	if !sc.live && !c.Threshold.IsZero() && !ts.After(c.Threshold) {
 		return true
 	}
 	switch {
 	case sc.Time.IsZero() || ts.After(sc.Time):
 		sc.live = true
+		sc.recent.add(ts, h)
 		return false
 	case ts.Before(sc.Time):
 		return true
@@ -128,7 +147,46 @@ func (c *Cursor) Seen(s Stream, ts time.Time, h uint32) bool {
 	}
 	sc.next = len(sc.Hashes) // the rest at this timestamp is new
 	sc.live = true
+	sc.recent.add(ts, h)
 	return false
+}
+
+// recentSize is how many of a stream's messages of the current response are
+// remembered to recognise the daemon sending them again.
+const recentSize = 1024
+
+// recentMessages is a ring of the last recentSize messages (timestamp and
+// content hash) a stream brought in the current response. It belongs to the
+// working cursor of a burst: copies and clones of a cursor do not carry it.
+type recentMessages struct {
+	nanos  []int64
+	hashes []uint32
+	pos    int // where the next message goes once the ring is full
+}
+
+func (r *recentMessages) add(ts time.Time, h uint32) {
+	if len(r.nanos) < recentSize {
+		r.nanos = append(r.nanos, ts.UnixNano())
+		r.hashes = append(r.hashes, h)
+		return
+	}
+	r.nanos[r.pos], r.hashes[r.pos] = ts.UnixNano(), h
+	r.pos = (r.pos + 1) % recentSize
+}
+
+func (r *recentMessages) has(ts time.Time, h uint32) bool {
+	n := ts.UnixNano()
+	for i := range r.nanos {
+		if r.nanos[i] == n && r.hashes[i] == h {
+			return true
+		}
+	}
+	return false
+}
+
+// reset empties the ring, keeping its memory.
+func (r *recentMessages) reset() {
+	r.nanos, r.hashes, r.pos = r.nanos[:0], r.hashes[:0], 0
 }
 
 // Advance records a consumed message.

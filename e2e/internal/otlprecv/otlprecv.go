@@ -83,6 +83,7 @@ type RequestInfo struct {
 	Compression string              // "gzip" or ""
 	Headers     map[string][]string // HTTP headers, or gRPC metadata (lower-case keys)
 	Records     int                 // log records in the request (0 if undecodable)
+	Bytes       int                 // the request's encoded size, uncompressed (0 if undecodable)
 	Outcome     string              // OutcomeOK, OutcomeUnavailable, OutcomeRejected, OutcomeBad
 }
 
@@ -472,7 +473,7 @@ func (compressionTagger) TagConn(ctx context.Context, _ *stats.ConnTagInfo) cont
 func (compressionTagger) HandleConn(context.Context, stats.ConnStats) {}
 
 func (s *grpcService) Export(ctx context.Context, req *collogpb.ExportLogsServiceRequest) (*collogpb.ExportLogsServiceResponse, error) {
-	info := RequestInfo{Transport: GRPC, Time: time.Now(), Records: countRecords(req)}
+	info := RequestInfo{Transport: GRPC, Time: time.Now(), Records: countRecords(req), Bytes: proto.Size(req)}
 	if p, ok := ctx.Value(compressionKey{}).(*string); ok {
 		info.Compression = *p
 	}
@@ -549,6 +550,7 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	info.Records = countRecords(&msg)
+	info.Bytes = len(raw)
 
 	switch outcome, retry := r.verdict(info, &msg); outcome {
 	case OutcomeUnavailable:
