@@ -71,8 +71,22 @@ type BurstSpec struct {
 	Cursor logs.Cursor
 	// Meta is the container's description, shared with its owner so that a
 	// rename applies to the next batch. If it holds nil the burst inspects
-	// the container first and stores the result.
+	// the container and stores the result.
 	Meta *atomic.Pointer[logs.Meta]
+	// Hint, if set, is what the container's start event said of it (name,
+	// image, labels; its TTY is not known). With a Hint and no Meta the
+	// burst sends its logs request at once and inspects the container
+	// concurrently: a container removed as soon as it exits (docker run
+	// --rm) takes its log with it, and a request that is in before then
+	// still reads it. If the container is already gone when the inspect
+	// runs, the records are described by the Hint and the stream's first
+	// byte tells a TTY's raw stream from a multiplexed one.
+	Hint *logs.Meta
+	// Renamed, if set, holds the name of the container's latest rename
+	// event, nil before any. A Meta the burst stores is given that name, so
+	// that a rename applied while the burst inspected is not undone by the
+	// inspect's older answer.
+	Renamed *atomic.Pointer[string]
 	// Progress, if set, is updated once per batch the sink accepted (never
 	// per line), so that its owner can show a burst that is still running.
 	Progress *BurstProgress
@@ -205,16 +219,43 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 	return res
 }
 
-func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, res *BurstResult) (EndReason, error) {
+// inspectResult is the answer of an inspect run concurrently with a burst's
+// logs request.
+type inspectResult struct {
+	meta *logs.Meta
+	err  error
+}
+
+func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, res *BurstResult) (end EndReason, err error) {
 	meta := spec.Meta.Load()
-	if meta == nil {
+	var inspected chan inspectResult // the concurrent inspect; nil once taken
+	// gone: the inspect beside the logs request found no container; the
+	// Hint describes it, and its stream tells whether it is a TTY's.
+	gone := false
+	if meta == nil && spec.Hint == nil {
 		m, err := c.src.Inspect(ctx, spec.ID)
 		if err != nil {
 			return endOf(ctx, err, false), fmt.Errorf("inspect container %.12s: %w", spec.ID, err)
 		}
-		m.HostName = c.hostName
-		spec.Meta.CompareAndSwap(nil, m)
-		meta = spec.Meta.Load()
+		meta = c.storeMeta(spec, m)
+	} else if meta == nil {
+		// The logs request goes first; the inspect runs beside it, and the
+		// burst waits for it before it returns.
+		inspected = make(chan inspectResult, 1)
+		go func() {
+			m, err := c.src.Inspect(ctx, spec.ID)
+			inspected <- inspectResult{m, err}
+		}()
+		defer func() {
+			if inspected != nil {
+				gone = errors.Is((<-inspected).err, ErrNotFound)
+			}
+			if err != nil && gone && !errors.Is(err, ErrNotFound) {
+				// The container was gone when it was inspected: the daemon
+				// could not open, or read on, a log it was deleting.
+				err = fmt.Errorf("%w: %w", ErrNotFound, err)
+			}
+		}()
 	}
 	tail := TailAll
 	if !spec.Cursor.IsBeginning() {
@@ -235,7 +276,18 @@ func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, r
 			}
 			return end, fmt.Errorf("open logs of container %.12s: %w", spec.ID, err)
 		}
-		st.start(body, meta.TTY, c.cfg.MaxLineBytes)
+		if inspected != nil {
+			// The daemon answered: it holds the log open, and the
+			// container's removal no longer takes it from this response.
+			r := <-inspected
+			inspected = nil
+			meta, gone, err = c.metaAfterLogs(spec, r)
+			if err != nil {
+				_ = body.Close()
+				return endOf(ctx, err, false), fmt.Errorf("inspect container %.12s: %w", spec.ID, err)
+			}
+		}
+		st.start(body, meta.TTY, gone, c.cfg.MaxLineBytes)
 		err = c.read(ctx, st, spec.Meta, tail != TailAll, res)
 		_ = body.Close()
 		if errors.Is(err, errWiden) {
@@ -248,6 +300,44 @@ func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, r
 		}
 		return end, err
 	}
+}
+
+// storeMeta publishes an inspected Meta of the collector's host.
+func (c *Collector) storeMeta(spec BurstSpec, m *logs.Meta) *logs.Meta {
+	m.HostName = c.hostName
+	return spec.StoreMeta(m)
+}
+
+// StoreMeta publishes m, an inspected Meta, for the container's records
+// unless one is there already, and gives it the name of the latest rename
+// its owner published in Renamed. It returns the Meta in force.
+func (spec BurstSpec) StoreMeta(m *logs.Meta) *logs.Meta {
+	spec.Meta.CompareAndSwap(nil, m)
+	cur := spec.Meta.Load()
+	if spec.Renamed != nil {
+		// The owner stores the name before it renames a stored Meta: either
+		// it sees this Meta, or this sees its name.
+		if n := spec.Renamed.Load(); n != nil && *n != cur.Name {
+			spec.Meta.CompareAndSwap(cur, cur.Renamed(*n))
+			cur = spec.Meta.Load()
+		}
+	}
+	return cur
+}
+
+// metaAfterLogs takes the result of the inspect that ran beside the logs
+// request: the inspected Meta, or the Hint if the container is already gone
+// (then sniff: the stream's first byte tells whether it is a TTY's).
+func (c *Collector) metaAfterLogs(spec BurstSpec, r inspectResult) (meta *logs.Meta, gone bool, err error) {
+	switch {
+	case r.err == nil:
+		return c.storeMeta(spec, r.meta), false, nil
+	case errors.Is(r.err, ErrNotFound):
+		h := *spec.Hint
+		h.ID = spec.ID
+		return c.storeMeta(spec, &h), true, nil
+	}
+	return nil, false, r.err
 }
 
 // pastMaxBurst says whether a request made at reqStart has run for max_burst:
@@ -421,9 +511,21 @@ func newBurstState() *burstState {
 	return st
 }
 
-// start binds the state to a response body.
-func (st *burstState) start(body io.Reader, tty bool, maxLine int) {
+// start binds the state to a response body. With sniff the TTY is not known
+// and the body's first byte tells: a multiplexed stream starts with a frame
+// header, whose first byte is the stream (0, 1 or 2); a TTY's raw stream
+// starts with a message's timestamp (timestamps are always requested) or
+// the daemon's error text. An empty body needs neither.
+func (st *burstState) start(body io.Reader, tty, sniff bool, maxLine int) {
 	st.br.Reset(body)
+	if sniff {
+		b, err := st.br.Peek(1)
+		if err != nil {
+			// Peek hands the error over: the first read must see it too.
+			st.br.Reset(errReader{err})
+		}
+		tty = err == nil && b[0] > 2
+	}
 	st.tty = tty
 	st.maxLine = maxLine
 	// A frame carries one message of at most 16 KiB of content; frames larger
@@ -437,6 +539,11 @@ func (st *burstState) start(body io.Reader, tty bool, maxLine int) {
 		st.msgs = &st.frames
 	}
 }
+
+// errReader is a body whose every read fails with err.
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 // release drops references to the last response so the pooled state holds
 // nothing but memory.

@@ -351,12 +351,13 @@ func (c *Client) Subscribe(ctx context.Context, since time.Time) (events.EventSt
 		_ = resp.Body.Close()
 		return nil, fmt.Errorf("subscribe to docker events: %s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
-	return &eventStream{body: resp.Body, dec: json.NewDecoder(resp.Body)}, nil
+	return &eventStream{body: resp.Body, dec: json.NewDecoder(resp.Body), selectors: c.docker.Labels}, nil
 }
 
 type eventStream struct {
-	body io.ReadCloser
-	dec  *json.Decoder
+	body      io.ReadCloser
+	dec       *json.Decoder
+	selectors []string // docker.Labels: the labels exported with records
 }
 
 // wireEvent is the part of the daemon's event message berth reads.
@@ -387,8 +388,36 @@ func (s *eventStream) Next() (events.Event, error) {
 		// exec_start: sh -c ... and health_status: healthy carry their
 		// detail after a colon.
 		action, _, _ := strings.Cut(w.Action, ":")
-		return events.Event{ID: w.Actor.ID, Action: strings.TrimSpace(action), Time: t, Attributes: w.Actor.Attributes}, nil
+		ev := events.Event{ID: w.Actor.ID, Action: strings.TrimSpace(action), Time: t, Attributes: w.Actor.Attributes}
+		if ev.Action == "create" || ev.Action == "start" {
+			ev.Meta = metaOfEvent(ev.ID, ev.Attributes, s.selectors)
+		}
+		return ev, nil
 	}
+}
+
+// metaOfEvent describes a container from the attributes of its create or
+// start event: the daemon puts the container's labels there, next to its
+// name and image. Its TTY, state and start time are not known. nil if the
+// attributes do not name the container.
+func metaOfEvent(id string, attrs map[string]string, selectors []string) *logs.Meta {
+	name := attrs["name"]
+	if name == "" {
+		return nil
+	}
+	m := &logs.Meta{ID: id, Name: strings.TrimPrefix(name, "/"), Labels: make(map[string]string, len(attrs))}
+	for k, v := range attrs {
+		if k != "name" && k != "image" {
+			m.Labels[k] = v
+		}
+	}
+	m.SelectedLabels = logs.SelectLabels(m.Labels, selectors)
+	m.ImageName, m.ImageTags = splitImage(attrs["image"])
+	m.ServiceName = m.Name
+	if s := m.Labels["com.docker.compose.service"]; s != "" {
+		m.ServiceName = s
+	}
+	return m
 }
 
 func (s *eventStream) Close() error { return s.body.Close() }

@@ -62,3 +62,25 @@ func TestInspectSelectsLabels(t *testing.T) {
 		})
 	}
 }
+
+// TestMetaOfEvent: a start event's attributes describe the container as an
+// inspect would (name, image and tag, labels with the selected ones, the
+// compose service), for a burst that reads before the inspect answers.
+func TestMetaOfEvent(t *testing.T) {
+	attrs := map[string]string{
+		"name": "job", "image": "registry:5000/app:1.2",
+		"com.docker.compose.service": "worker", "team": "payments", "other": "x",
+	}
+	m := metaOfEvent("c1", attrs, []string{"team"})
+	want := &logs.Meta{
+		ID: "c1", Name: "job", ImageName: "registry:5000/app", ImageTags: []string{"1.2"}, ServiceName: "worker",
+		Labels:         map[string]string{"com.docker.compose.service": "worker", "team": "payments", "other": "x"},
+		SelectedLabels: []logs.Label{{Key: "team", Value: "payments"}},
+	}
+	if !reflect.DeepEqual(m, want) {
+		t.Errorf("metaOfEvent = %+v\nwant %+v", m, want)
+	}
+	if m := metaOfEvent("c1", map[string]string{"image": "app"}, nil); m != nil {
+		t.Errorf("attributes without a name gave %+v, want nil", m)
+	}
+}

@@ -29,6 +29,9 @@ type ContainerSpec struct {
 	Tty  bool
 	// LogDriver is "json-file" (default) or "local".
 	LogDriver string
+	// AutoRemove has the daemon remove the container, and its log, as soon
+	// as it exits (docker run --rm).
+	AutoRemove bool
 }
 
 // Ctr is a container the test created. It is force-removed at cleanup.
@@ -77,6 +80,7 @@ func createContainer(t *testing.T, spec ContainerSpec) *Ctr {
 		&container.HostConfig{
 			NetworkMode: "none",
 			LogConfig:   container.LogConfig{Type: spec.LogDriver},
+			AutoRemove:  spec.AutoRemove,
 		},
 		nil, nil, spec.Name)
 	if err != nil {

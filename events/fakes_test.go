@@ -329,6 +329,9 @@ type fakeCollector struct {
 	meta map[string]logs.Meta
 	// shutdownDelay is how long a burst takes to wind down once ctx ends.
 	shutdownDelay time.Duration
+	// inspecting, when set, holds each burst's "inspect" until it is
+	// closed: the answer was given before, its Meta is stored after.
+	inspecting chan struct{}
 
 	mu     sync.Mutex
 	bursts []*fakeBurst
@@ -348,7 +351,15 @@ func (c *fakeCollector) Burst(ctx context.Context, spec collectors.BurstSpec) co
 		if !ok {
 			m = logs.Meta{ID: spec.ID, Name: spec.ID, ServiceName: spec.ID, Running: true}
 		}
-		if spec.Meta.CompareAndSwap(nil, &m) {
+		if c.inspecting != nil {
+			// The inspect is answered (with m) before the gate opens; the
+			// burst stores that answer after it.
+			select {
+			case <-c.inspecting:
+			case <-ctx.Done():
+			}
+		}
+		if spec.StoreMeta(&m) == &m {
 			c.mu.Lock()
 			c.stored[spec.ID] = &m
 			c.mu.Unlock()

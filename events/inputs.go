@@ -96,10 +96,12 @@ func (r *run) handleEvent(ev Event) {
 		if ct == nil {
 			ct = r.add(ev.ID, ev.Attributes["name"], logs.BeginningCursor())
 		}
+		r.setHint(ct, ev.Meta)
 	case "start", "restart", "unpause":
 		if ct == nil {
 			ct = r.add(ev.ID, ev.Attributes["name"], logs.BeginningCursor())
 		}
+		r.setHint(ct, ev.Meta)
 		ct.running, ct.started = true, true
 		ct.starts++
 		ct.retryAt = time.Time{}
@@ -150,19 +152,36 @@ func (r *run) add(id, name string, cursor logs.Cursor) *container {
 	return ct
 }
 
+// setHint keeps what an event said of the container, for a burst that
+// starts before it is inspected (collectors.BurstSpec.Hint), under the name
+// of its latest rename.
+func (r *run) setHint(ct *container, m *logs.Meta) {
+	if m == nil {
+		return
+	}
+	if n := ct.renamed.Load(); n != nil {
+		m = m.Renamed(*n)
+	}
+	ct.hint = m
+}
+
 // rename publishes a new Meta with the new name: the active burst uses it
-// from its next batch on.
+// from its next batch on. The name is published first, so that a burst
+// storing the Meta it has just inspected renames it too
+// (collectors.BurstSpec.Renamed).
 func (r *run) rename(ct *container, name string) {
 	if name == "" {
 		return
 	}
 	ct.name = name
-	if old := ct.meta.Load(); old != nil {
-		m := *old
-		if m.ServiceName == m.Name {
-			m.ServiceName = name
+	ct.renamed.Store(&name)
+	if ct.hint != nil {
+		ct.hint = ct.hint.Renamed(name)
+	}
+	for {
+		old := ct.meta.Load()
+		if old == nil || ct.meta.CompareAndSwap(old, old.Renamed(name)) {
+			return
 		}
-		m.Name = name
-		ct.meta.Store(&m)
 	}
 }

@@ -379,6 +379,26 @@ func TestRestartStorm(t *testing.T) {
 	}
 }
 
+// TestRenameBeforeFirstInspect: a rename that arrives while the first
+// burst's inspect is under way (its answer has the old name) is in the
+// records of that burst, not only of the next one.
+func TestRenameBeforeFirstInspect(t *testing.T) {
+	h := newHarness(t)
+	h.col.meta = map[string]logs.Meta{"c1": {ID: "c1", Name: "old", ServiceName: "old"}}
+	h.col.inspecting = make(chan struct{})
+	h.src.setList(Container{ID: "c1", Name: "old", State: "running"})
+	h.start(testConfig())
+	s := h.src.waitStream(t, 1)
+	h.waitState("c1", StateStreaming) // its burst is launched, inspecting
+	s.send(h.ev("rename", "c1", "name", "new", "oldName", "/old"))
+	h.sync(s)
+	close(h.col.inspecting)
+	a := h.col.waitBurst(t, "c1", 1)
+	if got := a.spec.Meta.Load(); got.Name != "new" || got.ServiceName != "new" {
+		t.Errorf("the running burst's Meta: name %q service %q, want new new (the rename came after the inspect's answer)", got.Name, got.ServiceName)
+	}
+}
+
 func TestRenameSharesMeta(t *testing.T) {
 	tests := []struct {
 		name        string

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/berthlog/berth/collectors"
+	"github.com/berthlog/berth/logs"
 )
 
 // Event is one container event from the daemon.
@@ -15,6 +16,9 @@ type Event struct {
 	Action     string // start, die, destroy, rename, ...
 	Time       time.Time
 	Attributes map[string]string // name, image, exitCode, oldName, ...
+	// Meta is what the attributes of a create or start event say of the
+	// container (name, image, labels; not its TTY), nil for other events.
+	Meta *logs.Meta
 }
 
 // Container is one entry of the daemon's container list.

@@ -105,9 +105,13 @@ type container struct {
 	name  string
 	state State
 	facts
-	meta   atomic.Pointer[logs.Meta] // shared with its burst; replaced on rename
-	cursor logs.Cursor
-	bo     *backoff.ExponentialBackOff // its re-attach backoff; nil until the first failure
+	meta atomic.Pointer[logs.Meta] // shared with its burst; replaced on rename
+	hint *logs.Meta                // what its create or start event said of it; nil if none
+	// renamed is the name of its latest rename event, shared with its
+	// burst (BurstSpec.Renamed); nil before any.
+	renamed atomic.Pointer[string]
+	cursor  logs.Cursor
+	bo      *backoff.ExponentialBackOff // its re-attach backoff; nil until the first failure
 
 	// starts counts the signs that it (re)started: start events, and
 	// snapshots that list it running again. A follow burst's "stopped"
@@ -148,7 +152,7 @@ func (r *run) launch(ct *container, follow bool) {
 		"since", ct.cursor.Since(), "beginning", ct.cursor.IsBeginning())
 	r.active++
 	ct.resetProgress()
-	spec := collectors.BurstSpec{ID: ct.id, Follow: follow, Cursor: ct.cursor, Meta: &ct.meta, Progress: &ct.progress}
+	spec := collectors.BurstSpec{ID: ct.id, Follow: follow, Cursor: ct.cursor, Meta: &ct.meta, Hint: ct.hint, Renamed: &ct.renamed, Progress: &ct.progress}
 	r.bursts.Add(1)
 	go func() {
 		defer r.bursts.Done()

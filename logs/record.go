@@ -56,6 +56,17 @@ type Meta struct {
 	SelectedLabels []Label
 }
 
+// Renamed returns a copy of m named name; a service name that was the
+// container's name follows it (a compose service label does not change).
+func (m *Meta) Renamed(name string) *Meta {
+	r := *m
+	if r.ServiceName == r.Name {
+		r.ServiceName = name
+	}
+	r.Name = name
+	return &r
+}
+
 // Label is one container label: the key and value Docker reports.
 type Label struct {
 	Key, Value string
