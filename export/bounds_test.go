@@ -110,7 +110,7 @@ func sinkWithLimit(t testing.TB, exp sdklog.Exporter, acker logs.Acker, maxReque
 	t.Helper()
 	def := config.Default()
 	def.OTLP.MaxRequestBytes = maxRequest
-	s, err := NewOTLPSink(exp, acker, def.Export, def.Backoff, "test", set)
+	s, err := NewOTLPSink(exp, acker, def.Export, def.Backoff, withVersion(set))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,15 +125,15 @@ type exportItem struct {
 // NewOTLPSink starts the sink's exporter goroutine; Shutdown stops it. cfg
 // bounds the bytes in flight (MaxInFlightBytes) and the encoded size of each
 // export request (OTLP.MaxRequestBytes), bo paces the retries of a
-// failed export, and version is berth's, reported as the instrumentation
-// scope's of the exported records. The sink traces each export request with
+// failed export; set.Version, berth's, is the instrumentation scope's
+// version of the exported records. The sink traces each export request with
 // set's tracer, logs to set's logger and reports its counters, lag and
 // in-flight bytes as observable instruments of set's meter provider.
-func NewOTLPSink(exp sdklog.Exporter, acker logs.Acker, cfg config.Export, bo config.Backoff, version string, set telemetry.Settings) (*OTLPSink, error) {
+func NewOTLPSink(exp sdklog.Exporter, acker logs.Acker, cfg config.Export, bo config.Backoff, set telemetry.Settings) (*OTLPSink, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &OTLPSink{
 		exp: exp, acker: acker, log: set.Logger, tracer: set.Tracer(),
-		maxInFlight: cfg.MaxInFlightBytes, maxRequest: cfg.OTLP.MaxRequestBytes, backoff: bo, version: version,
+		maxInFlight: cfg.MaxInFlightBytes, maxRequest: cfg.OTLP.MaxRequestBytes, backoff: bo, version: set.Version,
 		budget:    semaphore.NewWeighted(cfg.MaxInFlightBytes),
 		queue:     make(chan *exportItem, queueItems),
 		stop:      make(chan struct{}),

@@ -117,7 +117,7 @@ func batchOf(meta *logs.Meta, pos int, bodies ...string) *logs.Batch {
 func newTestSink(t testing.TB, exp sdklog.Exporter, acker logs.Acker, set telemetry.Settings) *OTLPSink {
 	t.Helper()
 	def := config.Default()
-	s, err := NewOTLPSink(exp, acker, def.Export, def.Backoff, "test", set)
+	s, err := NewOTLPSink(exp, acker, def.Export, def.Backoff, withVersion(set))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestOTLPSinkBackpressure(t *testing.T) {
 		const bound = 1 << 20
 		def := config.Default()
 		def.MaxInFlightBytes = bound
-		s, err := NewOTLPSink(exp, acks, def.Export, def.Backoff, "test", telemetry.NopSettings())
+		s, err := NewOTLPSink(exp, acks, def.Export, def.Backoff, withVersion(telemetry.NopSettings()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -352,7 +352,7 @@ func TestOTLPSinkBackpressureHonoursContext(t *testing.T) {
 		exp := &fakeExporter{gate: make(chan struct{})}
 		def := config.Default()
 		def.MaxInFlightBytes = 1 << 20
-		s, err := NewOTLPSink(exp, &ackLog{}, def.Export, def.Backoff, "test", telemetry.NopSettings())
+		s, err := NewOTLPSink(exp, &ackLog{}, def.Export, def.Backoff, withVersion(telemetry.NopSettings()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -516,4 +516,10 @@ func TestContainerResourceLabels(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("resource %v, want %v", got, want)
 	}
+}
+
+// withVersion sets the version the tests expect as the records' scope version.
+func withVersion(set telemetry.Settings) telemetry.Settings {
+	set.Version = "test"
+	return set
 }

@@ -315,7 +315,7 @@ func newSink(cfg config.Config, getenv func(string) string, store *checkpoint.St
 	// Never the headers (credentials) nor TLS settings; the endpoint without
 	// any user:password an OTEL_EXPORTER_OTLP_ENDPOINT may carry.
 	set.Logger.Info("exporting over OTLP", "protocol", protocol, "endpoint", otlpconf.Redacted(otlpconf.Endpoint(cfg.OTLP, getenv)), "stdout", stdoutOn)
-	otlpSink, err := export.NewOTLPSink(exp, store, cfg.Export, cfg.Backoff, version, set)
+	otlpSink, err := export.NewOTLPSink(exp, store, cfg.Export, cfg.Backoff, set)
 	if err != nil {
 		_ = exp.Shutdown(context.Background())
 		return nil, nil, err
