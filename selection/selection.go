@@ -151,7 +151,7 @@ func New(include, exclude []string, optIn bool) (*Rules, error) {
 		for i, s := range list {
 			rule, err := ParseRule(s)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: entry %d %q %w", key, i+1, s, err))
+				errs = append(errs, fmt.Errorf("%s: entry %d %q: %w", key, i+1, s, err))
 				continue
 			}
 			out = append(out, rule)

@@ -214,7 +214,7 @@ func TestDecide(t *testing.T) {
 
 func TestNewErrors(t *testing.T) {
 	_, err := New([]string{"name=a", "nmae=b"}, []string{"", "label=x"}, false)
-	for _, want := range []string{`include: entry 2 "nmae=b" "nmae" is not a kind of rule`, `exclude: entry 1 "" is empty`} {
+	for _, want := range []string{`include: entry 2 "nmae=b": "nmae" is not a kind of rule`, `exclude: entry 1 "": is empty`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("New: %v, want an error containing %q", err, want)
 		}
