@@ -22,6 +22,8 @@ import (
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/berthlog/berth/selection"
 )
 
 // Config is berth's whole configuration. Keys are snake_case; nested keys are
@@ -88,6 +90,19 @@ type Containers struct {
 	// it starts and has no checkpoint: InitialPositionBeginning or
 	// InitialPositionEnd.
 	InitialPosition string `koanf:"initial_position"`
+	// Include, if not empty, collects only the containers one of its rules
+	// matches: name=PATTERN, image=PATTERN or label=KEY[=VALUE], with globs
+	// (see package selection). In the environment, a comma-separated list:
+	// BERTH_INCLUDE=name=web-*,label=team=payments.
+	Include []string `koanf:"include"`
+	// Exclude never collects the containers one of its rules matches; it
+	// wins over Include. Same syntax.
+	Exclude []string `koanf:"exclude"`
+	// OptIn collects only the containers labelled berth.enable=true; it
+	// cannot be combined with Include or Exclude. Whatever the rules, a
+	// container labelled berth.enable=false is never collected and one
+	// labelled berth.enable=true always is.
+	OptIn bool `koanf:"opt_in"`
 }
 
 // The values of initial_position.
@@ -486,6 +501,9 @@ func (c Config) Validate() error {
 		case star >= 0 && star != len(l)-1:
 			bad("labels", "entry %q has a * that is not its last character; a * may only end an entry, to select every label starting with what comes before it (com.example.*)", l)
 		}
+	}
+	if _, err := selection.New(c.Include, c.Exclude, c.OptIn); err != nil {
+		errs = append(errs, err) // its messages name the key and the entry
 	}
 	return errors.Join(errs...)
 }

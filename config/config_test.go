@@ -80,6 +80,12 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"labels * at the start", func(c *Config) { c.Labels = []string{"*.example.com"} }, "labels"},
 		{"labels * in the middle", func(c *Config) { c.Labels = []string{"com.*.team"} }, "labels"},
 		{"labels two *", func(c *Config) { c.Labels = []string{"com.**"} }, "labels"},
+		{"include unknown kind", func(c *Config) { c.Include = []string{"name=web-*", "nmae=api"} }, "include"},
+		{"include without =", func(c *Config) { c.Include = []string{"web-*"} }, "include"},
+		{"exclude empty entry", func(c *Config) { c.Exclude = []string{""} }, "exclude"},
+		{"exclude empty label key", func(c *Config) { c.Exclude = []string{"label==x"} }, "exclude"},
+		{"opt_in with include", func(c *Config) { c.OptIn = true; c.Include = []string{"name=web"} }, "opt_in"},
+		{"opt_in with exclude", func(c *Config) { c.OptIn = true; c.Exclude = []string{"name=web"} }, "opt_in"},
 		{"backoff.multiplier NaN", func(c *Config) { c.Backoff.Multiplier = math.NaN() }, "backoff.multiplier"},
 		{"backoff.multiplier +Inf", func(c *Config) { c.Backoff.Multiplier = math.Inf(1) }, "backoff.multiplier"},
 		{"backoff.multiplier -Inf", func(c *Config) { c.Backoff.Multiplier = math.Inf(-1) }, "backoff.multiplier"},
@@ -158,6 +164,11 @@ func TestValidateAccepts(t *testing.T) {
 		{"labels by key and by prefix", func(c *Config) { c.Labels = []string{"team", "com.example.*", "com.docker.compose.project"} }},
 		{"every label", func(c *Config) { c.Labels = []string{"*"} }},
 		{"no labels", func(c *Config) { c.Labels = []string{} }},
+		{"include and exclude rules", func(c *Config) {
+			c.Include = []string{"name=web-*", "image=nginx:1.*", "label=team=payments", "label=com.example.*"}
+			c.Exclude = []string{"name=*-debug"}
+		}},
+		{"opt_in alone", func(c *Config) { c.OptIn = true }},
 		{"http endpoint", func(c *Config) { c.OTLP.Endpoint = "http://127.0.0.1:4318" }},
 		{"https endpoint with a path", func(c *Config) { c.OTLP.Endpoint = "https://gw.example/otlp" }},
 		{"upper-case scheme", func(c *Config) { c.OTLP.Endpoint = "HTTPS://gw.example:4317" }},
@@ -349,6 +360,54 @@ func TestLoadLabels(t *testing.T) {
 			}
 			if !slices.Equal(cfg.Labels, tc.want) {
 				t.Errorf("labels = %q, want %q", cfg.Labels, tc.want)
+			}
+			err = cfg.Validate()
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("Validate: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("Validate = %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestLoadSelection: include and exclude from YAML lists and from the
+// comma-separated BERTH_INCLUDE/BERTH_EXCLUDE, opt_in from YAML and
+// BERTH_OPT_IN, and what Validate says of a bad entry: the key, the entry's
+// number and text.
+func TestLoadSelection(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		yaml             string
+		environ          []string
+		include, exclude []string
+		optIn            bool
+		wantErr          string
+	}{
+		{name: "default: no rules"},
+		{name: "YAML lists", yaml: "include:\n  - name=web-*\n  - label=team=payments\nexclude: [\"image=nginx:*\"]\n",
+			include: []string{"name=web-*", "label=team=payments"}, exclude: []string{"image=nginx:*"}},
+		{name: "environment", environ: []string{"BERTH_INCLUDE=name=web-*, label=team=payments", "BERTH_EXCLUDE=name=*-debug"},
+			include: []string{"name=web-*", "label=team=payments"}, exclude: []string{"name=*-debug"}},
+		{name: "opt_in from YAML", yaml: "opt_in: true\n", optIn: true},
+		{name: "opt_in from the environment", environ: []string{"BERTH_OPT_IN=true"}, optIn: true},
+		{name: "a bad entry is named", yaml: "exclude:\n  - name=ok\n  - nmae=web\n", exclude: []string{"name=ok", "nmae=web"},
+			wantErr: `exclude: entry 2 "nmae=web": "nmae" is not a kind of rule; write name=PATTERN`},
+		{name: "opt_in with rules", yaml: "opt_in: true\ninclude: [name=web]\n", optIn: true, include: []string{"name=web"},
+			wantErr: "opt_in: true collects exactly the containers labelled berth.enable=true"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.yaml != "" {
+				path = writeFile(t, "berth.yaml", tc.yaml)
+			}
+			cfg, err := Load(path, tc.environ, nil)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if !slices.Equal(cfg.Include, tc.include) || !slices.Equal(cfg.Exclude, tc.exclude) || cfg.OptIn != tc.optIn {
+				t.Errorf("include %q, exclude %q, opt_in %v; want %q, %q, %v", cfg.Include, cfg.Exclude, cfg.OptIn, tc.include, tc.exclude, tc.optIn)
 			}
 			err = cfg.Validate()
 			switch {

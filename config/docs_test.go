@@ -34,11 +34,13 @@ var resolved = map[string]string{
 	"otlp.compression": "gzip",
 	"otlp.timeout":     "10s", // the OTLP exporters' own default
 	"labels":           "",
+	"include":          "",
+	"exclude":          "",
 }
 
 // examples are keys that berth.yaml shows with an example value (commented
 // out), not their default, which is empty.
-var examples = []string{"otlp.endpoint", "otlp.headers", "labels"}
+var examples = []string{"otlp.endpoint", "otlp.headers", "labels", "include", "exclude"}
 
 // defaultSettings returns every key of Default() with its default as the
 // documentation writes it.

@@ -288,11 +288,12 @@ func unixNano(t time.Time) string {
 	return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond())
 }
 
-// List returns every container.
+// List returns every container, with the image reference it was created
+// from and its labels (what the selection's rules read).
 func (c *Client) List(ctx context.Context) ([]events.Container, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.docker.ControlTimeout)
+	lctx, cancel := context.WithTimeout(ctx, c.docker.ControlTimeout)
 	defer cancel()
-	list, err := c.control.ContainerList(ctx, container.ListOptions{All: true})
+	list, err := c.control.ContainerList(lctx, container.ListOptions{All: true})
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -302,9 +303,27 @@ func (c *Client) List(ctx context.Context) ([]events.Container, error) {
 		if len(s.Names) > 0 {
 			name = strings.TrimPrefix(s.Names[0], "/")
 		}
-		out = append(out, events.Container{ID: s.ID, Name: name, State: string(s.State)})
+		out = append(out, events.Container{ID: s.ID, Name: name, State: string(s.State), Image: c.imageOf(ctx, s.ID, s.Image, s.ImageID), Labels: s.Labels})
 	}
 	return out, nil
+}
+
+// imageOf returns the reference a listed container was created from. The
+// list gives the image's ID instead when that reference has since moved to
+// another image (a newer nginx:latest pulled); the container's own config,
+// which its events also carry, still has the reference, so it is inspected
+// then. If the inspect fails, the list's answer stands.
+func (c *Client) imageOf(ctx context.Context, id, image, imageID string) string {
+	if image == "" || (image != imageID && !strings.HasPrefix(image, "sha256:")) {
+		return image
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.docker.ControlTimeout)
+	defer cancel()
+	info, err := c.control.ContainerInspect(ctx, id)
+	if err != nil || info.Config == nil || info.Config.Image == "" {
+		return image
+	}
+	return info.Config.Image
 }
 
 // watchedActions are the container events the manager acts on.

@@ -331,10 +331,17 @@ func TestSubscribeWithoutSince(t *testing.T) {
 func TestListAndInspect(t *testing.T) {
 	d := newFakeDaemon(t)
 	d.setList([]map[string]any{
-		{"Id": "aaa", "Names": []string{"/web"}, "State": "running", "Image": "nginx:1"},
+		{"Id": "aaa", "Names": []string{"/web"}, "State": "running", "Image": "nginx:1", "ImageID": "sha256:1111", "Labels": map[string]string{"tier": "edge"}},
 		{"Id": "bbb", "Names": []string{"/db", "/web/db"}, "State": "exited"},
 		{"Id": "ccc", "Names": []string{}, "State": "created"},
+		// nginx:latest has moved to another image since ddd was created:
+		// the list gives the ID, the container's config the reference.
+		{"Id": "ddd", "Names": []string{"/old"}, "State": "running", "Image": "sha256:2222", "ImageID": "sha256:2222"},
+		// created from an image that no longer exists: inspect fails, the
+		// list's answer stands
+		{"Id": "eee", "Names": []string{"/gone"}, "State": "exited", "Image": "sha256:3333", "ImageID": "sha256:3333"},
 	})
+	d.setContainer("ddd", map[string]any{"Id": "ddd", "Name": "/old", "Config": map[string]any{"Image": "nginx:latest"}})
 	d.setContainer("aaa", map[string]any{
 		"Id":   "aaa",
 		"Name": "/web",
@@ -359,9 +366,11 @@ func TestListAndInspect(t *testing.T) {
 		t.Fatalf("List: %v", err)
 	}
 	wantList := []events.Container{
-		{ID: "aaa", Name: "web", State: "running"},
+		{ID: "aaa", Name: "web", State: "running", Image: "nginx:1", Labels: map[string]string{"tier": "edge"}},
 		{ID: "bbb", Name: "db", State: "exited"},
 		{ID: "ccc", Name: "", State: "created"},
+		{ID: "ddd", Name: "old", State: "running", Image: "nginx:latest"},
+		{ID: "eee", Name: "gone", State: "exited", Image: "sha256:3333"},
 	}
 	if !reflect.DeepEqual(list, wantList) {
 		t.Errorf("List = %+v, want %+v", list, wantList)

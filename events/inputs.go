@@ -31,18 +31,22 @@ func (r *run) reconcile(msg sourceMsg) {
 			cursor, checkpointed := r.checkpoints.Get(c.ID)
 			if !checkpointed {
 				cursor = logs.BeginningCursor()
-				if msg.initial && r.cfg.InitialPosition == config.InitialPositionEnd && !r.exclude[c.ID] {
+				if msg.initial && r.cfg.InitialPosition == config.InitialPositionEnd {
 					// Lines written before berth started are not sent; with
 					// a threshold instead of "tail=0" nothing is lost between
 					// bursts, and a stopped container has nothing to read.
+					// An excluded container keeps it too: a rename that
+					// selects it reads it from there.
 					cursor = logs.EndCursor(msg.at)
-					// Saved now: if the container writes nothing before
-					// berth restarts, what it writes while berth is down
-					// is still after this position.
-					r.checkpoints.Seed(c.ID, cursor)
 				}
 			}
-			ct = r.add(c.ID, c.Name, cursor)
+			ct = r.add(c.ID, c.Name, c.Image, c.Labels, cursor)
+			if !cursor.Threshold.IsZero() && !checkpointed && ct.excludedBy == "" {
+				// Saved now: if the container writes nothing before
+				// berth restarts, what it writes while berth is down
+				// is still after this position.
+				r.checkpoints.Seed(c.ID, cursor)
+			}
 			ct.running = c.Running()
 			ct.started = c.State != "created"
 			// A created container never ran: it has no log yet. A stopped
@@ -50,6 +54,19 @@ func (r *run) reconcile(msg sourceMsg) {
 			// may have written after berth stopped.
 			ct.drained = !ct.running && ((!cursor.Threshold.IsZero() && !checkpointed) || !ct.started)
 		} else {
+			// The list is the authority on what the rules read: a rename
+			// missed while the events stream was down is caught up here.
+			if c.Image != "" {
+				ct.image = c.Image
+			}
+			if c.Labels != nil {
+				ct.labels = c.Labels
+			}
+			if c.Name != "" && c.Name != ct.name {
+				r.rename(ct, c.Name)
+			} else {
+				r.decide(ct)
+			}
 			wasRunning := ct.running
 			ct.running = c.Running()
 			if wasRunning && !ct.running {
@@ -94,12 +111,12 @@ func (r *run) handleEvent(ev Event) {
 	switch ev.Action {
 	case "create":
 		if ct == nil {
-			ct = r.add(ev.ID, ev.Attributes["name"], logs.BeginningCursor())
+			ct = r.addFromEvent(ev)
 		}
 		r.setHint(ct, ev.Meta)
 	case "start", "restart", "unpause":
 		if ct == nil {
-			ct = r.add(ev.ID, ev.Attributes["name"], logs.BeginningCursor())
+			ct = r.addFromEvent(ev)
 		}
 		r.setHint(ct, ev.Meta)
 		ct.running, ct.started = true, true
@@ -110,7 +127,7 @@ func (r *run) handleEvent(ev Event) {
 		if ct == nil {
 			// Its start was missed (events lost while disconnected): read
 			// the log it wrote.
-			ct = r.add(ev.ID, ev.Attributes["name"], logs.BeginningCursor())
+			ct = r.addFromEvent(ev)
 			ct.drained = false
 		}
 		if ct.running || ct.state == StateStreaming {
@@ -138,17 +155,16 @@ func (r *run) handleEvent(ev Event) {
 
 // add starts tracking a container, from its checkpoint if it has one. It is
 // discovered, with nothing to read until it is known to run or to have run;
-// berth's own container is excluded, known but never read.
-func (r *run) add(id, name string, cursor logs.Cursor) *container {
+// a container the selection excludes (berth's own among them) is known but
+// not read.
+func (r *run) add(id, name, image string, labels map[string]string, cursor logs.Cursor) *container {
 	if cp, ok := r.checkpoints.Get(id); ok {
 		cursor = cp
 	}
 	r.checkpoints.Track(id)
-	ct := &container{id: id, name: name, cursor: cursor, state: StateDiscovered, facts: facts{drained: true, excluded: r.exclude[id]}}
-	if ct.excluded {
-		r.log.Info("berth runs in this container: its log is not collected", "container", name, "id", short(id))
-	}
+	ct := &container{id: id, name: name, image: image, labels: labels, cursor: cursor, state: StateDiscovered, facts: facts{drained: true}}
 	r.containers[id] = ct
+	r.decide(ct)
 	return ct
 }
 
@@ -165,10 +181,18 @@ func (r *run) setHint(ct *container, m *logs.Meta) {
 	ct.hint = m
 }
 
+// addFromEvent starts tracking a container first seen in an event (its start
+// or its creation while berth runs), read from its first line: the event's
+// attributes give its name, image and labels.
+func (r *run) addFromEvent(ev Event) *container {
+	return r.add(ev.ID, ev.Attributes["name"], ev.Attributes["image"], labelsOf(ev.Attributes), logs.BeginningCursor())
+}
+
 // rename publishes a new Meta with the new name: the active burst uses it
 // from its next batch on. The name is published first, so that a burst
 // storing the Meta it has just inspected renames it too
-// (collectors.BurstSpec.Renamed).
+// (collectors.BurstSpec.Renamed). The selection is decided again under the
+// new name.
 func (r *run) rename(ct *container, name string) {
 	if name == "" {
 		return
@@ -181,7 +205,8 @@ func (r *run) rename(ct *container, name string) {
 	for {
 		old := ct.meta.Load()
 		if old == nil || ct.meta.CompareAndSwap(old, old.Renamed(name)) {
-			return
+			break
 		}
 	}
+	r.decide(ct)
 }

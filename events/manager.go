@@ -4,8 +4,9 @@
 //
 // Files: manager.go (the manager and its loop), subscribe.go (the
 // subscription: connect, forward, retry), dedup.go (replayed events),
-// inputs.go (what snapshots and events change), state.go (the states and
-// their one transition function), status.go (what operators see).
+// inputs.go (what snapshots and events change), selection.go (which
+// containers are collected, by package selection's rules), state.go (the
+// states and their one transition function), status.go (what operators see).
 package events
 
 import (
@@ -24,6 +25,7 @@ import (
 	"github.com/berthlog/berth/collectors"
 	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/selection"
 	"github.com/berthlog/berth/telemetry"
 )
 
@@ -61,6 +63,7 @@ type Manager struct {
 	col          Collector
 	checkpoints  Checkpoints
 	exclude      map[string]bool // IDs of containers never read (berth's own)
+	rules        *selection.Rules
 	cfg          config.Containers
 	backoff      config.Backoff
 	healthyAfter time.Duration
@@ -85,7 +88,8 @@ var ErrNotRunning = errors.New("manager is not running")
 // state, its open streams and its reconnects as metrics of set. exclude
 // lists the full IDs of containers whose log is never read, such as the
 // container berth itself runs in: they are known, and shown in Status as
-// excluded.
+// excluded. cfg's Include, Exclude and OptIn choose the other containers it
+// reads (package selection); a rename decides again.
 func NewManager(src Source, col Collector, checkpoints Checkpoints, cfg config.Containers, bo config.Backoff, set telemetry.Settings, exclude ...string) (*Manager, error) {
 	if checkpoints == nil {
 		checkpoints = noCheckpoints{}
@@ -96,8 +100,12 @@ func NewManager(src Source, col Collector, checkpoints Checkpoints, cfg config.C
 			excluded[id] = true
 		}
 	}
+	rules, err := selection.New(cfg.Include, cfg.Exclude, cfg.OptIn)
+	if err != nil {
+		return nil, fmt.Errorf("container selection: %w", err)
+	}
 	m := &Manager{
-		src: src, col: col, checkpoints: checkpoints, exclude: excluded, cfg: cfg, backoff: bo,
+		src: src, col: col, checkpoints: checkpoints, exclude: excluded, rules: rules, cfg: cfg, backoff: bo,
 		healthyAfter: defaultHealthyAfter,
 		log:          set.Logger,
 		tracer:       set.Tracer(),

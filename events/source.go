@@ -23,9 +23,11 @@ type Event struct {
 
 // Container is one entry of the daemon's container list.
 type Container struct {
-	ID    string
-	Name  string
-	State string // created, running, paused, restarting, removing, exited, dead
+	ID     string
+	Name   string
+	State  string            // created, running, paused, restarting, removing, exited, dead
+	Image  string            // the reference it was created from (nginx:1.25), as its create event says
+	Labels map[string]string // all its labels
 }
 
 // Running reports whether a container in this state may be writing logs.

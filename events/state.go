@@ -1,6 +1,7 @@
 package events
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
 	"time"
@@ -21,7 +22,7 @@ const (
 	StateStreaming  State = "streaming"  // a burst is reading its log
 	StateBackoff    State = "backoff"    // waiting to re-attach after a failed or empty burst
 	StateStopped    State = "stopped"    // not running and its log read to the end (or unreadable)
-	StateExcluded   State = "excluded"   // never read: berth's own container
+	StateExcluded   State = "excluded"   // not read: berth's own container, or the selection's rules (see ContainerStatus.ExcludedBy)
 )
 
 // facts is what the daemon and the bursts have told berth about a container:
@@ -33,7 +34,7 @@ type facts struct {
 	drained    bool      // its log has been read to the end since it last stopped
 	gone       bool      // it was removed
 	unreadable bool      // its logging driver cannot be read through the API, until it starts again
-	excluded   bool      // berth must never read it (berth runs in it): fixed when it is added
+	excludedBy string    // why berth must not read it (berth runs in it, or a rule); "" when it is collected
 	retryAt    time.Time // no burst before this (backoff); zero: none pending
 }
 
@@ -63,7 +64,7 @@ const (
 //	state      input         facts                          -> state, action
 //	streaming  not its end   any                            -> streaming (the burst's end decides)
 //	any        any           gone                           -> (forgotten), forget
-//	any        any           excluded                       -> excluded
+//	any        any           excluded (by anything)         -> excluded
 //	any        any           berth is stopping              -> unchanged
 //	any        any           unreadable                     -> stopped
 //	any        any           running or not drained,
@@ -77,7 +78,7 @@ func transition(cur State, in input, f facts, now time.Time, stopping bool) (Sta
 		return cur, actNone
 	case f.gone:
 		return cur, actForget
-	case f.excluded:
+	case f.excludedBy != "":
 		return StateExcluded, actNone
 	case stopping:
 		return cur, actNone
@@ -105,8 +106,19 @@ type container struct {
 	name  string
 	state State
 	facts
-	meta atomic.Pointer[logs.Meta] // shared with its burst; replaced on rename
-	hint *logs.Meta                // what its create or start event said of it; nil if none
+	// image and labels are what the selection's rules read, from the list
+	// or the event that made the container known; selectedBy says which
+	// rule collects it (excludedBy, in facts, which one excludes it), and
+	// labelError is a bad berth.enable value, reported once.
+	image      string
+	labels     map[string]string
+	selectedBy string
+	labelError string
+	// cancelBurst ends the active burst early, when a rename excludes the
+	// container; nil when no burst runs.
+	cancelBurst context.CancelFunc
+	meta        atomic.Pointer[logs.Meta] // shared with its burst; replaced on rename
+	hint        *logs.Meta                // what its create or start event said of it; nil if none
 	// renamed is the name of its latest rename event, shared with its
 	// burst (BurstSpec.Renamed); nil before any.
 	renamed atomic.Pointer[string]
@@ -153,10 +165,14 @@ func (r *run) launch(ct *container, follow bool) {
 	r.active++
 	ct.resetProgress()
 	spec := collectors.BurstSpec{ID: ct.id, Follow: follow, Cursor: ct.cursor, Meta: &ct.meta, Hint: ct.hint, Renamed: &ct.renamed, Progress: &ct.progress}
+	ctx, cancel := context.WithCancel(r.ctx)
+	ct.cancelBurst = cancel
 	r.bursts.Add(1)
 	go func() {
 		defer r.bursts.Done()
-		r.results <- r.col.Burst(r.ctx, spec)
+		res := r.col.Burst(ctx, spec)
+		cancel()
+		r.results <- res
 	}()
 }
 
@@ -171,6 +187,7 @@ func (r *run) finish(res collectors.BurstResult) {
 		"lines", res.Lines, "bytes", res.Bytes, "requests", res.Requests, "duration", res.Duration.Round(time.Millisecond),
 		"stopped", res.Stopped, "restarted", res.Restarted, "gone", res.Gone, "err", res.Err)
 	ct.cursor = res.Cursor
+	ct.cancelBurst = nil
 	// The burst has returned: its progress no longer moves, and res holds
 	// the same.
 	ct.lines += res.Lines

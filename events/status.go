@@ -24,6 +24,15 @@ type ContainerStatus struct {
 	Newest    time.Time `json:"newest_timestamp"` // of the newest line delivered, the running burst's included
 	LastEnd   string    `json:"last_end,omitempty"`
 	LastError string    `json:"last_error,omitempty"`
+	// SelectedBy is the rule that collects it (default, include
+	// name=web-*, label berth.enable=true, ...); ExcludedBy the one that
+	// excludes it (berth's own container, exclude image=nginx:*, label
+	// berth.enable=false, opt_in ..., no include rule matches). One is set.
+	SelectedBy string `json:"selected_by,omitempty"`
+	ExcludedBy string `json:"excluded_by,omitempty"`
+	// LabelErrors are its labels berth could not use, e.g. a berth.enable
+	// that is neither true nor false (it is then collected).
+	LabelErrors []string `json:"label_errors,omitempty"`
 }
 
 // Status asks the running manager for a snapshot.
@@ -52,7 +61,11 @@ func (r *run) status() Status {
 		s.Containers = append(s.Containers, ContainerStatus{
 			ID: short(ct.id), Name: ct.name, State: ct.state, Lines: ct.lines + ct.progress.Lines.Load(),
 			Newest: laterOf(ct.cursor.Newest(), ct.progress.NewestTime()), LastEnd: string(ct.lastEnd), LastError: ct.lastErr,
+			SelectedBy: ct.selectedBy, ExcludedBy: ct.excludedBy,
 		})
+		if ct.labelError != "" {
+			s.Containers[len(s.Containers)-1].LabelErrors = []string{ct.labelError}
+		}
 	}
 	return s
 }
