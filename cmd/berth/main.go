@@ -315,6 +315,9 @@ func newSink(cfg config.Config, getenv func(string) string, store *checkpoint.St
 	// Never the headers (credentials) nor TLS settings; the endpoint without
 	// any user:password an OTEL_EXPORTER_OTLP_ENDPOINT may carry.
 	set.Logger.Info("exporting over OTLP", "protocol", protocol, "endpoint", otlpconf.Redacted(otlpconf.Endpoint(cfg.OTLP, getenv)), "stdout", stdoutOn)
+	if otlpconf.ImplicitTLS(cfg.OTLP) {
+		set.Logger.Warn("otlp.endpoint has no scheme, so berth connects with TLS; write http://host:port for a plaintext backend (or set otlp.insecure: true), https:// to keep TLS and silence this warning")
+	}
 	otlpSink, err := export.NewOTLPSink(exp, store, cfg.Export, cfg.Backoff, set)
 	if err != nil {
 		_ = exp.Shutdown(context.Background())

@@ -38,6 +38,14 @@ func Endpoint(c config.OTLP, getenv func(string) string) string {
 	return ""
 }
 
+// ImplicitTLS reports whether c's endpoint is a host:port without a scheme
+// and without otlp.insecure: the exporters then connect with TLS, which an
+// operator who wrote "collector:4317" for a plaintext Collector does not
+// expect; berth says so at start.
+func ImplicitTLS(c config.OTLP) bool {
+	return c.Endpoint != "" && !strings.Contains(c.Endpoint, "://") && !c.Insecure
+}
+
 // Redacted is endpoint as it may be shown (logged): any credentials in it
 // (user:password@, as an OTEL_EXPORTER_OTLP_ENDPOINT may hold; otlp.endpoint
 // refuses them) are replaced by "REDACTED". The exporters never send them:

@@ -123,3 +123,20 @@ func TestRedacted(t *testing.T) {
 		}
 	}
 }
+
+func TestImplicitTLS(t *testing.T) {
+	for _, tc := range []struct {
+		c    config.OTLP
+		want bool
+	}{
+		{config.OTLP{}, false},
+		{config.OTLP{Endpoint: "collector:4317"}, true},
+		{config.OTLP{Endpoint: "collector:4317", Insecure: true}, false},
+		{config.OTLP{Endpoint: "http://collector:4318"}, false},
+		{config.OTLP{Endpoint: "https://collector:4317"}, false},
+	} {
+		if got := ImplicitTLS(tc.c); got != tc.want {
+			t.Errorf("ImplicitTLS(%+v) = %v, want %v", tc.c, got, tc.want)
+		}
+	}
+}
