@@ -34,8 +34,13 @@ const (
 	PresetGo     = "go"
 )
 
+// PresetNone joins nothing: a container labelled
+// berth.multiline.preset=none has its lines sent one by one whatever the
+// configuration says.
+const PresetNone = "none"
+
 // Presets lists the preset names, for error messages and documentation.
-var Presets = []string{PresetJava, PresetPython, PresetGo}
+var Presets = []string{PresetJava, PresetPython, PresetGo, PresetNone}
 
 // The label names a container sets its multiline rule with.
 const (
@@ -91,7 +96,7 @@ func New(s Spec, timeout time.Duration, maxLines int) (*Rules, error) {
 			set++
 		}
 	}
-	if set == 0 {
+	if set == 0 || (set == 1 && s.Preset == PresetNone) {
 		return nil, nil
 	}
 	if set > 1 {
@@ -124,6 +129,28 @@ func New(s Spec, timeout time.Duration, maxLines int) (*Rules, error) {
 		r.kind, r.re = kindContinue, re
 	}
 	return r, nil
+}
+
+// FromLabels returns the rule a container's berth.multiline.* labels set,
+// or def when they set none. Bad labels give def and an error naming them
+// and what is allowed.
+func FromLabels(labels map[string]string, def Spec) (Spec, error) {
+	s := Spec{Preset: labels[LabelPreset], Start: labels[LabelStart], Continue: labels[LabelContinue]}
+	if s.IsZero() {
+		return def, nil
+	}
+	if _, err := New(s, time.Second, 2); err != nil {
+		name := LabelPreset
+		switch {
+		case s.Preset != "":
+		case s.Start != "":
+			name = LabelStart
+		default:
+			name = LabelContinue
+		}
+		return def, fmt.Errorf("%s: %w; the configured multiline rule applies", name, err)
+	}
+	return s, nil
 }
 
 // Action is what to do with a line.

@@ -196,7 +196,7 @@ func TestNewErrors(t *testing.T) {
 		spec Spec
 		want string
 	}{
-		{Spec{Preset: "ruby"}, `unknown preset "ruby"; use one of java, python, go`},
+		{Spec{Preset: "ruby"}, `unknown preset "ruby"; use one of java, python, go, none`},
 		{Spec{Start: "("}, `start "(" is not a regular expression`},
 		{Spec{Continue: "["}, `continue "[" is not a regular expression`},
 		{Spec{Preset: "go", Start: "x"}, "set only one of preset, start and continue"},
@@ -208,6 +208,36 @@ func TestNewErrors(t *testing.T) {
 	}
 	if r, err := New(Spec{}, time.Second, 10); r != nil || err != nil {
 		t.Errorf("zero spec: got %v, %v, want nil rules", r, err)
+	}
+}
+
+func TestFromLabels(t *testing.T) {
+	def := Spec{Preset: "java"}
+	for _, tc := range []struct {
+		labels  map[string]string
+		want    Spec
+		wantErr string
+	}{
+		{nil, def, ""},
+		{map[string]string{"other": "x"}, def, ""},
+		{map[string]string{LabelPreset: "python"}, Spec{Preset: "python"}, ""},
+		{map[string]string{LabelStart: `^\d`}, Spec{Start: `^\d`}, ""},
+		{map[string]string{LabelContinue: `^\s`}, Spec{Continue: `^\s`}, ""},
+		{map[string]string{LabelPreset: "none"}, Spec{Preset: "none"}, ""},
+		{map[string]string{LabelPreset: "cobol"}, def, `berth.multiline.preset: unknown preset "cobol"`},
+		{map[string]string{LabelStart: "(("}, def, `berth.multiline.start: start "((" is not a regular expression`},
+		{map[string]string{LabelStart: "x", LabelPreset: "go"}, def, "berth.multiline.preset: set only one of"},
+	} {
+		got, err := FromLabels(tc.labels, def)
+		if got != tc.want {
+			t.Errorf("%v: got %+v, want %+v", tc.labels, got, tc.want)
+		}
+		if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%v: got error %v, want %q", tc.labels, err, tc.wantErr)
+		}
+	}
+	if r, err := New(Spec{Preset: "none"}, time.Second, 2); r != nil || err != nil {
+		t.Errorf("preset none: got %v, %v, want no rules", r, err)
 	}
 }
 
