@@ -13,6 +13,7 @@ import (
 
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
 	"github.com/berthlog/berth/telemetry"
 )
@@ -84,6 +85,29 @@ func BenchmarkStdCopyBaseline(b *testing.B) {
 	for range b.N {
 		if _, err := stdcopy.StdCopy(io.Discard, io.Discard, bufio.NewReader(bytes.NewReader(body))); err != nil {
 			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchLines), "ns/line")
+}
+
+// BenchmarkBurstMultiline is BenchmarkBurst with a start pattern that every
+// line matches: each line is held until the next one closes it, so every
+// line pays for the joiner (the pattern, the copy into its buffer).
+func BenchmarkBurstMultiline(b *testing.B) {
+	src := &benchSource{body: benchBody()}
+	sink := &countSink{}
+	cfg := testBursts(1<<20, 100)
+	cfg.Multiline = config.Multiline{Start: `^seq=\d+ `, Timeout: time.Second, MaxLines: 500}
+	c := newCollector(b, src, sink, cfg, telemetry.NopSettings())
+	meta := new(atomic.Pointer[logs.Meta])
+	meta.Store(&logs.Meta{ID: "c"})
+	b.SetBytes(int64(len(src.body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		res := c.Burst(context.Background(), BurstSpec{ID: "c", Cursor: logs.BeginningCursor(), Meta: meta})
+		if res.Lines != benchLines {
+			b.Fatalf("read %d lines: %v", res.Lines, res.Err)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchLines), "ns/line")
