@@ -92,12 +92,23 @@ func BenchmarkStdCopyBaseline(b *testing.B) {
 
 // BenchmarkBurstMultiline is BenchmarkBurst with a start pattern that every
 // line matches: each line is held until the next one closes it, so every
-// line pays for the joiner (the pattern, the copy into its buffer).
+// line pays for the joiner (Go's regexp, the copy into its buffer).
 func BenchmarkBurstMultiline(b *testing.B) {
+	benchMultiline(b, config.Multiline{Start: `^seq=\d+ `})
+}
+
+// BenchmarkBurstMultilineJava is BenchmarkBurst with the java preset: no
+// line is a stack frame, so each is held until the next one closes it.
+func BenchmarkBurstMultilineJava(b *testing.B) {
+	benchMultiline(b, config.Multiline{Preset: "java"})
+}
+
+func benchMultiline(b *testing.B, m config.Multiline) {
 	src := &benchSource{body: benchBody()}
 	sink := &countSink{}
 	cfg := testBursts(1<<20, 100)
-	cfg.Multiline = config.Multiline{Start: `^seq=\d+ `, Timeout: time.Second, MaxLines: 500}
+	m.Timeout, m.MaxLines = time.Second, 500
+	cfg.Multiline = m
 	c := newCollector(b, src, sink, cfg, telemetry.NopSettings())
 	meta := new(atomic.Pointer[logs.Meta])
 	meta.Store(&logs.Meta{ID: "c"})

@@ -84,7 +84,39 @@ func (s Spec) IsZero() bool { return s == Spec{} }
 
 // javaContinue matches the lines of a JVM stack trace after its first: the
 // frames ("\tat ..."), "\t... 12 more", "Caused by: ..." and "Suppressed: ...".
+// javaContinues is the same test, without a regular expression's cost per
+// line (FuzzJavaContinues checks that they agree).
 var javaContinue = regexp.MustCompile(`^\s+at \S|^\s+\.\.\. \d+ (?:more|common frames omitted)|^\s*Caused by: |^\s*Suppressed: `)
+
+func javaContinues(line []byte) bool {
+	i := 0
+	for i < len(line) && isSpace(line[i]) {
+		i++
+	}
+	rest := line[i:]
+	if hasPrefix(rest, "Caused by: ") || hasPrefix(rest, "Suppressed: ") {
+		return true
+	}
+	if i == 0 {
+		return false
+	}
+	if hasPrefix(rest, "at ") {
+		return len(rest) > 3 && !isSpace(rest[3])
+	}
+	if !hasPrefix(rest, "... ") {
+		return false
+	}
+	rest = rest[4:]
+	d := 0
+	for d < len(rest) && rest[d] >= '0' && rest[d] <= '9' {
+		d++
+	}
+	rest = rest[d:]
+	return d > 0 && (hasPrefix(rest, " more") || hasPrefix(rest, " common frames omitted"))
+}
+
+// isSpace is RE2's \s: [\t\n\f\r ].
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r' }
 
 // New compiles s into Rules bounded by timeout and maxLines. It returns nil
 // Rules (join nothing) for a zero Spec, and an error naming the problem
@@ -107,7 +139,7 @@ func New(s Spec, timeout time.Duration, maxLines int) (*Rules, error) {
 	case s.Preset != "":
 		switch s.Preset {
 		case PresetJava:
-			r.kind, r.re = kindJava, javaContinue
+			r.kind = kindJava
 		case PresetPython:
 			r.kind = kindPython
 		case PresetGo:
@@ -222,8 +254,13 @@ func (j *Joiner) classify(line []byte) Action {
 			return Continue
 		}
 		return Begin
-	case kindContinue, kindJava:
+	case kindContinue:
 		if j.held && j.r.re.Match(line) {
+			return Continue
+		}
+		return Begin
+	case kindJava:
+		if j.held && javaContinues(line) {
 			return Continue
 		}
 		return Begin

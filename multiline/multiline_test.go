@@ -342,3 +342,19 @@ func abs(n int) int {
 	}
 	return n
 }
+
+// FuzzJavaContinues: the java preset's hand-written test agrees with its
+// regular expression.
+func FuzzJavaContinues(f *testing.F) {
+	for _, l := range strings.Split(javaTrace, "\n") {
+		f.Add(l)
+	}
+	for _, l := range []string{"\t... 12 common frames omitted", "  at ", "\tat  x", "\f... 1 morex", "...  1 more", " Caused by:", "\rSuppressed: x", "at x"} {
+		f.Add(l)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		if got, want := javaContinues([]byte(line)), javaContinue.MatchString(line); got != want {
+			t.Fatalf("javaContinues(%q) = %v, the regular expression says %v", line, got, want)
+		}
+	})
+}
