@@ -185,7 +185,9 @@ func (p *pipeSource) Inspect(context.Context, string) (*logs.Meta, error) {
 	return &logs.Meta{ID: "c1", Name: "web", Running: true}, nil
 }
 
-func (p *pipeSource) Logs(context.Context, string, LogRequest) (io.ReadCloser, error) { return p.r, nil }
+func (p *pipeSource) Logs(context.Context, string, LogRequest) (io.ReadCloser, error) {
+	return p.r, nil
+}
 
 // TestBurstMultilineTimeout: while the container writes nothing, a held
 // record is sent after multiline.timeout (not at the end of the burst), and
