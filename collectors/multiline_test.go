@@ -245,3 +245,66 @@ func TestBurstMultilineTimeout(t *testing.T) {
 		}
 	})
 }
+
+// FuzzBurstMultilineResume: a burst ended at any message (as max_burst ends
+// it, keeping what it holds out of the cursor) and a second burst from the
+// cursor it returned together send exactly the records one burst over the
+// whole log sends: no record lost, none twice, none cut in two. Lines
+// starting with "a" start a record (fuzzLog's contents: "a", "ab" start;
+// "", "b", "é", "€x", "x", "ok" continue).
+func FuzzBurstMultilineResume(f *testing.F) {
+	f.Add([]byte{0x08, 0x30, 0x31, 0x19, 0x20, 0x09, 0x38}, false, uint8(3), uint8(2))
+	f.Add([]byte{0xc8, 0xf0, 0x08, 0x09, 0xd1, 0x10, 0x30}, false, uint8(4), uint8(0))
+	f.Add([]byte{0x08, 0x10, 0x18, 0x20, 0x28, 0x30, 0x38}, true, uint8(2), uint8(1))
+	f.Fuzz(func(t *testing.T, script []byte, tty bool, cut, tail uint8) {
+		log, _ := fuzzLog(script, tty)
+		cfg := multilineBursts(1024, config.Multiline{Start: "^a"})
+		// A re-attach's tail window must reach back to the first line
+		// held when the burst ended. It does when it starts at a line
+		// of the held stream (one not read: the tail is widened), not
+		// always when it starts at a line of the other stream that was
+		// committed after the held lines (a known limit: the cursor does
+		// not record that lines were held). A window as long as the log
+		// keeps this test to the joiner's own guarantee.
+		cfg.ReattachTail = len(log) + int(tail%8)
+
+		ref := &memSink{}
+		d := &fakeDaemon{log: log, tty: tty}
+		res := newCollector(t, d, ref, cfg, telemetry.NopSettings()).Burst(context.Background(), spec(logs.BeginningCursor(), true))
+		if res.End != EndEOF || res.Err != nil {
+			t.Fatalf("reference burst ended %v (%v)", res.End, res.Err)
+		}
+
+		k := 1 + int(cut)%max(1, len(log))
+		cutCfg := cfg
+		cutCfg.MaxBurst = time.Nanosecond
+		sink := &memSink{}
+		d = &fakeDaemon{log: log, tty: tty, cutAfter: []int{k}}
+		res = newCollector(t, d, sink, cutCfg, telemetry.NopSettings()).Burst(context.Background(), spec(logs.BeginningCursor(), true))
+		if k < len(log) && res.End != EndMaxBurst {
+			t.Fatalf("cut burst ended %v (%v), want max_burst", res.End, res.Err)
+		}
+		d = &fakeDaemon{log: log, tty: tty}
+		res2 := newCollector(t, d, sink, cfg, telemetry.NopSettings()).Burst(context.Background(), spec(res.Cursor, true))
+		if res2.Err != nil {
+			t.Fatalf("second burst: %v", res2.Err)
+		}
+		for s := logs.Stdout; s <= logs.Stderr; s++ {
+			want, got := streamBodies(ref.bodies(), s), streamBodies(sink.bodies(), s)
+			if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+				t.Fatalf("%v, cut after %d messages: got %q\nwant %q", s, k, got, want)
+			}
+		}
+	})
+}
+
+// streamBodies keeps the bodies (as memSink.bodies gives them) of stream s.
+func streamBodies(all []string, s logs.Stream) []string {
+	var out []string
+	for _, b := range all {
+		if rest, ok := strings.CutPrefix(b, s.String()+":"); ok {
+			out = append(out, rest)
+		}
+	}
+	return out
+}
