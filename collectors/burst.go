@@ -419,7 +419,12 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 	}
 	if st.rules != nil {
 		st.mu.Lock()
-		f := c.startFlusher(ctx, st, meta, res)
+		f := c.startFlusher(ctx, st, meta)
+		defer func() {
+			// The flusher counts its records apart, so that res does not
+			// escape to the heap on the path without rules.
+			res.Lines += st.flushed.Lines
+		}()
 		defer f.stop()       // second: the flusher may wait for mu
 		defer st.mu.Unlock() // first
 	}
@@ -536,14 +541,15 @@ type flusher struct {
 	wg   sync.WaitGroup
 }
 
-func (c *Collector) startFlusher(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta], res *BurstResult) *flusher {
+func (c *Collector) startFlusher(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta]) *flusher {
 	f := &flusher{arm: make(chan struct{}, 1), done: make(chan struct{})}
 	st.arm = f.arm
 	st.flushErr = nil
+	st.flushed = BurstResult{}
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
-		c.runFlusher(ctx, st, meta, res, f)
+		c.runFlusher(ctx, st, meta, f)
 	}()
 	return f
 }
@@ -554,7 +560,7 @@ func (f *flusher) stop() {
 	f.wg.Wait()
 }
 
-func (c *Collector) runFlusher(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta], res *BurstResult, f *flusher) {
+func (c *Collector) runFlusher(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta], f *flusher) {
 	timeout := st.rules.Timeout
 	for {
 		select {
@@ -574,7 +580,7 @@ func (c *Collector) runFlusher(ctx context.Context, st *burstState, meta *atomic
 				// some: the held records are complete.
 				st.closeHeld(0)
 				st.closeHeld(1)
-				if err := c.flush(ctx, st, meta, res); err != nil {
+				if err := c.flush(ctx, st, meta, &st.flushed); err != nil {
 					st.flushErr = err
 				}
 				st.giveArena()
@@ -629,6 +635,7 @@ type burstState struct {
 	waitSince time.Time
 	arm       chan struct{}
 	flushErr  error
+	flushed   BurstResult // the records the flusher delivered (its Lines)
 	ts        tsCache
 	observed  time.Time      // when the bytes of the current batch were read; zero after a flush
 	progress  *BurstProgress // BurstSpec.Progress of the running burst; may be nil
