@@ -13,6 +13,7 @@ import (
 
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
 	"github.com/berthlog/berth/telemetry"
 )
@@ -84,6 +85,40 @@ func BenchmarkStdCopyBaseline(b *testing.B) {
 	for range b.N {
 		if _, err := stdcopy.StdCopy(io.Discard, io.Discard, bufio.NewReader(bytes.NewReader(body))); err != nil {
 			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchLines), "ns/line")
+}
+
+// BenchmarkBurstMultiline is BenchmarkBurst with a start pattern that every
+// line matches: each line is held until the next one closes it, so every
+// line pays for the joiner (Go's regexp, the copy into its buffer).
+func BenchmarkBurstMultiline(b *testing.B) {
+	benchMultiline(b, config.Multiline{Start: `^seq=\d+ `})
+}
+
+// BenchmarkBurstMultilineJava is BenchmarkBurst with the java preset: no
+// line is a stack frame, so each is held until the next one closes it.
+func BenchmarkBurstMultilineJava(b *testing.B) {
+	benchMultiline(b, config.Multiline{Preset: "java"})
+}
+
+func benchMultiline(b *testing.B, m config.Multiline) {
+	src := &benchSource{body: benchBody()}
+	sink := &countSink{}
+	cfg := testBursts(1<<20, 100)
+	m.Timeout, m.MaxLines = time.Second, 500
+	cfg.Multiline = m
+	c := newCollector(b, src, sink, cfg, telemetry.NopSettings())
+	meta := new(atomic.Pointer[logs.Meta])
+	meta.Store(&logs.Meta{ID: "c"})
+	b.SetBytes(int64(len(src.body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		res := c.Burst(context.Background(), BurstSpec{ID: "c", Cursor: logs.BeginningCursor(), Meta: meta})
+		if res.Lines != benchLines {
+			b.Fatalf("read %d lines: %v", res.Lines, res.Err)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchLines), "ns/line")

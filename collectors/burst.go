@@ -22,6 +22,7 @@ import (
 
 	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/multiline"
 	"github.com/berthlog/berth/telemetry"
 )
 
@@ -143,6 +144,34 @@ type Collector struct {
 	tracer   trace.Tracer
 	inst     instruments
 	state    sync.Pool // *burstState, reused across bursts
+	rules    sync.Map  // multiline.Spec -> *multiline.Rules, compiled once
+	nrules   atomic.Int64
+}
+
+// maxCachedRules bounds the compiled multiline rules kept: beyond it (a
+// label per container, each different) a burst compiles its own.
+const maxCachedRules = 1024
+
+// rulesFor returns how the lines of the container meta describes are
+// joined: by its berth.multiline.* labels, else by the configuration; nil
+// joins nothing. A bad label falls back to the configuration (events
+// reports it).
+func (c *Collector) rulesFor(meta *logs.Meta) *multiline.Rules {
+	spec, _ := multiline.FromLabels(meta.Labels, c.cfg.Multiline.Spec())
+	if spec.IsZero() {
+		return nil
+	}
+	if r, ok := c.rules.Load(spec); ok {
+		return r.(*multiline.Rules)
+	}
+	r, err := multiline.New(spec, c.cfg.Multiline.Timeout, c.cfg.Multiline.MaxLines)
+	if err != nil {
+		return nil // validated: the configuration's rule compiles
+	}
+	if c.nrules.Add(1) <= maxCachedRules {
+		c.rules.Store(spec, r)
+	}
+	return r
 }
 
 // NewCollector returns a Collector that reads bursts as cfg bounds them
@@ -287,8 +316,8 @@ func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, r
 				return endOf(ctx, err, false), fmt.Errorf("inspect container %.12s: %w", spec.ID, err)
 			}
 		}
-		st.start(body, meta.TTY, gone, c.cfg.MaxLineBytes)
-		err = c.read(ctx, st, spec.Meta, tail != TailAll, res)
+		st.start(body, meta.TTY, gone, c.cfg.MaxLineBytes, c.rulesFor(meta))
+		err = c.read(ctx, st, spec.Meta, tail != TailAll, reqStart, res)
 		_ = body.Close()
 		if errors.Is(err, errWiden) {
 			tail = widen(tail)
@@ -374,16 +403,54 @@ func endOf(ctx context.Context, err error, pastMaxBurst bool) EndReason {
 
 // read consumes one response. It returns io.EOF at the end of the stream, the
 // read error otherwise, or errWiden.
-func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta], bounded bool, res *BurstResult) error {
+//
+// With multiline rules, the records being joined are held in st.join, their
+// lines outside the cursor (as a partial line's chunks are), so that the
+// committed cursor never passes a line of a record not yet sent. While the
+// reader waits for bytes with a record held, a flusher sends it after
+// multiline.timeout; st.mu is held by whichever of the two runs.
+func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta], bounded bool, reqStart time.Time, res *BurstResult) error {
 	st.cursor.CopyFrom(&st.committed)
 	st.cursor.Rewind()
 	for i := range st.pending {
 		st.pending[i].active = false
+		st.join[i].Reset(st.rules, st.maxLine)
+		st.held[i].Reset()
+	}
+	if st.rules != nil {
+		st.mu.Lock()
+		f := c.startFlusher(ctx, st, meta)
+		defer func() {
+			// The flusher counts its records apart, so that res does not
+			// escape to the heap on the path without rules.
+			res.Lines += st.flushed.Lines
+		}()
+		defer f.stop()       // second: the flusher may wait for mu
+		defer st.mu.Unlock() // first
 	}
 	first := true
 	for {
+		waiting := st.rules != nil && (st.join[0].Held() || st.join[1].Held()) && !st.msgs.buffered()
+		if waiting {
+			st.wait()
+		}
 		s, msg, cut, err := st.msgs.next()
+		if waiting {
+			st.mu.Lock()
+			st.waiting = false
+			if st.flushErr != nil {
+				return st.flushErr
+			}
+		}
 		if err != nil {
+			if st.rules != nil && ctx.Err() == nil && (errors.Is(err, io.EOF) ||
+				(errors.Is(err, os.ErrDeadlineExceeded) && !c.pastMaxBurst(reqStart))) {
+				// The container stopped, or went quiet: its records are
+				// complete. (At shutdown, an error or max_burst they stay
+				// out of the cursor, and are read again whole.)
+				st.closeHeld(0)
+				st.closeHeld(1)
+			}
 			if ferr := c.flush(ctx, st, meta, res); ferr != nil {
 				return ferr
 			}
@@ -466,6 +533,83 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 	return nil
 }
 
+// flusher sends the records a burst holds when the burst has waited
+// multiline.timeout for bytes. It runs beside read, which owns it.
+type flusher struct {
+	arm  chan struct{} // the reader started waiting with a record held
+	done chan struct{} // closed to stop the flusher
+	wg   sync.WaitGroup
+}
+
+func (c *Collector) startFlusher(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta]) *flusher {
+	f := &flusher{arm: make(chan struct{}, 1), done: make(chan struct{})}
+	st.arm = f.arm
+	st.flushErr = nil
+	st.flushed = BurstResult{}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		c.runFlusher(ctx, st, meta, f)
+	}()
+	return f
+}
+
+// stop ends the flusher and waits for it. The caller must not hold st.mu.
+func (f *flusher) stop() {
+	close(f.done)
+	f.wg.Wait()
+}
+
+func (c *Collector) runFlusher(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta], f *flusher) {
+	timeout := st.rules.Timeout
+	for {
+		select {
+		case <-f.done:
+			return
+		case <-f.arm:
+		}
+		for {
+			st.mu.Lock()
+			if !st.waiting || st.flushErr != nil || !(st.join[0].Held() || st.join[1].Held()) {
+				st.mu.Unlock()
+				break // the reader has bytes again; it arms anew when it waits
+			}
+			left := timeout - time.Since(st.waitSince)
+			if left <= 0 {
+				// The reader has waited timeout for bytes since it last had
+				// some: the held records are complete.
+				st.closeHeld(0)
+				st.closeHeld(1)
+				if err := c.flush(ctx, st, meta, &st.flushed); err != nil {
+					st.flushErr = err
+				}
+				st.giveArena()
+				st.mu.Unlock()
+				break
+			}
+			st.mu.Unlock()
+			t := time.NewTimer(left)
+			select {
+			case <-f.done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// wait lets the flusher run while the reader waits for bytes.
+func (st *burstState) wait() {
+	st.waiting = true
+	st.waitSince = time.Now()
+	st.mu.Unlock()
+	select {
+	case st.arm <- struct{}{}:
+	default: // armed already: the flusher reads waitSince when it takes it
+	}
+}
+
 // burstState is the memory a burst reuses: the connection buffer, the
 // message readers, the records of the batch being built and their bytes.
 type burstState struct {
@@ -478,6 +622,20 @@ type burstState struct {
 	cursor    logs.Cursor // advanced as messages are consumed
 	committed logs.Cursor // advanced when the sink accepted them
 	pending   [2]pendingLine
+	// rules joins lines into records (nil: it does not); join holds each
+	// stream's record being joined, and held the cursor of its lines.
+	rules *multiline.Rules
+	join  [2]multiline.Joiner
+	held  [2]logs.StreamCursor
+	// With rules, mu is held by the reader except while it waits for bytes
+	// (waiting, since waitSince), when the flusher may take it; arm wakes
+	// the flusher, and flushErr is what its flush returned.
+	mu        sync.Mutex
+	waiting   bool
+	waitSince time.Time
+	arm       chan struct{}
+	flushErr  error
+	flushed   BurstResult // the records the flusher delivered (its Lines)
 	ts        tsCache
 	observed  time.Time      // when the bytes of the current batch were read; zero after a flush
 	progress  *BurstProgress // BurstSpec.Progress of the running burst; may be nil
@@ -516,7 +674,8 @@ func newBurstState() *burstState {
 // header, whose first byte is the stream (0, 1 or 2); a TTY's raw stream
 // starts with a message's timestamp (timestamps are always requested) or
 // the daemon's error text. An empty body needs neither.
-func (st *burstState) start(body io.Reader, tty, sniff bool, maxLine int) {
+func (st *burstState) start(body io.Reader, tty, sniff bool, maxLine int, rules *multiline.Rules) {
+	st.rules = rules
 	st.br.Reset(body)
 	if sniff {
 		b, err := st.br.Peek(1)
@@ -551,6 +710,7 @@ func (st *burstState) release() {
 	st.br.Reset(nil)
 	st.frames.r, st.raw.r, st.msgs = nil, nil, nil
 	st.progress = nil
+	st.rules, st.arm, st.flushErr = nil, nil, nil
 	st.batch = logs.Batch{Records: st.batch.Records[:0]}
 	st.giveArena()
 	st.batchBytes = 0
@@ -564,6 +724,10 @@ func (st *burstState) add(s logs.Stream, ts time.Time, h uint32, content []byte,
 	if !p.active && ends {
 		// The common case: a whole line in one message.
 		body, truncated := clip(content, st.maxLine)
+		if st.rules != nil {
+			st.joinLine(s, ts, body, truncated || cut, h, nil)
+			return
+		}
 		st.emit(s, ts, body, truncated || cut)
 		st.cursor.Streams[s-1].Advance(ts, h)
 		return
@@ -583,10 +747,68 @@ func (st *burstState) add(s logs.Stream, ts time.Time, h uint32, content []byte,
 	p.buf = append(p.buf, part...)
 	p.truncated = p.truncated || truncated || cut
 	if ends {
+		p.active = false
+		if st.rules != nil {
+			st.joinLine(s, p.ts, p.buf, p.truncated, 0, &p.bound)
+			return
+		}
 		st.emit(s, p.ts, p.buf, p.truncated)
 		st.cursor.Streams[s-1].Merge(&p.bound)
-		p.active = false
 	}
+}
+
+// joinLine offers a complete line to its stream's joiner. Its position (h
+// at ts, or the chunks in bound) goes into the cursor when the record it is
+// part of is emitted, never before.
+func (st *burstState) joinLine(s logs.Stream, ts time.Time, body []byte, truncated bool, h uint32, bound *logs.StreamCursor) {
+	i := int(s - 1)
+	if st.tty {
+		// Each line of a TTY's record ends with \r; emit drops only the
+		// record's last.
+		if n := len(body); n > 0 && body[n-1] == '\r' {
+			body = body[:n-1]
+		}
+	}
+	if st.join[1-i].Expired(ts) {
+		st.closeHeld(1 - i)
+	}
+	j := &st.join[i]
+	if j.Expired(ts) {
+		st.closeHeld(i)
+	}
+	into := &st.held[i]
+	switch j.Step(body) {
+	case multiline.Begin:
+		st.closeHeld(i)
+		j.Begin(ts, body, truncated)
+		into.Reset()
+	case multiline.Continue:
+		j.Append(ts, body, truncated)
+	case multiline.End:
+		j.Append(ts, body, truncated)
+		defer st.closeHeld(i)
+	default: // multiline.Single
+		st.closeHeld(i)
+		st.emit(s, ts, body, truncated)
+		into = &st.cursor.Streams[i]
+	}
+	if bound != nil {
+		into.Merge(bound)
+	} else {
+		into.Advance(ts, h)
+	}
+}
+
+// closeHeld emits stream i's held record, if any, and moves the cursor past
+// its lines.
+func (st *burstState) closeHeld(i int) {
+	if !st.join[i].Held() {
+		return
+	}
+	ts, body, truncated := st.join[i].Take()
+	st.emit(logs.Stream(i+1), ts, body, truncated)
+	st.cursor.Streams[i].Merge(&st.held[i])
+	st.held[i].Reset()
 }
 
 // clip cuts b to at most n bytes, backing off so as not to split a UTF-8

@@ -109,12 +109,13 @@ type fakeDaemon struct {
 	requests []LogRequest
 	running  bool
 	trailer  []byte // written after the messages, as the daemon writes its errors
+	labels   map[string]string
 }
 
 func (d *fakeDaemon) Inspect(context.Context, string) (*logs.Meta, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return &logs.Meta{ID: "c1", Name: "web", TTY: d.tty, Running: d.running}, nil
+	return &logs.Meta{ID: "c1", Name: "web", TTY: d.tty, Running: d.running, Labels: d.labels}, nil
 }
 
 func (d *fakeDaemon) Logs(_ context.Context, _ string, req LogRequest) (io.ReadCloser, error) {

@@ -23,6 +23,7 @@ import (
 	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
 
+	"github.com/berthlog/berth/multiline"
 	"github.com/berthlog/berth/selection"
 )
 
@@ -82,6 +83,35 @@ type Bursts struct {
 	// ReattachTail is the number of recent messages a re-attach asks for; it
 	// is widened only when the answer does not reach the checkpoint.
 	ReattachTail int `koanf:"reattach_tail"`
+	// Multiline joins the lines of a stack trace into one record; the
+	// labels berth.multiline.* override it per container.
+	Multiline Multiline `koanf:"multiline"`
+}
+
+// Multiline is how the lines of every container's streams are joined into
+// records (see package multiline), unless a container's berth.multiline.*
+// labels say otherwise. At most one of Preset, Start and Continue is set;
+// none: lines are not joined.
+type Multiline struct {
+	// Preset names ready-made rules: java, python or go.
+	Preset string `koanf:"preset"`
+	// Start is a regular expression a record's first line matches; the
+	// lines that do not match belong to the record before them.
+	Start string `koanf:"start"`
+	// Continue is a regular expression the lines after a record's first
+	// match; a line that does not match starts a record.
+	Continue string `koanf:"continue"`
+	// Timeout closes a record after this long without a line of its
+	// stream (by the lines' timestamps, and by the clock while berth waits).
+	Timeout time.Duration `koanf:"timeout"`
+	// MaxLines closes a record that has this many lines; it is marked
+	// log.truncated and the following lines start the next record.
+	MaxLines int `koanf:"max_lines"`
+}
+
+// Spec is the rule m configures.
+func (m Multiline) Spec() multiline.Spec {
+	return multiline.Spec{Preset: m.Preset, Start: m.Start, Continue: m.Continue}
 }
 
 // Containers is what the state machine needs beyond the backoff.
@@ -206,6 +236,7 @@ func Default() Config {
 			MaxBurst:     5 * time.Minute,
 			MaxLineBytes: 1 << 20,
 			ReattachTail: 100,
+			Multiline:    Multiline{Timeout: time.Second, MaxLines: 500},
 		},
 		Containers: Containers{InitialPosition: InitialPositionEnd},
 		Export: Export{
@@ -418,6 +449,23 @@ func (c Config) Validate() error {
 	}
 	if c.ReattachTail < 1 {
 		badDefault("reattach_tail", "%d must be at least 1", c.ReattachTail)
+	}
+	if _, err := multiline.New(c.Multiline.Spec(), c.Multiline.Timeout, c.Multiline.MaxLines); err != nil {
+		key := "multiline.preset"
+		switch {
+		case c.Multiline.Preset != "":
+		case c.Multiline.Start != "":
+			key = "multiline.start"
+		default:
+			key = "multiline.continue"
+		}
+		bad(key, "%v", err)
+	}
+	if c.Multiline.Timeout < 10*time.Millisecond || c.Multiline.Timeout > time.Hour {
+		badDefault("multiline.timeout", "%v is out of range; use 10ms to 1h", c.Multiline.Timeout)
+	}
+	if c.Multiline.MaxLines < 2 || c.Multiline.MaxLines > 100000 {
+		badDefault("multiline.max_lines", "%d is out of range; use 2 to 100000", c.Multiline.MaxLines)
 	}
 	if c.EventsIdleTimeout < time.Second {
 		badDefault("events_idle_timeout", "%v is too short; use at least 1s", c.EventsIdleTimeout)

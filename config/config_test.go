@@ -122,6 +122,12 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"control_timeout zero", func(c *Config) { c.ControlTimeout = 0 }, "control_timeout"},
 		{"shutdown_timeout negative", func(c *Config) { c.ShutdownTimeout = -time.Second }, "shutdown_timeout"},
 		{"trace_sampling negative", func(c *Config) { c.TraceSampling = -0.1 }, "trace_sampling"},
+		{"multiline.preset unknown", func(c *Config) { c.Multiline.Preset = "ruby" }, "multiline.preset"},
+		{"multiline.preset and start", func(c *Config) { c.Multiline.Preset, c.Multiline.Start = "go", "^x" }, "multiline.preset"},
+		{"multiline.start not a regexp", func(c *Config) { c.Multiline.Start = "(" }, "multiline.start"},
+		{"multiline.continue not a regexp", func(c *Config) { c.Multiline.Continue = "[" }, "multiline.continue"},
+		{"multiline.timeout zero", func(c *Config) { c.Multiline.Timeout = 0 }, "multiline.timeout"},
+		{"multiline.max_lines one", func(c *Config) { c.Multiline.MaxLines = 1 }, "multiline.max_lines"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"github.com/berthlog/berth/multiline"
 	"github.com/berthlog/berth/selection"
 )
 
@@ -32,7 +33,7 @@ func labelsOf(attrs map[string]string) map[string]string {
 // decide sets whether ct is collected, and why, from berth's own container
 // ID and the selection's rules, and says what changed: at Info when the
 // container becomes excluded or collected (a rename), once at Warn for a bad
-// berth.enable label. A container that becomes excluded while a burst reads
+// berth.enable or berth.multiline.* label. A container that becomes excluded while a burst reads
 // it has that burst ended at once (its lines up to then are delivered);
 // transition then makes it excluded. One that becomes collected is read
 // from where berth would have started it (its checkpoint, else its first
@@ -51,10 +52,18 @@ func (r *run) decide(ct *container) {
 	} else {
 		ct.excludedBy, ct.selectedBy = d.Reason, ""
 	}
-	if d.LabelError != ct.labelError {
-		ct.labelError = d.LabelError
-		if d.LabelError != "" {
-			r.log.Warn("bad label on a container: "+d.LabelError, "container", ct.name, "id", short(ct.id))
+	labelError := d.LabelError
+	if _, err := multiline.FromLabels(ct.labels, multiline.Spec{}); err != nil {
+		// The collector falls back to the configured rule on its own.
+		if labelError != "" {
+			labelError += "; "
+		}
+		labelError += err.Error()
+	}
+	if labelError != ct.labelError {
+		ct.labelError = labelError
+		if labelError != "" {
+			r.log.Warn("bad label on a container: "+labelError, "container", ct.name, "id", short(ct.id))
 		}
 	}
 	switch {

@@ -34,13 +34,14 @@ func TestSelectionAtStart(t *testing.T) {
 		selected("on", "batch", "batch:1", selection.EnableLabel, "true"),
 		selected("bad", "web-3", "nginx:1.25", selection.EnableLabel, "yes"),
 		selected("self", "berth", "berth:latest"),
+		selected("ml", "web-4", "app:1", "berth.multiline.preset", "cobol"),
 	)
 	cfg := testConfig()
 	cfg.Include = []string{"name=web-*"}
 	cfg.Exclude = []string{"name=*-debug"}
 	h.start(cfg)
 	s := h.src.waitStream(t, 1)
-	for _, id := range []string{"web", "on", "bad"} {
+	for _, id := range []string{"web", "on", "bad", "ml"} {
 		h.col.waitBurst(t, id, 1)
 	}
 	st := h.sync(s)
@@ -56,6 +57,9 @@ func TestSelectionAtStart(t *testing.T) {
 		"on":   {StateStreaming, selection.ReasonEnabled, "", ""},
 		"bad":  {StateStreaming, selection.ReasonBadLabel, "", `berth.enable: "yes" is neither true nor false`},
 		"self": {StateExcluded, "", reasonSelf, ""},
+		// A bad multiline label is reported; the container is collected
+		// (with the configured rule).
+		"ml": {StateStreaming, "include name=web-*", "", `berth.multiline.preset: unknown preset "cobol"`},
 	}
 	for id, w := range want {
 		c, ok := lookup(st, id)

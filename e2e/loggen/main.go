@@ -9,7 +9,8 @@
 // -empty-after-big), then the -empty line, then the
 // -invalid-utf8 line, then -n normal lines (0 = until SIGTERM/SIGINT). Then,
 // with -then-rate, it goes on writing numbered lines slowly; with
-// -sleep-after, it stays alive quietly. SIGTERM/SIGINT end it at a line
+// -sleep-after, it stays alive quietly. With -trace NAME it writes only
+// numbered stdout lines around a stack trace (see lines.Traces). SIGTERM/SIGINT end it at a line
 // boundary with exit status 0, after flushing.
 package main
 
@@ -44,6 +45,8 @@ type options struct {
 	thenRate    float64
 	runID       string
 	waitUSR1    bool
+	trace       string
+	tracePause  time.Duration
 }
 
 var (
@@ -67,6 +70,8 @@ func main() {
 	flag.Float64Var(&o.thenRate, "then-rate", 0, "after the -n lines, go on writing numbered stdout lines at this rate until signalled (instead of -sleep-after)")
 	flag.StringVar(&o.runID, "run-id", "", "run id (default: nanoseconds since the epoch at process start)")
 	flag.BoolVar(&o.waitUSR1, "wait-usr1", false, "write nothing until SIGUSR1 (a quiet container that speaks when the test says so)")
+	flag.StringVar(&o.trace, "trace", "", "write, instead of the other output, lines.TracePlain numbered stdout lines, the stack trace lines.Traces[NAME] (java, python, go), and lines.TracePlain more")
+	flag.DurationVar(&o.tracePause, "trace-pause", 0, "with -trace, pause this long after the trace's first lines.JavaHalf lines")
 	flag.Parse()
 	if o.runID == "" {
 		o.runID = strconv.FormatInt(time.Now().UnixNano(), 10)
@@ -112,6 +117,9 @@ func main() {
 }
 
 func run(o options) error {
+	if o.trace != "" {
+		return traces(o)
+	}
 	out := newWriter(os.Stdout, o.rate > 0)
 	errw := newWriter(os.Stderr, o.rate > 0)
 
@@ -247,4 +255,33 @@ func (w *writer) flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.w.Flush()
+}
+
+// traces writes the -trace output: numbered lines, a stack trace (paused in
+// the middle with -trace-pause), numbered lines; every line flushed.
+func traces(o options) error {
+	trace, ok := lines.Traces[o.trace]
+	if !ok {
+		return fmt.Errorf("-trace %q: no such trace; use java, python or go", o.trace)
+	}
+	out := newWriter(os.Stdout, true)
+	for i := range lines.TracePlain {
+		if err := out.line(lines.Format(o.runID, lines.Out, i, 0)); err != nil {
+			return err
+		}
+	}
+	for i, l := range strings.Split(trace, "\n") {
+		if i == lines.JavaHalf && o.tracePause > 0 {
+			time.Sleep(o.tracePause)
+		}
+		if err := out.line(l); err != nil {
+			return err
+		}
+	}
+	for i := range lines.TracePlain {
+		if err := out.line(lines.Format(o.runID, lines.Out, lines.TracePlain+i, 0)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -135,3 +135,45 @@ func Parse(line string) (p Parsed, ok bool) {
 	}
 	return Parsed{Run: run, Stream: st, Seq: n}, true
 }
+
+// The stack traces loggen -trace writes (without their final newline), by
+// the name of the berth.multiline.preset that joins them.
+var Traces = map[string]string{
+	"java": "Exception in thread \"main\" java.lang.IllegalStateException: order 42 failed\n" +
+		"\tat com.example.shop.OrderService.place(OrderService.java:87)\n" +
+		"\tat com.example.shop.OrderController.post(OrderController.java:41)\n" +
+		"\tat java.base/java.lang.Thread.run(Thread.java:1583)\n" +
+		"Caused by: java.sql.SQLTransientConnectionException: pool exhausted\n" +
+		"\tat com.zaxxer.hikari.pool.HikariPool.getConnection(HikariPool.java:181)\n" +
+		"\tat com.example.shop.OrderRepository.save(OrderRepository.java:23)\n" +
+		"\t... 3 more",
+	"python": "Traceback (most recent call last):\n" +
+		"  File \"/app/worker.py\", line 31, in <module>\n" +
+		"    main()\n" +
+		"  File \"/app/worker.py\", line 27, in main\n" +
+		"    handle(job)\n" +
+		"  File \"/app/worker.py\", line 12, in handle\n" +
+		"    raise ValueError(f\"bad job {job!r}\")\n" +
+		"ValueError: bad job 'x'",
+	"go": "panic: runtime error: index out of range [5] with length 3\n" +
+		"\n" +
+		"goroutine 1 [running]:\n" +
+		"main.(*Server).handle(0xc000012345, {0x4b5b18, 0x3})\n" +
+		"\t/app/server.go:42 +0x1d\n" +
+		"main.main()\n" +
+		"\t/app/main.go:12 +0x25\n" +
+		"\n" +
+		"goroutine 18 [chan receive]:\n" +
+		"main.worker(0xc00001c0c0)\n" +
+		"\t/app/worker.go:8 +0x3c\n" +
+		"created by main.main in goroutine 1\n" +
+		"\t/app/main.go:10 +0x1a",
+}
+
+// JavaHalf is the number of lines of a trace written before loggen
+// -trace-pause pauses.
+const JavaHalf = 4
+
+// TracePlain is the number of numbered plain lines loggen -trace writes
+// before the trace, and again after it.
+const TracePlain = 10
