@@ -176,9 +176,9 @@ func (pd *privateDaemon) stop(t *testing.T, timeout time.Duration) {
 }
 
 // waitContainerdGone waits until the containerd process pid (0: none) has
-// left /proc. dockerd stops its containerd on the way out (a SIGKILLed one
-// takes it along too: it is started with a parent-death signal) but does not
-// wait for it to be gone: a dockerd started while it is still there (or not
+// left /proc. dockerd stops its containerd on the way out (after a SIGKILL of
+// dockerd, it was seen to end too, moments later) but does not wait for it
+// to be gone: a dockerd started while it is still there (or not
 // yet reaped) finds its pid alive, reuses it, and times out on its closed
 // socket.
 func (pd *privateDaemon) waitContainerdGone(t *testing.T, pid int) {
