@@ -12,10 +12,13 @@ func (r *run) handleSource(msg sourceMsg) {
 	switch {
 	case msg.err != nil:
 		r.connected.Store(false)
+		e := msg.err.Error()
+		r.connErr.Store(&e)
 	case msg.event != nil:
 		r.handleEvent(*msg.event)
 	default:
 		r.reconcile(msg)
+		r.connErr.Store(nil)
 		r.connected.Store(true)
 	}
 }

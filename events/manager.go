@@ -73,7 +73,8 @@ type Manager struct {
 
 	statusReq chan chan Status
 	connected atomic.Bool
-	stopped   chan struct{} // closed when Run returns
+	connErr   atomic.Pointer[string] // why the events stream is down; nil when connected
+	stopped   chan struct{}          // closed when Run returns
 }
 
 // ErrNotRunning says the manager is not running (it stopped, or never ran).
@@ -154,6 +155,16 @@ func (m *Manager) instruments(meter metric.Meter) error {
 
 // Connected reports whether the events stream is subscribed and reconciled.
 func (m *Manager) Connected() bool { return m.connected.Load() }
+
+// ConnectError is the Docker error that ended or refused the events
+// connection, while it is not connected; "" when connected, or before the
+// first attempt has failed.
+func (m *Manager) ConnectError() string {
+	if e := m.connErr.Load(); e != nil {
+		return *e
+	}
+	return ""
+}
 
 // run is the state of one Run call, owned by its goroutine.
 type run struct {

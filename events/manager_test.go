@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -607,8 +608,14 @@ func TestSubscribeFailsAtStart(t *testing.T) {
 		if st := h.status(); h.m.Connected() || st.Connected || len(st.Containers) != 0 {
 			t.Errorf("while Subscribe fails: Connected()=%v, status %+v; want disconnected and nothing known", h.m.Connected(), st)
 		}
+		if e, st := h.m.ConnectError(), h.status(); e == "" || st.EventsError != e {
+			t.Errorf("while Subscribe fails: ConnectError() %q, status events_error %q; want the Subscribe error in both", e, st.EventsError)
+		}
 		h.src.waitStream(t, 1)
 		waitFor(t, "Connected() after Subscribe succeeded", h.m.Connected)
+		if e, st := h.m.ConnectError(), h.status(); e != "" || st.EventsError != "" {
+			t.Errorf("connected: ConnectError() %q, status events_error %q; want both empty", e, st.EventsError)
+		}
 		calls := h.src.subscribeCalls()
 		if len(calls) != fails+1 {
 			t.Fatalf("%d Subscribe calls, want %d", len(calls), fails+1)
@@ -650,6 +657,9 @@ func TestReconnectReconciles(t *testing.T) {
 		waitFor(t, "Connected() false after the stream failed", func() bool { return !h.m.Connected() })
 		if st := h.status(); st.Connected {
 			t.Errorf("status says connected after the stream failed")
+		}
+		if e := h.m.ConnectError(); !strings.Contains(e, "connection reset by peer") {
+			t.Errorf("ConnectError() %q after the stream failed; want the stream's error", e)
 		}
 		waitFor(t, "the failed stream to be closed", s1.isClosed)
 		h.src.release()

@@ -10,9 +10,12 @@ import (
 
 // Status is a snapshot of the manager for operators.
 type Status struct {
-	Connected  bool              `json:"events_connected"`
-	Containers []ContainerStatus `json:"containers"`
-	Streams    int               `json:"streams_open"`
+	Connected bool `json:"events_connected"`
+	// EventsError is the Docker error that ended or refused the events
+	// connection, while it is down.
+	EventsError string            `json:"events_error,omitempty"`
+	Containers  []ContainerStatus `json:"containers"`
+	Streams     int               `json:"streams_open"`
 }
 
 // ContainerStatus is one container's line in Status.
@@ -55,7 +58,7 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 
 // status builds the snapshot; it runs in the manager's goroutine.
 func (r *run) status() Status {
-	s := Status{Connected: r.connected.Load(), Streams: r.active}
+	s := Status{Connected: r.connected.Load(), EventsError: r.ConnectError(), Streams: r.active}
 	for _, id := range slices.Sorted(maps.Keys(r.containers)) {
 		ct := r.containers[id]
 		s.Containers = append(s.Containers, ContainerStatus{

@@ -24,6 +24,7 @@ type statusDoc struct {
 	OpenFDs         int               `json:"open_fds"`
 	RSSBytes        int64             `json:"rss_bytes"`
 	EventsConnected bool              `json:"events_connected"`
+	EventsError     string            `json:"events_error,omitempty"`
 	StreamsOpen     int               `json:"streams_open"`
 	Exporter        exporterStatus    `json:"exporter"`
 	Containers      []containerStatus `json:"containers"`
@@ -49,6 +50,7 @@ type containerStatus struct {
 // (events.Manager).
 type managerStatus interface {
 	Connected() bool
+	ConnectError() string
 	Status(ctx context.Context) (events.Status, error)
 }
 
@@ -150,7 +152,11 @@ func newMuxWith(mgr managerStatus, metrics http.Handler, sink *export.OTLPSink, 
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !mgr.Connected() {
-			http.Error(w, "not ready: the Docker events stream is not connected (see berth's log for the Docker error)", http.StatusServiceUnavailable)
+			why := mgr.ConnectError()
+			if why == "" {
+				why = "connecting (see berth's log)"
+			}
+			http.Error(w, "not ready: the Docker events stream is not connected: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		if sink != nil {
@@ -182,7 +188,7 @@ func buildStatus(ctx context.Context, mgr managerStatus, sink *export.OTLPSink, 
 	}
 	doc := statusDoc{
 		Version: version, UptimeSeconds: time.Since(started).Seconds(),
-		Goroutines: runtime.NumGoroutine(), EventsConnected: st.Connected, StreamsOpen: st.Streams,
+		Goroutines: runtime.NumGoroutine(), EventsConnected: st.Connected, EventsError: st.EventsError, StreamsOpen: st.Streams,
 		Exporter: exporterStatus{Kind: "stdout", Healthy: true},
 	}
 	doc.OpenFDs, doc.RSSBytes, _ = telemetry.Process()

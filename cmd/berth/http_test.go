@@ -29,6 +29,8 @@ type countingManager struct {
 
 func (m *countingManager) Connected() bool { return true }
 
+func (m *countingManager) ConnectError() string { return "" }
+
 func (m *countingManager) Status(ctx context.Context) (events.Status, error) {
 	m.calls.Add(1)
 	if m.gate != nil {
