@@ -58,6 +58,9 @@ type Client struct {
 	// clients' own Close cannot reach them (it only knows a bare
 	// *http.Transport, and ours is wrapped), so Close closes them here.
 	transports []*http.Transport
+	// libpod says that the daemon is Podman: an answer carried its
+	// Libpod-Api-Version header (the ping before every subscription does).
+	libpod atomic.Bool
 	// scheme, urlHost and basePath make the events endpoint's URL (the API
 	// version is added per request).
 	scheme, urlHost, basePath string
@@ -114,7 +117,7 @@ func New(docker config.Docker, bursts config.Bursts, getenv func(string) string)
 			DisableCompression: true,
 		}
 		c.transports = append(c.transports, tr)
-		return &http.Client{Transport: readOnlyTransport{base: tr}}
+		return &http.Client{Transport: readOnlyTransport{base: tr, libpod: &c.libpod}}
 	}
 	newDocker := func(hc *http.Client) (*client.Client, error) {
 		// WithHTTPClient replaces the transport WithHost configured, so the
@@ -243,7 +246,11 @@ func splitImage(ref string) (string, []string) {
 // bursts.MaxBurst old.
 func (c *Client) Logs(ctx context.Context, id string, req collectors.LogRequest) (io.ReadCloser, error) {
 	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true, Follow: req.Follow, Tail: "all"}
-	if req.Tail != collectors.TailAll {
+	if req.Tail != collectors.TailAll && !(req.Follow && c.libpod.Load()) {
+		// Podman (4.3.1) follows a bounded tail from the end of the log
+		// as it was once the tail was read: the lines written meanwhile
+		// are lost. Its since bounds the request instead, and reads from
+		// the start of the log anyway.
 		opts.Tail = strconv.Itoa(req.Tail)
 	}
 	if !req.Since.IsZero() {

@@ -227,3 +227,38 @@ func TestPodmanReattach(t *testing.T) {
 		t.Errorf("from the end at %v: got %.300q, want %.300q", from, got, want)
 	}
 }
+
+// TestPodmanFollowAsksNoTail: Podman 4.3.1 loses the lines written while it
+// reads a bounded tail before following, so a follow request to Podman
+// (known by the Libpod-Api-Version header of its answers) is bounded by
+// since alone; Docker's, and Podman's without follow, keep the tail.
+func TestPodmanFollowAsksNoTail(t *testing.T) {
+	for _, tc := range []struct {
+		libpod string
+		follow bool
+		tail   string
+	}{
+		{"4.3.1", true, "all"},
+		{"4.3.1", false, "100"},
+		{"", true, "100"},
+	} {
+		d := newFakeDaemon(t)
+		d.libpod = tc.libpod
+		d.setContainer("c1", nonTTY("c1"))
+		d.setLogs(func(lw *logWriter, _ *http.Request) { _ = lw.Start() })
+		c := newTestClient(t, d, config.Docker{}, config.Bursts{})
+		ctx := testCtx(t)
+		if err := c.ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+		body, err := c.Logs(ctx, "c1", collectors.LogRequest{Follow: tc.follow, Tail: 100, Since: time.Unix(1700000000, 5)})
+		if err != nil {
+			t.Fatalf("Logs: %v", err)
+		}
+		_ = body.Close()
+		r, _ := d.lastRequest("/containers/c1/logs")
+		if got := r.Query["tail"]; !slices.Equal(got, []string{tc.tail}) {
+			t.Errorf("libpod %q, follow %v: tail=%q, want %q", tc.libpod, tc.follow, got, tc.tail)
+		}
+	}
+}
