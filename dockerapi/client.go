@@ -58,6 +58,9 @@ type Client struct {
 	// clients' own Close cannot reach them (it only knows a bare
 	// *http.Transport, and ours is wrapped), so Close closes them here.
 	transports []*http.Transport
+	// libpod says that the daemon is Podman: an answer carried its
+	// Libpod-Api-Version header (the ping before every subscription does).
+	libpod atomic.Bool
 	// scheme, urlHost and basePath make the events endpoint's URL (the API
 	// version is added per request).
 	scheme, urlHost, basePath string
@@ -114,7 +117,7 @@ func New(docker config.Docker, bursts config.Bursts, getenv func(string) string)
 			DisableCompression: true,
 		}
 		c.transports = append(c.transports, tr)
-		return &http.Client{Transport: readOnlyTransport{base: tr}}
+		return &http.Client{Transport: readOnlyTransport{base: tr, libpod: &c.libpod}}
 	}
 	newDocker := func(hc *http.Client) (*client.Client, error) {
 		// WithHTTPClient replaces the transport WithHost configured, so the
@@ -243,11 +246,15 @@ func splitImage(ref string) (string, []string) {
 // bursts.MaxBurst old.
 func (c *Client) Logs(ctx context.Context, id string, req collectors.LogRequest) (io.ReadCloser, error) {
 	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true, Follow: req.Follow, Tail: "all"}
-	if req.Tail != collectors.TailAll {
+	if req.Tail != collectors.TailAll && !(req.Follow && c.libpod.Load()) {
+		// Podman (4.3.1) follows a bounded tail from the end of the log
+		// as it was once the tail was read: the lines written meanwhile
+		// are lost. Its since bounds the request instead, and reads from
+		// the start of the log anyway.
 		opts.Tail = strconv.Itoa(req.Tail)
 	}
 	if !req.Since.IsZero() {
-		opts.Since = unixNano(req.Since)
+		opts.Since = unixNano(sinceOf(req.Since))
 	}
 	// Whether the whole request went out: a deadline that passes after
 	// that is a daemon that has not answered yet (an idle end); one that
@@ -283,6 +290,20 @@ func logsRequestError(err error, sent bool, idle time.Duration) error {
 	}
 }
 
+// sinceOf is the since to ask for lines from t on. Docker keeps lines at
+// since and after; Podman only those strictly after it, and sends
+// whole-second timestamps, so a boundary on a whole second is asked from a
+// microsecond before it (Podman parses since as a float, good to ~240 ns):
+// a line written exactly on that second is not lost. The lines of that
+// microsecond that Docker sends are before the cursor's boundary, which drops
+// them.
+func sinceOf(t time.Time) time.Time {
+	if t.Nanosecond() == 0 {
+		return t.Add(-time.Microsecond)
+	}
+	return t
+}
+
 // unixNano formats t as the daemon's seconds.nanoseconds timestamp.
 func unixNano(t time.Time) string {
 	return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond())
@@ -303,7 +324,7 @@ func (c *Client) List(ctx context.Context) ([]events.Container, error) {
 		if len(s.Names) > 0 {
 			name = strings.TrimPrefix(s.Names[0], "/")
 		}
-		out = append(out, events.Container{ID: s.ID, Name: name, State: string(s.State), Image: c.imageOf(ctx, s.ID, s.Image, s.ImageID), Labels: s.Labels})
+		out = append(out, events.Container{ID: s.ID, Name: name, State: dockerState(string(s.State)), Image: c.imageOf(ctx, s.ID, s.Image, s.ImageID), Labels: s.Labels})
 	}
 	return out, nil
 }
@@ -326,10 +347,41 @@ func (c *Client) imageOf(ctx context.Context, id, image, imageID string) string 
 	return info.Config.Image
 }
 
-// watchedActions are the container events the manager acts on.
+// watchedActions are the container events the manager acts on. Podman's
+// Docker-compatible API filters by its own names: a container's exit is
+// "died" there (sent as "die") and its removal "remove" (sent as is, never
+// "destroy"); asking Docker for them too matches nothing.
 var watchedActions = []string{
 	"create", "start", "restart", "die", "stop", "kill", "oom",
 	"pause", "unpause", "rename", "destroy",
+	"died", "remove", // Podman
+}
+
+// dockerAction maps Podman's names of the watched actions to Docker's.
+func dockerAction(a string) string {
+	switch a {
+	case "remove":
+		return "destroy"
+	case "died":
+		return "die"
+	}
+	return a
+}
+
+// dockerState maps the container states Podman's list reports besides
+// Docker's to Docker's: "stopped" is a container that ran and exited;
+// "stopping" still runs until its die event; "configured" and "initialized"
+// never started.
+func dockerState(s string) string {
+	switch s {
+	case "stopped":
+		return "exited"
+	case "stopping":
+		return "running"
+	case "configured", "initialized":
+		return "created"
+	}
+	return s
 }
 
 // Subscribe opens the container events stream, after checking that the
@@ -407,7 +459,7 @@ func (s *eventStream) Next() (events.Event, error) {
 		// exec_start: sh -c ... and health_status: healthy carry their
 		// detail after a colon.
 		action, _, _ := strings.Cut(w.Action, ":")
-		ev := events.Event{ID: w.Actor.ID, Action: strings.TrimSpace(action), Time: t, Attributes: w.Actor.Attributes}
+		ev := events.Event{ID: w.Actor.ID, Action: dockerAction(strings.TrimSpace(action)), Time: t, Attributes: w.Actor.Attributes}
 		if ev.Action == "create" || ev.Action == "start" {
 			ev.Meta = metaOfEvent(ev.ID, ev.Attributes, s.selectors)
 		}

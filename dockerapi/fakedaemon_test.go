@@ -60,6 +60,9 @@ type fakeDaemon struct {
 	events     func(ew *eventWriter, r *http.Request)
 	// inspectDelay holds every inspect answer back this long.
 	inspectDelay time.Duration
+	// libpod, when set, is the Libpod-Api-Version header of the ping
+	// answer: the daemon is Podman.
+	libpod string
 }
 
 // shortSocketPath returns a socket path under t.TempDir(), or under a shorter
@@ -227,6 +230,11 @@ func (d *fakeDaemon) ping(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("API-Version", fakeAPIVersion)
 	w.Header().Set("OSType", "linux")
+	d.mu.Lock()
+	if d.libpod != "" {
+		w.Header().Set("Libpod-Api-Version", d.libpod)
+	}
+	d.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if r.Method == http.MethodGet {
 		_, _ = io.WriteString(w, "OK")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
@@ -34,8 +35,12 @@ type engine interface {
 var errMethodRefused = errors.New("berth only reads from Docker: method refused")
 
 // readOnlyTransport refuses every method but GET and HEAD before the request
-// reaches the connection.
-type readOnlyTransport struct{ base http.RoundTripper }
+// reaches the connection. When libpod is set, it records there that an
+// answer came from Podman (its Libpod-Api-Version header).
+type readOnlyTransport struct {
+	base   http.RoundTripper
+	libpod *atomic.Bool
+}
 
 func (t readOnlyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
@@ -44,5 +49,9 @@ func (t readOnlyTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 		return nil, fmt.Errorf("%w: %s %s", errMethodRefused, req.Method, req.URL.Path)
 	}
-	return t.base.RoundTrip(req)
+	resp, err := t.base.RoundTrip(req)
+	if resp != nil && t.libpod != nil && resp.Header.Get("Libpod-Api-Version") != "" {
+		t.libpod.Store(true)
+	}
+	return resp, err
 }

@@ -19,7 +19,10 @@ import (
 //
 // Threshold is a floor for every stream: messages at or before it are old.
 // berth sets it when it starts at the end of a log it has not read
-// (initial_position: end), so that the lines before it are never sent.
+// (initial_position: end), so that the lines before it are never sent. A
+// message stamped on a whole second (a daemon that sends whole-second
+// timestamps: Podman) is old only when that whole second is before the
+// threshold's: the lines of the threshold's own second are sent.
 type Cursor struct {
 	Threshold time.Time
 	Streams   [2]StreamCursor // indexed by Stream-1
@@ -123,7 +126,7 @@ func (c *Cursor) Seen(s Stream, ts time.Time, h uint32) bool {
 		sc.recent.add(ts, h)
 		return false
 	}
-	if !sc.live && !c.Threshold.IsZero() && !ts.After(c.Threshold) {
+	if !sc.live && !c.Threshold.IsZero() && !latest(ts).After(c.Threshold) {
 		return true
 	}
 	switch {
@@ -149,6 +152,19 @@ func (c *Cursor) Seen(s Stream, ts time.Time, h uint32) bool {
 	sc.live = true
 	sc.recent.add(ts, h)
 	return false
+}
+
+// latest is the latest instant a message stamped ts may have been written.
+// A timestamp without a fraction of a second is taken as whole-second
+// precision (Podman before 5.8 truncates every timestamp to the second): the
+// line may have been written up to a second later. Compared with the
+// threshold, such a line in the threshold's second is sent rather than lost;
+// Docker stamps a line on an exact second once in a billion.
+func latest(ts time.Time) time.Time {
+	if ts.Nanosecond() == 0 {
+		return ts.Add(time.Second - time.Nanosecond)
+	}
+	return ts
 }
 
 // recentSize is how many of a stream's messages of the current response are
