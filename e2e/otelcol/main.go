@@ -6,7 +6,8 @@
 // it with `go build` in this directory and runs it as a child process.
 //
 // Components: receiver otlp; processor batch; exporters file (contrib,
-// OTLP/JSON lines), debug and nop; telemetry otelconftelemetry; config
+// OTLP/JSON lines), otlp (the gateway of README's "Scaling past one host"),
+// debug and nop; telemetry otelconftelemetry; config
 // providers file and env. Every collector module is pinned at one release
 // (see go.mod).
 //
@@ -25,6 +26,7 @@ import (
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/debugexporter"
 	"go.opentelemetry.io/collector/exporter/nopexporter"
+	"go.opentelemetry.io/collector/exporter/otlpexporter"
 	"go.opentelemetry.io/collector/otelcol"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/batchprocessor"
@@ -50,6 +52,7 @@ func factories() (otelcol.Factories, error) {
 		fileexporter.NewFactory(),
 		debugexporter.NewFactory(),
 		nopexporter.NewFactory(),
+		otlpexporter.NewFactory(),
 	); err != nil {
 		return f, err
 	}
