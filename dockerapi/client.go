@@ -216,6 +216,9 @@ func metaOf(info container.InspectResponse, selectors []string) *logs.Meta {
 		m.Running = info.State.Running
 		m.StartedAt, _ = time.Parse(time.RFC3339Nano, info.State.StartedAt)
 	}
+	if info.ContainerJSONBase != nil && info.HostConfig != nil {
+		m.AutoRemove = info.HostConfig.AutoRemove
+	}
 	m.ServiceName = m.Name
 	if s := m.Labels["com.docker.compose.service"]; s != "" {
 		m.ServiceName = s

@@ -21,6 +21,12 @@ import (
 // may make (logs of a created container end at once; attach is a POST).
 const minAutoRemoveCaught = 0.85
 
+// maxAutoRemoveLeft bounds the jobs whose removal by the daemon failed
+// because a logs request reached it after they stopped (Docker 20.10
+// re-creates the log file of a stopped container it is asked to read): 0 to
+// 2 of 100 in this suite's runs on a loaded 2-core machine.
+const maxAutoRemoveLeft = 4
+
 // TestAutoRemoveJobs: 100 containers with AutoRemove (docker run --rm), 5 at
 // a time, each printing a few sequence-numbered lines and exiting at once.
 // The daemon deletes a container's log when it removes it, so berth catches
@@ -33,7 +39,7 @@ func TestAutoRemoveJobs(t *testing.T) {
 	b := startBerth(t, BerthConfig{})
 	b.waitReady(t)
 	cs := make([]*Ctr, jobs)
-	var next atomic.Int64
+	var next, leftByDaemon atomic.Int64
 	var mu sync.Mutex
 	var errs []string
 	start := time.Now()
@@ -52,12 +58,38 @@ func TestAutoRemoveJobs(t *testing.T) {
 				return
 			}
 			// The next job starts once this one is gone, as a cron-style
-			// loop of `docker run --rm` would.
-			if ok, state := waitUntil(time.Minute, func() (bool, string) { return c.gone(), "still exists" }); !ok {
+			// loop of `docker run --rm` would. Docker 20.10 can fail its
+			// own removal ("unlinkat .../containers/<id>: directory not
+			// empty" in its log) when a logs request reaches it after the
+			// container stopped: it re-creates the log file meanwhile.
+			// berth sends none to a --rm container it knows stopped, but
+			// its first request may still land in that window: such a
+			// container stays, dead; it is counted, and removed here.
+			var exitedAt time.Time
+			ok, state := waitUntil(time.Minute, func() (bool, string) {
+				st, gone := c.state()
+				switch {
+				case gone:
+					return true, ""
+				case st == "dead" || st == "exited":
+					if exitedAt.IsZero() {
+						exitedAt = time.Now()
+					}
+					if time.Since(exitedAt) > 10*time.Second {
+						return true, st
+					}
+				}
+				return false, "still exists, " + st
+			})
+			if !ok {
 				mu.Lock()
 				errs = append(errs, fmt.Sprintf("%s: %s after 1m", c.Name, state))
 				mu.Unlock()
 				return
+			}
+			if state != "" {
+				leftByDaemon.Add(1)
+				c.remove(t)
 			}
 		}
 	})
@@ -101,9 +133,28 @@ func TestAutoRemoveJobs(t *testing.T) {
 	}
 	frac := float64(caught) / jobs
 	t.Logf("caught %d of %d `docker run --rm` jobs (%.0f%%), %d of them only in part; missed: %v", caught, jobs, 100*frac, partial, missed)
+	t.Logf("figure: %d of %d jobs left behind by the daemon's failed removal (a logs request racing it), removed by the test", leftByDaemon.Load(), jobs)
+	if n := leftByDaemon.Load(); n > maxAutoRemoveLeft {
+		t.Errorf("%d jobs were left behind by a failed removal, want at most %d", n, maxAutoRemoveLeft)
+	}
 	if frac < minAutoRemoveCaught {
 		t.Errorf("caught %.0f%% of the jobs, want at least %.0f%%", 100*frac, 100*minAutoRemoveCaught)
 	}
+}
+
+// state returns the container's state ("running", "exited", "dead", ...),
+// or gone when the daemon no longer knows it.
+func (c *Ctr) state() (status string, gone bool) {
+	ctx, cancel := dctx(30 * time.Second)
+	defer cancel()
+	info, err := suite.docker.ContainerInspect(ctx, c.ID)
+	if isNotFound(err) {
+		return "", true
+	}
+	if err != nil || info.State == nil {
+		return fmt.Sprint(err), false
+	}
+	return info.State.Status, false
 }
 
 // gone reports whether the daemon no longer knows the container.

@@ -133,7 +133,10 @@ func (r *run) handleEvent(ev Event) {
 			ct = r.addFromEvent(ev)
 			ct.drained = false
 		}
-		if ct.running || ct.state == StateStreaming {
+		if (ct.running || ct.state == StateStreaming) && !autoRemoved(ct) {
+			// A --rm container's log is deleted with it, and a logs
+			// request once it stopped could make its removal fail: what
+			// a running follow burst reads before its end is all.
 			ct.drained = false
 		}
 		ct.running, ct.started = false, true

@@ -1008,3 +1008,34 @@ func TestCheckpointsTrackedBeforeBurst(t *testing.T) {
 		t.Fatalf("the store saw %s, want [track c1 forget c1]", got)
 	}
 }
+
+// TestAutoRemoveIsNotDrained: a docker run --rm container whose follow burst
+// ends because it stopped is not read again: the daemon is removing it with
+// its log, and a logs request for a stopped container makes Docker re-create
+// the log file, which can make that removal fail. Any other container that
+// stopped is drained.
+func TestAutoRemoveIsNotDrained(t *testing.T) {
+	for _, autoRemove := range []bool{true, false} {
+		t.Run(fmt.Sprintf("auto_remove=%v", autoRemove), func(t *testing.T) {
+			h := newHarness(t)
+			h.col.meta = map[string]logs.Meta{"job": {ID: "job", Name: "job", ServiceName: "job", Running: true, AutoRemove: autoRemove}}
+			h.start(testConfig())
+			s := h.src.waitStream(t, 1)
+			h.docker(s, "start", "job")
+			b := h.col.waitBurst(t, "job", 1)
+			h.docker(s, "die", "job")
+			b.end(t, outcome{End: collectors.EndEOF, Stopped: true})
+			if autoRemove {
+				h.waitState("job", StateStopped)
+				h.sync(s)
+				if n := len(h.col.of("job")); n != 1 {
+					t.Fatalf("%d bursts of a --rm container, want only its follow burst; %s", n, h.col.describe("job"))
+				}
+				return
+			}
+			if d := h.col.waitBurst(t, "job", 2); d.spec.Follow {
+				t.Fatalf("%s, want a drain (follow=false)", d)
+			}
+		})
+	}
+}

@@ -209,6 +209,14 @@ func (r *run) finish(res collectors.BurstResult) {
 			ct.drained = true
 			break
 		}
+		if res.Stopped && autoRemoved(ct) {
+			// docker run --rm: the follow stream read the log to its end
+			// when the container stopped, and the daemon is removing it
+			// with its log. A logs request now would make Docker re-create
+			// the log file and the removal fail: read nothing more.
+			ct.drained, ct.running = true, false
+			break
+		}
 		if res.Stopped {
 			ct.drained = false // read what is left without follow
 			if ct.starts == ct.startsAtLaunch {
@@ -249,6 +257,13 @@ func (r *run) finish(res collectors.BurstResult) {
 		r.backOff(ct, res.Err)
 	}
 	r.step(ct, inputBurstEnded)
+}
+
+// autoRemoved reports whether the daemon removes the container as soon as it
+// stops (what its last inspect said).
+func autoRemoved(ct *container) bool {
+	m := ct.meta.Load()
+	return m != nil && m.AutoRemove
 }
 
 // backOff sets when the container may be read again after a failed burst.

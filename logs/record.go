@@ -46,7 +46,12 @@ type Meta struct {
 	Labels      map[string]string // every label of the container
 	TTY         bool              // raw stream instead of stdcopy frames
 	Running     bool              // the container's state when it was inspected
-	StartedAt   time.Time         // when its current (or last) run started
+	// AutoRemove says the daemon removes the container, and deletes its
+	// log, as soon as it stops (docker run --rm). A logs request for it
+	// once it has stopped makes Docker re-create its log file, which can
+	// make that removal fail ("directory not empty"): berth sends none.
+	AutoRemove bool
+	StartedAt  time.Time // when its current (or last) run started
 
 	// SelectedLabels are the labels the operator chose to export (the
 	// labels setting), sorted by key: each is the resource attribute
