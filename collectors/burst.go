@@ -14,7 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -723,7 +722,7 @@ func (st *burstState) add(s logs.Stream, ts time.Time, h uint32, content []byte,
 	p := &st.pending[s-1]
 	if !p.active && ends {
 		// The common case: a whole line in one message.
-		body, truncated := clip(content, st.maxLine)
+		body, truncated := logs.Clip(content, st.maxLine)
 		if st.rules != nil {
 			st.joinLine(s, ts, body, truncated || cut, h, nil)
 			return
@@ -743,7 +742,7 @@ func (st *burstState) add(s logs.Stream, ts time.Time, h uint32, content []byte,
 		// even where a character the cut backed off from left some room.
 		room = 0
 	}
-	part, truncated := clip(content, room)
+	part, truncated := logs.Clip(content, room)
 	p.buf = append(p.buf, part...)
 	p.truncated = p.truncated || truncated || cut
 	if ends {
@@ -809,25 +808,6 @@ func (st *burstState) closeHeld(i int) {
 	st.emit(logs.Stream(i+1), ts, body, truncated)
 	st.cursor.Streams[i].Merge(&st.held[i])
 	st.held[i].Reset()
-}
-
-// clip cuts b to at most n bytes, backing off so as not to split a UTF-8
-// character.
-func clip(b []byte, n int) ([]byte, bool) {
-	if len(b) <= n {
-		return b, false
-	}
-	if n < 0 {
-		n = 0
-	}
-	cut := n
-	for i := 0; i < utf8.UTFMax && cut > 0 && cut < len(b) && !utf8.RuneStart(b[cut]); i++ {
-		cut--
-	}
-	if cut < n-utf8.UTFMax+1 || (cut < len(b) && !utf8.RuneStart(b[cut])) {
-		cut = n // not UTF-8 there: cut at the byte limit
-	}
-	return b[:cut], true
 }
 
 // arenas holds the arenas of the bursts that wait for bytes: a burst takes

@@ -184,30 +184,6 @@ func TestRawReaderCutsEndlessLine(t *testing.T) {
 	}
 }
 
-func TestClip(t *testing.T) {
-	tests := []struct {
-		in   string
-		n    int
-		want string
-		cut  bool
-	}{
-		{"hello", 10, "hello", false},
-		{"hello", 5, "hello", false},
-		{"hello", 3, "hel", true},
-		{"héllo", 2, "h", true},  // é is 2 bytes at 1..2: do not split it
-		{"héllo", 3, "hé", true}, // the cut falls after é
-		{"h€llo", 3, "h", true},  // € is 3 bytes
-		{"\xff\xfe\xfd\xfc", 2, "\xff\xfe", true},
-		{"abc", 0, "", true},
-	}
-	for _, tt := range tests {
-		got, cut := clip([]byte(tt.in), tt.n)
-		if string(got) != tt.want || cut != tt.cut {
-			t.Errorf("clip(%q, %d) = %q, %v; want %q, %v", tt.in, tt.n, got, cut, tt.want, tt.cut)
-		}
-	}
-}
-
 func TestRawReaderChunkWithReplacementCharacters(t *testing.T) {
 	// json-file stores the half of "é" that ends a chunk as U+FFFD: the
 	// chunk comes back 2 bytes longer than 16 KiB.

@@ -24,7 +24,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/berthlog/berth/logs"
 )
 
 // The preset names.
@@ -316,7 +317,7 @@ func (j *Joiner) Begin(ts time.Time, line []byte, truncated bool) {
 	j.buf = append(j.buf[:0], line...)
 	j.trunc, j.cut = truncated, truncated
 	if len(j.buf) > j.maxBytes {
-		part, _ := Clip(j.buf, j.maxBytes)
+		part, _ := logs.Clip(j.buf, j.maxBytes)
 		j.buf, j.trunc, j.cut = part, true, true
 	}
 }
@@ -334,7 +335,7 @@ func (j *Joiner) Append(ts time.Time, line []byte, truncated bool) {
 		j.trunc, j.cut = true, true
 		return
 	}
-	part, cut := Clip(line, room)
+	part, cut := logs.Clip(line, room)
 	j.buf = append(j.buf, '\n')
 	j.buf = append(j.buf, part...)
 	if cut || truncated {
@@ -358,23 +359,4 @@ func (j *Joiner) Take() (ts time.Time, body []byte, truncated bool) {
 	// set it for the line that closed this record.
 	j.held, j.lines, j.trunc, j.cut = false, 0, false, false
 	return ts, body, truncated
-}
-
-// Clip cuts b to at most n bytes, backing off so as not to split a UTF-8
-// character; it reports whether it cut.
-func Clip(b []byte, n int) ([]byte, bool) {
-	if len(b) <= n {
-		return b, false
-	}
-	if n < 0 {
-		n = 0
-	}
-	cut := n
-	for i := 0; i < utf8.UTFMax && cut > 0 && cut < len(b) && !utf8.RuneStart(b[cut]); i++ {
-		cut--
-	}
-	if cut < n-utf8.UTFMax+1 || (cut < len(b) && !utf8.RuneStart(b[cut])) {
-		cut = n
-	}
-	return b[:cut], true
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthlog/berth/logs"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -332,7 +334,7 @@ func nonBlank(s string) string {
 }
 
 func clipString(s string, n int) (string, bool) {
-	b, cut := Clip([]byte(s), n)
+	b, cut := logs.Clip([]byte(s), n)
 	return string(b), cut
 }
 
