@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -451,4 +452,27 @@ func TestLimiterLongRecord(t *testing.T) {
 			t.Errorf("pay after cancel: %v, want context.Canceled", err)
 		}
 	})
+}
+
+// BenchmarkBurstRateLimit is BenchmarkBurst with a limit on every
+// container that never binds (1e9 lines and bytes per second): the cost of
+// the buckets' book-keeping on the per-line path.
+func BenchmarkBurstRateLimit(b *testing.B) {
+	src := &benchSource{body: benchBody()}
+	cfg := testBursts(1<<20, 100)
+	cfg.RateLimit = config.RateLimit{LinesPerSecond: 1e9, BytesPerSecond: 1e12, Burst: time.Second, Mode: config.RateModeDrop}
+	c := newCollector(b, src, &countSink{}, cfg, telemetry.NopSettings())
+	meta := new(atomic.Pointer[logs.Meta])
+	meta.Store(&logs.Meta{ID: "c"})
+	var rs RateState
+	b.SetBytes(int64(len(src.body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		res := c.Burst(context.Background(), BurstSpec{ID: "c", Cursor: logs.BeginningCursor(), Meta: meta, Rate: &rs})
+		if res.Lines != benchLines {
+			b.Fatalf("read %d lines (%d dropped): %v", res.Lines, res.Dropped, res.Err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchLines), "ns/line")
 }
