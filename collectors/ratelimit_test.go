@@ -399,6 +399,57 @@ func TestBurstDropMultiline(t *testing.T) {
 	})
 }
 
+// TestBurstThrottleMultiline: in throttle mode a joined record costs one
+// line: six Java traces (four lines each) at 2 records per second with a
+// bucket of 2 arrive whole over 1.5 s: the first two from the bucket, the
+// next three 0.5 s apart, and the last, closed by the end of the stream,
+// at once; its cost is owed by the container's buckets, and its next burst
+// pays it before reading on.
+func TestBurstThrottleMultiline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log []fakeMsg
+		for i := range 6 {
+			log = append(log, lines(logs.Stdout, t0.Add(time.Duration(i)*time.Second), javaTrace)...)
+		}
+		cfg := multilineBursts(1<<16, config.Multiline{Preset: "java"})
+		cfg.RateLimit = config.RateLimit{LinesPerSecond: 2, Burst: time.Second, Mode: config.RateModeThrottle}
+		sink := &memSink{}
+		var rs RateState
+		sp := spec(logs.BeginningCursor(), false)
+		sp.Rate = &rs
+		start := time.Now()
+		res := newCollector(t, &fakeDaemon{log: log}, sink, cfg, telemetry.NopSettings()).Burst(context.Background(), sp)
+		if took := time.Since(start); took != 1500*time.Millisecond {
+			t.Errorf("6 records at 2/s with a bucket of 2 took %v, want 1.5s", took)
+		}
+		if !rs.lim.owing() {
+			t.Error("the last record's cost is not owed")
+		}
+		if res.Err != nil || res.Lines != 6 || res.Dropped != 0 {
+			t.Fatalf("result %+v, want 6 records", res)
+		}
+		for _, b := range sink.bodies() {
+			if b != "stdout:"+javaTrace {
+				t.Errorf("record %q, want the whole trace", b)
+			}
+		}
+		// The next burst, at once, pays the debt with its first record's
+		// cost (0.5 s each) before it reads on; its second record, closed
+		// by the end of the stream, is owed in turn.
+		more := lines(logs.Stdout, t0.Add(time.Minute), "one")
+		more = append(more, lines(logs.Stdout, t0.Add(time.Minute+time.Second), "two")...)
+		start = time.Now()
+		sp.Cursor = res.Cursor
+		res = newCollector(t, &fakeDaemon{log: append(log, more...)}, sink, cfg, telemetry.NopSettings()).Burst(context.Background(), sp)
+		if res.Err != nil || res.Lines != 2 {
+			t.Fatalf("second burst %+v, want the 2 new records", res)
+		}
+		if took := time.Since(start); took != time.Second || !rs.lim.owing() {
+			t.Errorf("second burst took %v (owing %v), want 1s: the debt and the first record paid, the second owed", took, rs.lim.owing())
+		}
+	})
+}
+
 // TestBurstRateLabelBad: a berth.rate_limit label berth cannot use leaves
 // the configuration's limit (here none) in force: the container is read in
 // full.
