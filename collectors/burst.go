@@ -17,6 +17,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/berthlog/berth/config"
@@ -90,6 +91,9 @@ type BurstSpec struct {
 	// Progress, if set, is updated once per batch the sink accepted (never
 	// per line), so that its owner can show a burst that is still running.
 	Progress *BurstProgress
+	// Rate, if set, is the container's rate-limit state, kept across its
+	// bursts; without it each burst starts with full buckets.
+	Rate *RateState
 }
 
 // BurstProgress is what a running burst has delivered so far: /status shows
@@ -102,6 +106,9 @@ type BurstProgress struct {
 	// Newest is the newest accepted record's timestamp, in Unix
 	// nanoseconds; 0 until the first batch.
 	Newest atomic.Int64
+	// Dropped is the records the rate limit dropped (rate_limit.mode drop)
+	// before the accepted batches; it grows by BurstResult.Dropped.
+	Dropped atomic.Int64
 }
 
 // NewestTime returns Newest as a time (zero when none).
@@ -121,6 +128,7 @@ type BurstResult struct {
 	End      EndReason
 	Err      error
 	Lines    int64 // records accepted by the sink
+	Dropped  int64 // records dropped by the rate limit, the cursor past them
 	Bytes    int64 // bytes read from the daemon
 	Requests int   // logs requests made (more than one when the tail was widened)
 	Duration time.Duration
@@ -145,6 +153,7 @@ type Collector struct {
 	state    sync.Pool // *burstState, reused across bursts
 	rules    sync.Map  // multiline.Spec -> *multiline.Rules, compiled once
 	nrules   atomic.Int64
+	drops    metric.Int64Counter // berth.records.dropped (ratelimit.go)
 }
 
 // maxCachedRules bounds the compiled multiline rules kept: beyond it (a
@@ -184,7 +193,11 @@ func NewCollector(src LogSource, sink logs.Sink, cfg config.Bursts, hostName str
 	if err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
 	}
-	c := &Collector{src: src, sink: sink, cfg: cfg, hostName: hostName, tracer: set.Tracer(), inst: inst}
+	drops, err := newDropCounter(set.Meter())
+	if err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	c := &Collector{src: src, sink: sink, cfg: cfg, hostName: hostName, tracer: set.Tracer(), inst: inst, drops: drops}
 	c.state.New = func() any { return newBurstState() }
 	return c, nil
 }
@@ -211,6 +224,7 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 	st.cursor.CopyFrom(&spec.Cursor)
 	st.committed.CopyFrom(&spec.Cursor)
 	st.progress = spec.Progress
+	st.rate, st.droppedTotal = RateState{}, 0
 
 	res.End, res.Err = c.burst(ctx, spec, st, &res)
 	if res.End == EndEOF && spec.Follow {
@@ -229,6 +243,7 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 		res.Gone = true
 	}
 	res.Cursor = st.committed.Clone()
+	res.Dropped = st.droppedTotal
 	res.Duration = time.Since(start)
 	st.release()
 	c.inst.burstEnded(res.End, res.Duration)
@@ -316,6 +331,7 @@ func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, r
 			}
 		}
 		st.start(body, meta.TTY, gone, c.cfg.MaxLineBytes, c.rulesFor(meta))
+		st.limit = c.limiterFor(st, spec, meta)
 		err = c.read(ctx, st, spec.Meta, tail != TailAll, reqStart, res)
 		_ = body.Close()
 		if errors.Is(err, errWiden) {
@@ -473,6 +489,11 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 		first = false
 		if !old {
 			st.add(s, ts, h, content, complete || cut, cut)
+			if st.limit != nil && st.limit.owing() {
+				if err := c.throttle(ctx, st, meta, res); err != nil {
+					return err
+				}
+			}
 		}
 		if drained := !st.msgs.buffered(); drained || len(st.batch.Records) >= maxBatchRecords || st.batchBytes >= maxBatchBytes {
 			if err := c.flush(ctx, st, meta, res); err != nil {
@@ -502,8 +523,8 @@ const (
 // flush hands the completed records to the sink and, once it accepted them,
 // commits the cursor.
 func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta], res *BurstResult) error {
-	if len(st.batch.Records) == 0 {
-		return nil
+	if len(st.batch.Records) == 0 && st.dropped == 0 {
+		return nil // (a batch of none moves the checkpoint past dropped records)
 	}
 	st.batch.Meta = meta.Load()
 	st.batch.Cursor = st.cursor.Clone()
@@ -511,6 +532,9 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 		return fmt.Errorf("sink: %w", err)
 	}
 	res.Lines += int64(len(st.batch.Records))
+	if st.dropped > 0 {
+		c.countDropped(st, st.batch.Meta)
+	}
 	var n, b [2]int64
 	for i := range st.batch.Records {
 		r := &st.batch.Records[i]
@@ -644,6 +668,13 @@ type burstState struct {
 	// batchBytes is the bodies' bytes in the batch (the arena's length,
 	// counting the blocks it left when it grew).
 	batchBytes int
+	// limit is the running burst's rate limit (nil: none), kept in
+	// BurstSpec.Rate or in rate; dropped counts the records it dropped
+	// since the last batch the sink accepted, droppedTotal before.
+	limit        *limiter
+	rate         RateState
+	dropped      int64
+	droppedTotal int64
 }
 
 // pendingLine is a line whose chunks are still arriving.
@@ -710,6 +741,7 @@ func (st *burstState) release() {
 	st.frames.r, st.raw.r, st.msgs = nil, nil, nil
 	st.progress = nil
 	st.rules, st.arm, st.flushErr = nil, nil, nil
+	st.limit, st.rate, st.dropped = nil, RateState{}, 0
 	st.batch = logs.Batch{Records: st.batch.Records[:0]}
 	st.giveArena()
 	st.batchBytes = 0
@@ -847,6 +879,10 @@ func (st *burstState) emit(s logs.Stream, ts time.Time, body []byte, truncated b
 		if n := len(body); n > 0 && body[n-1] == '\r' {
 			body = body[:n-1]
 		}
+	}
+	if st.limit != nil && !st.limit.take(len(body)) {
+		st.dropped++ // the caller moves the cursor past it all the same
+		return
 	}
 	if st.arena == nil {
 		st.takeArena()

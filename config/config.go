@@ -86,6 +86,9 @@ type Bursts struct {
 	// Multiline joins the lines of a stack trace into one record; the
 	// labels berth.multiline.* override it per container.
 	Multiline Multiline `koanf:"multiline"`
+	// RateLimit bounds each container's records per second (see
+	// ratelimit.go); the label berth.rate_limit overrides its lines.
+	RateLimit RateLimit `koanf:"rate_limit"`
 }
 
 // Multiline is how the lines of every container's streams are joined into
@@ -237,6 +240,7 @@ func Default() Config {
 			MaxLineBytes: 1 << 20,
 			ReattachTail: 100,
 			Multiline:    Multiline{Timeout: time.Second, MaxLines: 500},
+			RateLimit:    RateLimit{Burst: time.Second, Mode: RateModeThrottle},
 		},
 		Containers: Containers{InitialPosition: InitialPositionEnd},
 		Export: Export{
@@ -467,6 +471,7 @@ func (c Config) Validate() error {
 	if c.Multiline.MaxLines < 2 || c.Multiline.MaxLines > 100000 {
 		badDefault("multiline.max_lines", "%d is out of range; use 2 to 100000", c.Multiline.MaxLines)
 	}
+	validateRateLimit(c.RateLimit, bad, badDefault)
 	if c.EventsIdleTimeout < time.Second {
 		badDefault("events_idle_timeout", "%v is too short; use at least 1s", c.EventsIdleTimeout)
 	}

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"github.com/berthlog/berth/collectors"
 	"github.com/berthlog/berth/multiline"
 	"github.com/berthlog/berth/selection"
 )
@@ -33,12 +34,12 @@ func labelsOf(attrs map[string]string) map[string]string {
 // decide sets whether ct is collected, and why, from berth's own container
 // ID and the selection's rules, and says what changed: at Info when the
 // container becomes excluded or collected (a rename), once at Warn for a bad
-// berth.enable or berth.multiline.* label. A container that becomes excluded while a burst reads
-// it has that burst ended at once (its lines up to then are delivered);
-// transition then makes it excluded. One that becomes collected is read
-// from where berth would have started it (its checkpoint, else its first
-// line, or with initial_position end the time berth started) once it is
-// stepped.
+// berth.enable, berth.multiline.* or berth.rate_limit label. A container
+// that becomes excluded while a burst reads it has that burst ended at once
+// (its lines up to then are delivered); transition then makes it excluded.
+// One that becomes collected is read from where berth would have started it
+// (its checkpoint, else its first line, or with initial_position end the
+// time berth started) once it is stepped.
 func (r *run) decide(ct *container) {
 	d := selection.Decision{Reason: reasonSelf}
 	if !r.exclude[ct.id] {
@@ -55,6 +56,13 @@ func (r *run) decide(ct *container) {
 	labelError := d.LabelError
 	if _, err := multiline.FromLabels(ct.labels, multiline.Spec{}); err != nil {
 		// The collector falls back to the configured rule on its own.
+		if labelError != "" {
+			labelError += "; "
+		}
+		labelError += err.Error()
+	}
+	if _, _, err := collectors.RateLimitFromLabels(ct.labels); err != nil {
+		// The collector applies the configured limit on its own.
 		if labelError != "" {
 			labelError += "; "
 		}

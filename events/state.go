@@ -140,6 +140,10 @@ type container struct {
 	// burst's result, whose cursor and lines then hold the same. Nothing
 	// else of the container is shared.
 	progress collectors.BurstProgress
+	// rate is its rate-limit buckets, lent to one burst at a time
+	// (BurstSpec.Rate); dropped counts what its finished bursts dropped.
+	rate    collectors.RateState
+	dropped int64
 }
 
 // step runs a container's state machine once and carries out its action.
@@ -165,6 +169,7 @@ func (r *run) launch(ct *container, follow bool) {
 	r.active++
 	ct.resetProgress()
 	spec := collectors.BurstSpec{ID: ct.id, Follow: follow, Cursor: ct.cursor, Meta: &ct.meta, Hint: ct.hint, Renamed: &ct.renamed, Progress: &ct.progress}
+	spec.Rate = &ct.rate
 	ctx, cancel := context.WithCancel(r.ctx)
 	ct.cancelBurst = cancel
 	r.bursts.Add(1)
@@ -191,6 +196,7 @@ func (r *run) finish(res collectors.BurstResult) {
 	// The burst has returned: its progress no longer moves, and res holds
 	// the same.
 	ct.lines += res.Lines
+	ct.dropped += res.Dropped
 	ct.resetProgress()
 	ct.lastEnd = res.End
 	if res.Gone {
@@ -305,4 +311,5 @@ func (r *run) wake() {
 func (ct *container) resetProgress() {
 	ct.progress.Lines.Store(0)
 	ct.progress.Newest.Store(0)
+	ct.progress.Dropped.Store(0)
 }

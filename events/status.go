@@ -36,6 +36,9 @@ type ContainerStatus struct {
 	// LabelErrors are its labels berth could not use, e.g. a berth.enable
 	// that is neither true nor false (it is then collected).
 	LabelErrors []string `json:"label_errors,omitempty"`
+	// Dropped is the records its rate limit dropped (rate_limit.mode
+	// drop), the running burst's included.
+	Dropped int64 `json:"dropped,omitempty"`
 }
 
 // Status asks the running manager for a snapshot.
@@ -69,6 +72,7 @@ func (r *run) status() Status {
 		if ct.labelError != "" {
 			s.Containers[len(s.Containers)-1].LabelErrors = []string{ct.labelError}
 		}
+		s.Containers[len(s.Containers)-1].Dropped = ct.dropped + ct.progress.Dropped.Load()
 	}
 	return s
 }
