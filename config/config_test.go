@@ -66,6 +66,18 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"docker_host ssh", func(c *Config) { c.DockerHost = "ssh://x" }, "docker_host"},
 		{"docker_host nonsense", func(c *Config) { c.DockerHost = "nonsense" }, "docker_host"},
 		{"docker_host without address", func(c *Config) { c.DockerHost = "unix://" }, "docker_host"},
+		{"docker_tls with a unix docker_host", func(c *Config) {
+			c.DockerHost, c.TLS.CAFile = "unix:///var/run/docker.sock", "/etc/berth/ca.pem"
+		}, "docker_tls"},
+		{"docker_tls.cert_file without key_file", func(c *Config) {
+			c.DockerHost, c.TLS.CertFile = "tcp://10.0.0.2:2376", "/etc/berth/cert.pem"
+		}, "docker_tls"},
+		{"docker_tls.key_file without cert_file", func(c *Config) {
+			c.DockerHost, c.TLS.KeyFile = "tcp://10.0.0.2:2376", "/etc/berth/key.pem"
+		}, "docker_tls"},
+		{"docker_tls.insecure_skip_verify with ca_file", func(c *Config) {
+			c.DockerHost, c.TLS.CAFile, c.TLS.InsecureSkipVerify = "tcp://10.0.0.2:2376", "/etc/berth/ca.pem", true
+		}, "docker_tls.insecure_skip_verify"},
 		{"state_dir empty", func(c *Config) { c.StateDir = "" }, "state_dir"},
 		{"reattach_tail zero", func(c *Config) { c.ReattachTail = 0 }, "reattach_tail"},
 		{"events_idle_timeout too short", func(c *Config) { c.EventsIdleTimeout = 500 * time.Millisecond }, "events_idle_timeout"},
