@@ -304,6 +304,39 @@ func TestLoadEnvironment(t *testing.T) {
 	}
 }
 
+// TestLoadDockerTLS: docker_tls from a file and from BERTH_DOCKER_TLS__*,
+// which the DOCKER_TLS* variables do not set (dockerapi reads those when
+// docker_tls is not set).
+func TestLoadDockerTLS(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "berth.yaml")
+	yaml := "docker_host: tcp://10.0.0.2:2376\ndocker_tls:\n  ca_file: /etc/berth/ca.pem\n  cert_file: /etc/berth/cert.pem\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path, []string{
+		"BERTH_DOCKER_TLS__KEY_FILE=/etc/berth/key.pem",
+		"DOCKER_TLS_VERIFY=1",
+		"DOCKER_CERT_PATH=/elsewhere",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DockerTLS{CAFile: "/etc/berth/ca.pem", CertFile: "/etc/berth/cert.pem", KeyFile: "/etc/berth/key.pem"}
+	if cfg.TLS != want {
+		t.Errorf("docker_tls = %+v, want %+v", cfg.TLS, want)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	cfg, err = Load("", []string{"BERTH_DOCKER_TLS__INSECURE_SKIP_VERIFY=true"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.TLS.InsecureSkipVerify || !cfg.TLS.IsSet() {
+		t.Errorf("BERTH_DOCKER_TLS__INSECURE_SKIP_VERIFY=true: docker_tls = %+v", cfg.TLS)
+	}
+}
+
 // TestLoadLayers: flags override the environment, which overrides the file,
 // which overrides the defaults; a nested map in the file keeps the defaults
 // of the keys it does not set.
