@@ -65,12 +65,12 @@ func resolveTLS(scheme string, conf config.DockerTLS, getenv func(string) string
 		if (s.certFile == "") != (s.keyFile == "") {
 			return nil, errors.New("docker_tls: cert_file and key_file go together: set both or neither")
 		}
-		for key, path := range map[string]string{"ca_file": s.caFile, "cert_file": s.certFile, "key_file": s.keyFile} {
-			if path == "" {
+		for _, f := range []struct{ key, path string }{{"ca_file", s.caFile}, {"cert_file", s.certFile}, {"key_file", s.keyFile}} {
+			if f.path == "" {
 				continue
 			}
-			if _, err := os.Stat(path); err != nil {
-				return nil, fmt.Errorf("docker_tls.%s: %w", key, err)
+			if _, err := os.Stat(f.path); err != nil {
+				return nil, fmt.Errorf("docker_tls.%s: %w", f.key, err)
 			}
 		}
 		return s, nil
@@ -177,7 +177,7 @@ func explain(err error, host string, s *tlsSettings) error {
 		op        *net.OpError
 	)
 	switch {
-	case errors.Is(err, fs.ErrPermission):
+	case strings.HasPrefix(host, "unix://") && errors.Is(err, fs.ErrPermission):
 		return fmt.Errorf("permission denied on the Docker socket %s: berth's user may not open it; add the user to the docker group (usermod -aG docker <user>), or under systemd give berth's unit SupplementaryGroups=docker: %w", socketOf(host), err)
 	case errors.As(err, &unknownCA):
 		return fmt.Errorf("the daemon's TLS certificate at %s is not signed by the CA berth trusts (%s): certificate signed by unknown authority: %w", host, from, err)
@@ -199,13 +199,8 @@ func explain(err error, host string, s *tlsSettings) error {
 	return err
 }
 
-// socketOf is a unix:// host's socket path; any other host as it is.
-func socketOf(host string) string {
-	if p, ok := strings.CutPrefix(host, "unix://"); ok {
-		return p
-	}
-	return host
-}
+// socketOf is a unix:// host's socket path.
+func socketOf(host string) string { return strings.TrimPrefix(host, "unix://") }
 
 // errPlaintextToTLS is the cause of a plaintext request a TLS daemon
 // answered with its complaint.

@@ -374,6 +374,10 @@ func TestExplainPermission(t *testing.T) {
 			}
 		}
 	}
+	tcp := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.EACCES)}
+	if got := explain(tcp, "tcp://10.0.0.2:2376", nil); got != error(tcp) {
+		t.Errorf("explain(%v) of a tcp:// host = %v, want it unchanged (no socket to name)", tcp, got)
+	}
 	other := errors.New("connection refused")
 	if got := explain(other, "unix:///var/run/docker.sock", nil); got != other {
 		t.Errorf("explain(%v) = %v, want it unchanged", other, got)
