@@ -57,6 +57,9 @@ type Docker struct {
 	// DockerHost is the daemon's address. Empty: DOCKER_HOST, else
 	// DefaultDockerHost (see ResolveHost).
 	DockerHost string `koanf:"docker_host"`
+	// TLS is how berth speaks TLS to a tcp:// daemon. Not set: DOCKER_TLS_VERIFY,
+	// DOCKER_TLS and DOCKER_CERT_PATH decide, as the docker CLI reads them.
+	TLS DockerTLS `koanf:"docker_tls"`
 	// ControlTimeout bounds each short Docker call (ping, list, inspect).
 	ControlTimeout time.Duration `koanf:"control_timeout"`
 	// EventsIdleTimeout ends a silent events stream, which berth then
@@ -69,6 +72,25 @@ type Docker struct {
 	// BERTH_LABELS=com.example.*,team.
 	Labels []string `koanf:"labels"`
 }
+
+// DockerTLS names the files of TLS to a tcp:// daemon. Setting any of its
+// keys turns TLS on and makes berth ignore DOCKER_TLS_VERIFY, DOCKER_TLS and
+// DOCKER_CERT_PATH, as docker_host makes it ignore DOCKER_HOST.
+type DockerTLS struct {
+	// CAFile is the PEM file of the CA that signed the daemon's
+	// certificate. Empty: the system's CA certificates.
+	CAFile string `koanf:"ca_file"`
+	// CertFile and KeyFile are berth's client certificate and its key
+	// (PEM), which a daemon run with --tlsverify asks for. Both or neither.
+	CertFile string `koanf:"cert_file"`
+	KeyFile  string `koanf:"key_file"`
+	// InsecureSkipVerify, true, accepts any certificate the daemon shows:
+	// the connection is encrypted but not authenticated.
+	InsecureSkipVerify bool `koanf:"insecure_skip_verify"`
+}
+
+// IsSet says whether any key of docker_tls is set.
+func (t DockerTLS) IsSet() bool { return t != DockerTLS{} }
 
 // Bursts bounds each log burst: one logs request, read until it ends.
 type Bursts struct {
@@ -434,8 +456,11 @@ func (c Config) Validate() error {
 			bad("docker_host", "%q is not an address; use %s or tcp://host:2376", c.DockerHost, DefaultDockerHost)
 		case scheme != "unix" && scheme != "tcp" && scheme != "http" && scheme != "https":
 			bad("docker_host", "scheme %q is not supported; use unix:// or tcp://", scheme)
+		case scheme == "unix" && c.TLS.IsSet():
+			bad("docker_tls", "is set, but docker_host %s is a unix socket, which the daemon never serves over TLS; use tcp://host:2376", c.DockerHost)
 		}
 	}
+	validateDockerTLS(c.TLS, bad)
 	if c.StateDir == "" {
 		bad("state_dir", "must not be empty")
 	}
@@ -568,6 +593,17 @@ func (c Config) Validate() error {
 // the endpoint is logged at start. Credentials belong in otlp.headers, which
 // berth never writes anywhere. No message repeats the endpoint, since it may
 // hold a password.
+// validateDockerTLS checks that docker_tls names a client certificate with
+// its key, and does not both name a CA and skip verification.
+func validateDockerTLS(t DockerTLS, bad func(key, format string, args ...any)) {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		bad("docker_tls", "cert_file and key_file go together: set both (berth's client certificate and its key) or neither")
+	}
+	if t.InsecureSkipVerify && t.CAFile != "" {
+		bad("docker_tls.insecure_skip_verify", "is true while docker_tls.ca_file is set: the CA would not be used; drop one of them")
+	}
+}
+
 func validateEndpoint(endpoint string, bad func(key, format string, args ...any)) {
 	if endpoint == "" {
 		return

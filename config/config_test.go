@@ -66,6 +66,18 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"docker_host ssh", func(c *Config) { c.DockerHost = "ssh://x" }, "docker_host"},
 		{"docker_host nonsense", func(c *Config) { c.DockerHost = "nonsense" }, "docker_host"},
 		{"docker_host without address", func(c *Config) { c.DockerHost = "unix://" }, "docker_host"},
+		{"docker_tls with a unix docker_host", func(c *Config) {
+			c.DockerHost, c.TLS.CAFile = "unix:///var/run/docker.sock", "/etc/berth/ca.pem"
+		}, "docker_tls"},
+		{"docker_tls.cert_file without key_file", func(c *Config) {
+			c.DockerHost, c.TLS.CertFile = "tcp://10.0.0.2:2376", "/etc/berth/cert.pem"
+		}, "docker_tls"},
+		{"docker_tls.key_file without cert_file", func(c *Config) {
+			c.DockerHost, c.TLS.KeyFile = "tcp://10.0.0.2:2376", "/etc/berth/key.pem"
+		}, "docker_tls"},
+		{"docker_tls.insecure_skip_verify with ca_file", func(c *Config) {
+			c.DockerHost, c.TLS.CAFile, c.TLS.InsecureSkipVerify = "tcp://10.0.0.2:2376", "/etc/berth/ca.pem", true
+		}, "docker_tls.insecure_skip_verify"},
 		{"state_dir empty", func(c *Config) { c.StateDir = "" }, "state_dir"},
 		{"reattach_tail zero", func(c *Config) { c.ReattachTail = 0 }, "reattach_tail"},
 		{"events_idle_timeout too short", func(c *Config) { c.EventsIdleTimeout = 500 * time.Millisecond }, "events_idle_timeout"},
@@ -289,6 +301,39 @@ func TestLoadEnvironment(t *testing.T) {
 	want.LogLevel = "debug=really"
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load = %+v, want %+v", cfg, want)
+	}
+}
+
+// TestLoadDockerTLS: docker_tls from a file and from BERTH_DOCKER_TLS__*,
+// which the DOCKER_TLS* variables do not set (dockerapi reads those when
+// docker_tls is not set).
+func TestLoadDockerTLS(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "berth.yaml")
+	yaml := "docker_host: tcp://10.0.0.2:2376\ndocker_tls:\n  ca_file: /etc/berth/ca.pem\n  cert_file: /etc/berth/cert.pem\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path, []string{
+		"BERTH_DOCKER_TLS__KEY_FILE=/etc/berth/key.pem",
+		"DOCKER_TLS_VERIFY=1",
+		"DOCKER_CERT_PATH=/elsewhere",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DockerTLS{CAFile: "/etc/berth/ca.pem", CertFile: "/etc/berth/cert.pem", KeyFile: "/etc/berth/key.pem"}
+	if cfg.TLS != want {
+		t.Errorf("docker_tls = %+v, want %+v", cfg.TLS, want)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	cfg, err = Load("", []string{"BERTH_DOCKER_TLS__INSECURE_SKIP_VERIFY=true"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.TLS.InsecureSkipVerify || !cfg.TLS.IsSet() {
+		t.Errorf("BERTH_DOCKER_TLS__INSECURE_SKIP_VERIFY=true: docker_tls = %+v", cfg.TLS)
 	}
 }
 

@@ -11,12 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,7 +25,6 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
-	"github.com/docker/go-connections/tlsconfig"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
@@ -61,6 +58,8 @@ type Client struct {
 	// libpod says that the daemon is Podman: an answer carried its
 	// Libpod-Api-Version header (the ping before every subscription does).
 	libpod atomic.Bool
+	// tls is the TLS the transports speak; nil: plaintext.
+	tls *tlsSettings
 	// scheme, urlHost and basePath make the events endpoint's URL (the API
 	// version is added per request).
 	scheme, urlHost, basePath string
@@ -71,9 +70,10 @@ type Client struct {
 // the configuration's to apply). Control calls are bounded by
 // docker.ControlTimeout, the events stream by docker.EventsIdleTimeout, each
 // log burst by bursts.IdleTimeout and bursts.MaxBurst; docker.Labels selects
-// the labels exported with a container's records. TLS is taken from getenv's
-// DOCKER_CERT_PATH and DOCKER_TLS_VERIFY, as the docker CLI does. New does
-// not contact the daemon.
+// the labels exported with a container's records. TLS to a tcp:// daemon is
+// docker.TLS, else getenv's DOCKER_TLS_VERIFY, DOCKER_TLS and
+// DOCKER_CERT_PATH (see resolveTLS); a file it names that is missing is an
+// error here. New does not contact the daemon.
 func New(docker config.Docker, bursts config.Bursts, getenv func(string) string) (*Client, error) {
 	host := docker.DockerHost
 	if host == "" {
@@ -92,16 +92,20 @@ func New(docker config.Docker, bursts config.Bursts, getenv func(string) string)
 	default:
 		return nil, fmt.Errorf("docker host %q: scheme %q is not supported (use unix:// or tcp://)", host, u.Scheme)
 	}
-	tlsConf, err := tlsFromEnv(getenv)
+	settings, err := resolveTLS(u.Scheme, docker.TLS, getenv)
 	if err != nil {
 		return nil, err
 	}
+	var tlsConf *tls.Config
 	scheme := "http"
-	if tlsConf != nil || u.Scheme == "https" {
+	if settings != nil {
+		if tlsConf, err = settings.config(); err != nil {
+			return nil, err
+		}
 		scheme = "https"
 	}
 	docker.Labels = slices.Clone(docker.Labels) // the caller's slice may change
-	c := &Client{docker: docker, bursts: bursts, scheme: scheme, urlHost: u.Host, basePath: u.Path}
+	c := &Client{docker: docker, bursts: bursts, tls: settings, scheme: scheme, urlHost: u.Host, basePath: u.Path}
 	if network == "unix" {
 		c.urlHost = client.DummyHost
 	}
@@ -146,27 +150,6 @@ func New(docker config.Docker, bursts config.Bursts, getenv func(string) string)
 	return c, nil
 }
 
-// tlsFromEnv returns the TLS configuration DOCKER_CERT_PATH and
-// DOCKER_TLS_VERIFY describe, as the docker CLI reads them: nil without a
-// certificate directory; the server's certificate is verified only when
-// DOCKER_TLS_VERIFY is set.
-func tlsFromEnv(getenv func(string) string) (*tls.Config, error) {
-	certPath := getenv("DOCKER_CERT_PATH")
-	if certPath == "" {
-		return nil, nil
-	}
-	conf, err := tlsconfig.Client(tlsconfig.Options{
-		CAFile:             filepath.Join(certPath, "ca.pem"),
-		CertFile:           filepath.Join(certPath, "cert.pem"),
-		KeyFile:            filepath.Join(certPath, "key.pem"),
-		InsecureSkipVerify: getenv("DOCKER_TLS_VERIFY") == "",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("docker TLS from DOCKER_CERT_PATH=%s: %w", certPath, err)
-	}
-	return conf, nil
-}
-
 // Close releases idle connections.
 func (c *Client) Close() error {
 	for _, tr := range c.transports {
@@ -181,10 +164,7 @@ func (c *Client) ping(ctx context.Context) error {
 	defer cancel()
 	ping, err := c.control.Ping(ctx)
 	if err != nil {
-		if errors.Is(err, fs.ErrPermission) {
-			return fmt.Errorf("ping docker at %s: %w (run berth as root or as a member of the docker group)", c.docker.DockerHost, err)
-		}
-		return fmt.Errorf("ping docker at %s: %w", c.docker.DockerHost, err)
+		return fmt.Errorf("ping docker at %s: %w", c.docker.DockerHost, explain(err, c.docker.DockerHost, c.tls))
 	}
 	c.control.NegotiateAPIVersionPing(ping)
 	return nil
@@ -418,7 +398,7 @@ func (c *Client) Subscribe(ctx context.Context, since time.Time) (events.EventSt
 	}
 	resp, err := c.events.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("subscribe to docker events: %w", err)
+		return nil, fmt.Errorf("subscribe to docker events: %w", explain(err, c.docker.DockerHost, c.tls))
 	}
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))

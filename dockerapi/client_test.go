@@ -1,18 +1,10 @@
 package dockerapi
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net/http"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -547,89 +539,4 @@ func TestKeptAliveConnectionOutlivesItsIdleDeadline(t *testing.T) {
 			t.Errorf("%d connections dialled, want 1 (the kept-alive one)", got)
 		}
 	})
-}
-
-// writeTestCerts writes a self-signed ca.pem, cert.pem and key.pem into dir,
-// as DOCKER_CERT_PATH holds them.
-func writeTestCerts(t *testing.T, dir string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "berth test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	for name, data := range map[string][]byte{
-		"ca.pem":   cert,
-		"cert.pem": cert,
-		"key.pem":  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// TestTLSFromEnvironment: TLS comes from the environment New is given, as
-// the docker CLI reads it: DOCKER_CERT_PATH turns it on (https), and the
-// daemon's certificate is verified only when DOCKER_TLS_VERIFY is set.
-func TestTLSFromEnvironment(t *testing.T) {
-	certs := t.TempDir()
-	writeTestCerts(t, certs)
-	for _, tc := range []struct {
-		name       string
-		env        map[string]string
-		wantScheme string
-		wantTLS    bool
-		wantVerify bool
-	}{
-		{"no certificate path", map[string]string{"DOCKER_TLS_VERIFY": "1"}, "http", false, false},
-		{"certificates without verification", map[string]string{"DOCKER_CERT_PATH": certs}, "https", true, false},
-		{"certificates, verified", map[string]string{"DOCKER_CERT_PATH": certs, "DOCKER_TLS_VERIFY": "1"}, "https", true, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := New(config.Docker{DockerHost: "tcp://127.0.0.1:2376"}, config.Bursts{}, func(k string) string { return tc.env[k] })
-			if err != nil {
-				t.Fatalf("New: %v", err)
-			}
-			defer c.Close()
-			if c.scheme != tc.wantScheme {
-				t.Errorf("scheme %q, want %q", c.scheme, tc.wantScheme)
-			}
-			for _, tr := range c.transports {
-				conf := tr.TLSClientConfig
-				if (conf != nil) != tc.wantTLS {
-					t.Fatalf("TLS configured: %v, want %v", conf != nil, tc.wantTLS)
-				}
-				if conf != nil && (conf.InsecureSkipVerify == tc.wantVerify || len(conf.Certificates) != 1) {
-					t.Errorf("InsecureSkipVerify %v with %d client certificates, want verification %v and one certificate",
-						conf.InsecureSkipVerify, len(conf.Certificates), tc.wantVerify)
-				}
-			}
-		})
-	}
-	empty := t.TempDir()
-	_, err := New(config.Docker{DockerHost: "tcp://127.0.0.1:2376"}, config.Bursts{}, func(k string) string {
-		return map[string]string{"DOCKER_CERT_PATH": empty}[k]
-	})
-	if err == nil || !strings.Contains(err.Error(), "DOCKER_CERT_PATH="+empty) {
-		t.Errorf("New with a certificate path without certificates: %v, want an error naming DOCKER_CERT_PATH", err)
-	}
 }

@@ -2,6 +2,7 @@ package dockerapi
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,6 +44,7 @@ type seenRequest struct {
 type fakeDaemon struct {
 	t    *testing.T
 	sock string
+	url  string // the daemon's address when it is not sock (tcp://...)
 	srv  *http.Server
 
 	served   sync.WaitGroup // the Serve goroutine
@@ -131,7 +133,12 @@ func startFakeDaemon(t *testing.T, ln net.Listener, sock string) *fakeDaemon {
 }
 
 // host is the daemon's address, for config.Docker.DockerHost.
-func (d *fakeDaemon) host() string { return "unix://" + d.sock }
+func (d *fakeDaemon) host() string {
+	if d.url != "" {
+		return d.url
+	}
+	return "unix://" + d.sock
+}
 
 // stop releases every stall, closes the server and its connections and waits
 // for the Serve goroutine and every handler.
@@ -410,6 +417,12 @@ func (ew *eventWriter) Stall() {
 // is empty (no TLS).
 func newTestClient(t *testing.T, d *fakeDaemon, docker config.Docker, bursts config.Bursts) *Client {
 	t.Helper()
+	return newTestClientEnv(t, d, docker, bursts, noEnv)
+}
+
+// newTestClientEnv is newTestClient with the environment getenv.
+func newTestClientEnv(t *testing.T, d *fakeDaemon, docker config.Docker, bursts config.Bursts, getenv func(string) string) *Client {
+	t.Helper()
 	docker.DockerHost = d.host()
 	if docker.ControlTimeout == 0 {
 		docker.ControlTimeout = 5 * time.Second
@@ -423,12 +436,29 @@ func newTestClient(t *testing.T, d *fakeDaemon, docker config.Docker, bursts con
 	if bursts.MaxBurst == 0 {
 		bursts.MaxBurst = 30 * time.Second
 	}
-	c, err := New(docker, bursts, noEnv)
+	c, err := New(docker, bursts, getenv)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// newTCPFakeDaemon is the fake daemon on a TCP port of 127.0.0.1, speaking
+// TLS with conf (nil: plaintext).
+func newTCPFakeDaemon(t *testing.T, conf *tls.Config) *fakeDaemon {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if conf != nil {
+		ln = tls.NewListener(ln, conf)
+	}
+	d := startFakeDaemon(t, ln, "")
+	d.url = "tcp://" + addr
+	return d
 }
 
 // noEnv is an empty environment.

@@ -22,7 +22,10 @@ import (
 // BerthConfig is the YAML config a test gives berth. Zero fields are left
 // out (berth's defaults apply); state_dir and http_addr are always set.
 type BerthConfig struct {
-	DockerHost      string // default: the suite's daemon
+	DockerHost string // default: the suite's daemon
+	// NoDockerHost leaves docker_host unset: DOCKER_HOST (berthProc.Env)
+	// applies, else the local socket.
+	NoDockerHost    bool
 	IdleTimeout     string
 	MaxBurst        string
 	MaxLineBytes    int
@@ -40,7 +43,9 @@ func (c BerthConfig) yaml(stateDir, httpAddr string) string {
 	if host == "" {
 		host = "unix://" + suite.sock
 	}
-	kv("docker_host", quote(host))
+	if !c.NoDockerHost {
+		kv("docker_host", quote(host))
+	}
 	kv("state_dir", quote(stateDir))
 	kv("http_addr", quote(httpAddr))
 	if c.IdleTimeout != "" {
@@ -152,6 +157,8 @@ type berthProc struct {
 	// StateDir is berth's state_dir; empty: Dir/state, created here. A
 	// directory given here is not created: berth creates it (0700).
 	StateDir string
+	// Credential, if set, runs berth as that user (the tests run as root).
+	Credential *syscall.Credential
 }
 
 // startBerthProc is startBerth with the binary, environment and directories
@@ -200,7 +207,7 @@ func startBerthProc(t *testing.T, cfg BerthConfig, p berthProc) *Berth {
 	b.cmd.Dir = dir
 	b.cmd.Stdout, b.cmd.Stderr = stdout, stderr
 	b.cmd.Env = append(berthEnv(), p.Env...)
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: p.Credential}
 	if err := b.cmd.Start(); err != nil {
 		t.Fatalf("starting berth: %v", err)
 	}

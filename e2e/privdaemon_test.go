@@ -32,6 +32,10 @@ type privateDaemon struct {
 	driver string
 	cli    *client.Client
 
+	// args are dockerd's arguments beyond the harness's own (e.g. a TLS
+	// TCP listener).
+	args []string
+
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	waitErr error
@@ -44,6 +48,13 @@ type privateDaemon struct {
 // ground truth, berth's docker_host) at it until the test ends. Tests using
 // it must not run in parallel (none of the suite's do).
 func newPrivateDaemon(t *testing.T) *privateDaemon {
+	t.Helper()
+	return newPrivateDaemonArgs(t)
+}
+
+// newPrivateDaemonArgs is newPrivateDaemon with more dockerd arguments,
+// given at every start.
+func newPrivateDaemonArgs(t *testing.T, args ...string) *privateDaemon {
 	t.Helper()
 	if _, err := exec.LookPath("dockerd"); err != nil {
 		t.Fatalf("the private daemon tests need dockerd in PATH: %v", err)
@@ -63,7 +74,7 @@ func newPrivateDaemon(t *testing.T) *privateDaemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pd := &privateDaemon{dir: dir, sock: filepath.Join(dir, "docker.sock"), driver: info.Driver}
+	pd := &privateDaemon{dir: dir, sock: filepath.Join(dir, "docker.sock"), driver: info.Driver, args: args}
 	t.Cleanup(func() { pd.destroy(t) })
 	for _, d := range []string{"data", "exec"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
@@ -103,15 +114,15 @@ func (pd *privateDaemon) start(t *testing.T) {
 	defer logf.Close()
 	pd.starts++
 	fmt.Fprintf(logf, "==== start %d at %s\n", pd.starts, time.Now().Format(time.RFC3339Nano))
-	pd.cmd = exec.Command("dockerd",
+	pd.cmd = exec.Command("dockerd", append([]string{
 		"--config-file", filepath.Join(pd.dir, "daemon.json"),
 		"--data-root", filepath.Join(pd.dir, "data"),
 		"--exec-root", filepath.Join(pd.dir, "exec"),
 		"--pidfile", filepath.Join(pd.dir, "docker.pid"),
-		"-H", "unix://"+pd.sock,
+		"-H", "unix://" + pd.sock,
 		"--bridge=none", "--iptables=false", "--ip-masq=false", "--ip6tables=false",
 		"--storage-driver", pd.driver,
-	)
+	}, pd.args...)...)
 	pd.cmd.Stdout, pd.cmd.Stderr = logf, logf
 	// Killed with the test process, should that die first.
 	pd.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -31,6 +31,7 @@ type subscriber struct {
 	dedup   eventDedup
 	since   time.Time // the newest event seen: where a reconnect resumes
 	initial bool      // no snapshot sent yet
+	warned  repeatLog // the retry warnings of the outage under way
 }
 
 // run connects and forwards until ctx ends.
@@ -49,6 +50,7 @@ func (s *subscriber) run(ctx context.Context) {
 			return
 		}
 		s.initial = false
+		s.warned = repeatLog{}
 		err = s.forward(ctx, stream)
 		if ctx.Err() != nil {
 			return
@@ -115,7 +117,11 @@ func (s *subscriber) forward(ctx context.Context, stream EventStream) error {
 // backoff. It returns false when ctx ended first.
 func (s *subscriber) retry(ctx context.Context, msg string, err error) bool {
 	d := s.bo.NextBackOff()
-	s.log.Warn(msg, "err", err, "retry_in", d.Round(time.Millisecond))
+	if n, ok := s.warned.due(msg+": "+err.Error(), time.Now(), s.bo.MaxInterval); ok {
+		s.log.Warn(msg, "err", err, "retry_in", d.Round(time.Millisecond), "retries_not_logged", n)
+	} else {
+		s.log.Debug(msg, "err", err, "retry_in", d.Round(time.Millisecond))
+	}
 	if !s.send(ctx, sourceMsg{err: err}) {
 		return false
 	}
@@ -137,4 +143,27 @@ func (s *subscriber) send(ctx context.Context, msg sourceMsg) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// repeatLog paces the warnings of a failure that repeats: the first is
+// logged, then the same failure at most once per interval (the backoff's
+// cap), and a different failure at once. The retries in between are logged at
+// debug level and counted. An outage that lasts is so a few lines, not a
+// storm, and its error is always in /readyz and /status.
+type repeatLog struct {
+	last       string    // the failure last warned of
+	at         time.Time // when
+	suppressed int       // the retries since, not warned of
+}
+
+// due says whether the failure key, at now, is to be warned of, and how
+// many retries were not since the last warning.
+func (r *repeatLog) due(key string, now time.Time, interval time.Duration) (int, bool) {
+	if key == r.last && now.Sub(r.at) < interval {
+		r.suppressed++
+		return r.suppressed, false
+	}
+	n := r.suppressed
+	*r = repeatLog{last: key, at: now}
+	return n, true
 }

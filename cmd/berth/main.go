@@ -98,6 +98,14 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if cmd == "check-config" {
+		// The Docker client reads the TLS files docker_tls or the
+		// DOCKER_TLS* variables name; it does not contact the daemon.
+		docker, err := dockerapi.New(cfg.Docker, cfg.Bursts, config.Getenv(environ))
+		if err != nil {
+			fmt.Fprintf(stderr, "berth: bad configuration: %v\n", err)
+			return exitUsage
+		}
+		_ = docker.Close()
 		fmt.Fprintln(stdout, "configuration OK")
 		return exitOK
 	}

@@ -157,6 +157,18 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 	}
 }
 
+// TestCheckConfigReadsDockerTLS: check-config reports TLS asked for without
+// its certificates, naming DOCKER_CERT_PATH and the missing file, as the
+// collector's start would.
+func TestCheckConfigReadsDockerTLS(t *testing.T) {
+	empty := t.TempDir()
+	env := append(append([]string{}, cleanEnv...), "DOCKER_HOST=tcp://127.0.0.1:2376", "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH="+empty)
+	code, _, stderr := runBerth(t, env, "check-config")
+	if code != exitUsage || !strings.Contains(stderr, "DOCKER_CERT_PATH="+empty) || !strings.Contains(stderr, filepath.Join(empty, "ca.pem")+" is missing") {
+		t.Errorf("check-config with DOCKER_TLS_VERIFY and an empty DOCKER_CERT_PATH: exit %d, stderr %q; want %d naming ca.pem", code, stderr, exitUsage)
+	}
+}
+
 func TestMissingConfigFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "absent.yaml")
 	code, _, stderr := runBerth(t, cleanEnv, "check-config", "--config", p)
