@@ -150,6 +150,18 @@ func (e *env) start(c ctr) error {
 	return nil
 }
 
+// startAll starts the containers cs at once.
+func (e *env) startAll(cs []ctr) error {
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = e.start(c) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // run creates and starts a loggen container.
 func (e *env) run(name string, args ...string) (ctr, error) {
 	c, err := e.create(name, args...)

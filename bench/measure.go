@@ -236,10 +236,8 @@ func (m *measurer) follow(reader string, k, per int) (row, error) {
 		return r, err
 	}
 	t0 := time.Now()
-	for _, c := range cs {
-		if err := m.e.start(c); err != nil {
-			return r, err
-		}
+	if err := m.e.startAll(cs); err != nil {
+		return r, err
 	}
 	if b == nil {
 		fr, err := runFloor(m.self, "follow", cs, t0)
