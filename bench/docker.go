@@ -117,6 +117,11 @@ func (e *env) buildLoggenImage() error {
 	}
 }
 
+// logOpts keep a container's whole log in one file: the daemon's own
+// log-opts may rotate it (max-size 10m here), and a drained log must hold
+// every line.
+func logOpts() map[string]string { return map[string]string{"max-size": "4g", "max-file": "1"} }
+
 // ctr is one generator container.
 type ctr struct {
 	ID   string
@@ -130,7 +135,7 @@ func (e *env) create(name string, args ...string) (ctr, error) {
 	defer cancel()
 	resp, err := e.docker.ContainerCreate(ctx,
 		&container.Config{Image: imageRef, Cmd: args, Labels: map[string]string{labelKey: "1", runLabel: e.runID}},
-		&container.HostConfig{NetworkMode: "none", LogConfig: container.LogConfig{Type: "json-file"}},
+		&container.HostConfig{NetworkMode: "none", LogConfig: container.LogConfig{Type: "json-file", Config: logOpts()}},
 		nil, nil, e.name(name))
 	if err != nil {
 		return ctr{}, fmt.Errorf("creating container %s: %w", name, err)

@@ -19,6 +19,8 @@
 //	BERTH_BENCH_CHECK       a BENCHMARKS.md whose limits table the ratios are
 //	                        checked against (fail beyond twice the documented)
 //	BERTH_BENCH_LOCK_WAIT   longest wait for the e2e suite's lock (30m)
+//	BERTH_BENCH_PEERS       1: also measure peers (Telegraf's docker_log),
+//	                        built outside berth's module into a cache; never in CI
 package main
 
 import (
@@ -48,6 +50,7 @@ type settings struct {
 	logPath    string
 	check      string
 	lockWait   time.Duration
+	peers      bool
 }
 
 func main() {
@@ -97,7 +100,7 @@ func envDuration(key string, def time.Duration) (time.Duration, error) {
 }
 
 func readSettings() (settings, error) {
-	s := settings{busy: 10, latRate: 10000, out: "docs", check: os.Getenv("BERTH_BENCH_CHECK")}
+	s := settings{busy: 10, latRate: 10000, out: "docs", check: os.Getenv("BERTH_BENCH_CHECK"), peers: os.Getenv("BERTH_BENCH_PEERS") == "1"}
 	var errs []error
 	var err error
 	s.lines, err = envInt("BERTH_BENCH_LINES", 1000000)

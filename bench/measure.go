@@ -80,6 +80,18 @@ func (m *measurer) all(res *results) error {
 		}
 		res.Rows = append(res.Rows, r)
 	}
+	if m.s.peers {
+		if bin, err := buildTelegraf(m.say); err != nil {
+			m.say("peers: Telegraf's row skipped, its build failed (details in the log)")
+			m.lg.printf("peers: %v", err)
+		} else {
+			r, err := m.telegrafFollow(bin, n)
+			if err != nil {
+				return err
+			}
+			res.Rows = append(res.Rows, r)
+		}
+	}
 	if res.Latency, err = m.latency(); err != nil {
 		return err
 	}
