@@ -310,7 +310,7 @@ func lockRun(wait time.Duration, say func(string)) (func(), error) {
 			say(fmt.Sprintf("waiting for %s (held by %s)", path, strings.TrimSpace(string(holder))))
 			said = true
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 	_ = f.Truncate(0)
 	_, _ = fmt.Fprintf(f, "berth bench pid %d since %s\n", os.Getpid(), time.Now().Format(time.RFC3339))
