@@ -56,9 +56,10 @@ type settings struct {
 func main() {
 	floor := flag.String("floor", "", "internal: run the floor reader (drain or follow)")
 	ids := flag.String("ids", "", "internal: the floor reader's container IDs, comma-separated")
+	per := flag.Int64("per", 0, "internal: lines each container writes")
 	flag.Parse()
 	if *floor != "" {
-		if err := floorMain(*floor, *ids); err != nil {
+		if err := floorMain(*floor, *ids, *per); err != nil {
 			fmt.Fprintln(os.Stderr, "bench floor:", err)
 			os.Exit(1)
 		}

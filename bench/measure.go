@@ -172,7 +172,7 @@ func (m *measurer) drain(reader string, cs []ctr, per int) (row, error) {
 		return r, err
 	}
 	if reader == readerFloor {
-		fr, err := runFloor(m.self, "drain", cs, time.Now())
+		fr, err := runFloor(m.self, "drain", cs, per, time.Now())
 		if err != nil {
 			return r, err
 		}
@@ -252,7 +252,7 @@ func (m *measurer) follow(reader string, k, per int) (row, error) {
 		return r, err
 	}
 	if b == nil {
-		fr, err := runFloor(m.self, "follow", cs, t0)
+		fr, err := runFloor(m.self, "follow", cs, per, t0)
 		if err != nil {
 			return r, err
 		}
@@ -260,6 +260,9 @@ func (m *measurer) follow(reader string, k, per int) (row, error) {
 			return r, fmt.Errorf("%s: the floor reader read %d lines, want %d", r.Name, fr.lines, total)
 		}
 		r.Elapsed, r.CPU, r.RSSKiB = fr.elapsed, fr.cpu, fr.maxRSS
+		if fr.resumed > 0 {
+			m.lg.printf("%s: %d follow streams ended before their last line and were resumed", r.Name, fr.resumed)
+		}
 	} else {
 		if err := m.waitDelivered(b, reader, total); err != nil {
 			return r, fmt.Errorf("%s: %w", r.Name, err)
