@@ -163,6 +163,8 @@ func (res *results) write(dir string) error {
 	b.WriteString(res.rowsMarkdown())
 	b.WriteString("\n")
 	b.WriteString(res.othersMarkdown())
+	b.WriteString("\n")
+	b.WriteString(res.targetsMarkdown())
 	return os.WriteFile(filepath.Join(dir, "bench.md"), []byte(b.String()), 0o644)
 }
 
@@ -296,4 +298,61 @@ func (res *results) metric(rowName, metric string) (v float64, higherIsWorse, ok
 		}
 	}
 	return 0, false, false
+}
+
+// targetsMarkdown is issue 12's targets, each with this run's figure and
+// met or missed.
+func (res *results) targetsMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| target | this run | verdict |\n| --- | --- | --- |\n")
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "missed"
+	}
+	add := func(target, figure string, ok bool) {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", target, figure, verdict(ok))
+	}
+	byName := map[string]row{}
+	for _, r := range res.Rows {
+		byName[r.Name] = r
+	}
+	json, jok := byName["json follow"]
+	for _, name := range []string{"otlp-grpc follow", "otlp-http follow"} {
+		r, ok := byName[name]
+		if !ok {
+			continue
+		}
+		add(name+": CPU per line <= 1.3x the floor", fmt.Sprintf("%.2fx", r.CPURatio), r.CPURatio <= 1.3)
+		if jok {
+			d := r.rssMiB() - json.rssMiB()
+			add(name+": peak RSS within 10 MB of JSON lines", fmt.Sprintf("%.1f MiB vs %.1f MiB (%+.1f)", r.rssMiB(), json.rssMiB(), d), d <= 10*1e6/(1<<20))
+		}
+		add(name+": lines/s >= the floor follower's", fmt.Sprintf("%.2fx", r.RateRatio), r.RateRatio >= 1)
+	}
+	if jok {
+		add("json follow: CPU per line <= 1.1x the floor", fmt.Sprintf("%.2fx", json.CPURatio), json.CPURatio <= 1.1)
+	}
+	for _, r := range res.Rows {
+		if r.Mode == "drain" && r.Reader != readerFloor {
+			add(r.Name+": lines/s >= 0.9x the floor's drain", fmt.Sprintf("%.2fx", r.RateRatio), r.RateRatio >= 0.9)
+		}
+	}
+	for _, r := range res.Rows {
+		if r.Reader != readerFloor && r.Reader != "telegraf" {
+			add(r.Name+": dockerd CPU per line no higher than under the floor", fmt.Sprintf("%.2fx", r.DockerdRatio), r.DockerdRatio <= 1)
+		}
+	}
+	ra := res.Reattach
+	flat := float64(ra.BigReattach) <= 2*float64(ra.SmallReattach)+float64(10*time.Millisecond)
+	add("re-attach cost flat in the log's size", fmt.Sprintf("%.1f ms (%d lines) vs %.1f ms (10 lines)", ms(ra.BigReattach), ra.Lines, ms(ra.SmallReattach)), flat)
+	sc := res.Scale
+	n := sc.Quiet + sc.Busy
+	add(fmt.Sprintf("%d containers: RSS <= 100 MiB", n), fmt.Sprintf("%.1f MiB", float64(sc.RSSKiB)/1024), sc.RSSKiB <= 100*1024)
+	add(fmt.Sprintf("%d containers: goroutines <= 50 + 3 x open streams", n), fmt.Sprintf("%d <= %d", sc.Goroutines, 50+3*sc.Streams), sc.Goroutines <= 50+3*sc.Streams)
+	add("berth idle CPU under 1% of a core", fmt.Sprintf("%.2f%%", pct(sc.IdleBerthCPU, sc.IdleSeconds)), pct(sc.IdleBerthCPU, sc.IdleSeconds) < 1)
+	add("dockerd CPU while every container is silent under 1% of a core", fmt.Sprintf("%.2f%%", pct(sc.IdleDockerdCPU, sc.IdleSeconds)), pct(sc.IdleDockerdCPU, sc.IdleSeconds) < 1)
+	add("every container attached within 30 s of start", fmt.Sprintf("%.1f s", sc.AttachTime.Seconds()), sc.AttachTime <= 30*time.Second)
+	return b.String()
 }
