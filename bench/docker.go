@@ -225,25 +225,18 @@ func (e *env) waitExited(cs []ctr, within time.Duration) error {
 	return nil
 }
 
-// kill stops containers at once (SIGKILL), in parallel.
+// kill stops containers (SIGKILL) one after the other: Docker 20.10 hung
+// here (every later kill, start and removal of any container blocked in the
+// daemon) after ten kills at once of followed containers among 500.
 func (e *env) kill(cs []ctr) error {
-	var mu sync.Mutex
 	var errs []error
-	var wg sync.WaitGroup
 	for _, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := dctx(time.Minute)
-			defer cancel()
-			if err := e.docker.ContainerKill(ctx, c.ID, "KILL"); err != nil && !errdefs.IsConflict(err) {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("killing %s: %w", c.Name, err))
-				mu.Unlock()
-			}
-		}()
+		ctx, cancel := dctx(time.Minute)
+		if err := e.docker.ContainerKill(ctx, c.ID, "KILL"); err != nil && !errdefs.IsConflict(err) {
+			errs = append(errs, fmt.Errorf("killing %s: %w", c.Name, err))
+		}
+		cancel()
 	}
-	wg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -262,7 +255,7 @@ func (e *env) removeAll(own bool) error {
 	}
 	var errs []error
 	var mu sync.Mutex
-	sem := make(chan struct{}, 8)
+	sem := make(chan struct{}, 4)
 	var wg sync.WaitGroup
 	for _, c := range list {
 		wg.Add(1)

@@ -221,6 +221,8 @@ func run(s settings) (err error) {
 	m := &measurer{s: s, e: e, lg: lg, say: say, recv: recv, berth: berthBin, self: self, dockerd: dpid}
 	res := &results{Docker: ver.Version, API: ver.APIVersion, Settings: s, Start: time.Now()}
 	if err := m.all(res); err != nil {
+		// Said before the cleanup, which may take minutes.
+		say("FAIL: " + err.Error() + " (removing this run's containers)")
 		return err
 	}
 	res.finish()
