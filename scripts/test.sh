@@ -2,7 +2,7 @@
 # Runs every test of berth: unit tests with the race detector, a few seconds
 # of fuzzing for each fuzz target, then the e2e suite against the real Docker
 # daemon (started if none answers), the 6-minute soak (e2e/soak_test.go,
-# docs/soak.md) included, then the benchmark's short variant.
+# docs/soak.md) included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -45,8 +45,5 @@ rc=$?
 set -e
 # The full log is long; show each test's verdict and the figures it measured.
 grep -E '^(\s*--- |ok |FAIL|PASS$|panic:)|figure:' "$log_file" || true
-[ "$rc" -eq 0 ] || { log "e2e failed (full log: $log_file); its last lines:"; tail -n 40 "$log_file"; exit "$rc"; }
-# The benchmark's short variant (bench/, docs/BENCHMARKS.md): fails only on
-# a figure twice as bad as the documented one.
-log "benchmark, short variant (make bench-ci)"
-make -s bench-ci
+[ "$rc" -eq 0 ] || { log "e2e failed (full log: $log_file); its last lines:"; tail -n 40 "$log_file"; }
+exit "$rc"
