@@ -22,7 +22,7 @@ bench:
 	@. scripts/lib.sh && ensure_go && ensure_docker || exit 1; \
 	  go run ./bench && (cd tools/benchplot && go run . -rows ../../docs/bench.csv -scale ../../docs/bench-scale.csv -out ../../docs/bench.png)
 
-# bench-ci: the short variant CI runs (100k lines, 50 containers, under 4
+# bench-ci: the short variant meant for CI (100k lines, 50 containers, under 4
 # minutes); fails only on a figure twice as bad as docs/BENCHMARKS.md's
 # limits table.
 .PHONY: bench-ci bench-micro
