@@ -13,7 +13,27 @@ test:
 build:
 	@. scripts/lib.sh && ensure_go && go build -trimpath -o bin/berth ./cmd/berth
 
+# bench: berth against the Docker client's floor on the local daemon
+# (bench/, docs/BENCHMARKS.md; about 12 minutes): prints the table, writes
+# docs/bench.csv, docs/bench-scale.csv, docs/bench.md, and draws
+# docs/bench.png with tools/benchplot (its own module). Sizes:
+# BERTH_BENCH_LINES, BERTH_BENCH_CONTAINERS, BERTH_BENCH_IDLE.
 bench:
+	@. scripts/lib.sh && ensure_go && ensure_docker || exit 1; \
+	  go run ./bench && (cd tools/benchplot && go run . -rows ../../docs/bench.csv -scale ../../docs/bench-scale.csv -out ../../docs/bench.png)
+
+# bench-ci: the short variant meant for CI (100k lines, 50 containers, under 4
+# minutes); fails only on a figure twice as bad as docs/BENCHMARKS.md's
+# limits table.
+.PHONY: bench-ci bench-micro
+bench-ci:
+	@. scripts/lib.sh && ensure_go && ensure_docker || exit 1; \
+	  BERTH_BENCH_LINES=100000 BERTH_BENCH_CONTAINERS=50 BERTH_BENCH_IDLE=15s \
+	  BERTH_BENCH_OUT=$${TMPDIR:-/tmp}/berth-bench-ci BERTH_BENCH_LOG=$${TMPDIR:-/tmp}/berth-bench-ci.log \
+	  BERTH_BENCH_CHECK=docs/BENCHMARKS.md go run ./bench
+
+# bench-micro: the go test micro-benchmarks of the hot paths.
+bench-micro:
 	@. scripts/lib.sh && ensure_go && go test -run '^$$' -bench . -benchmem ./collectors/ ./export/
 
 # soak-plot: run the soak test (e2e/soak_test.go, about 6 minutes against the
