@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"sync"
@@ -38,6 +39,10 @@ type LogRequest struct {
 	Follow bool
 	Since  time.Time // zero: no lower bound
 	Tail   int       // number of most recent messages; TailAll for every one
+	// Idle is how long a read of the response may wait for a byte; zero:
+	// idle_timeout. A quiet container's burst waits longer (see
+	// config.Bursts.QuietIdleTimeout).
+	Idle time.Duration
 }
 
 // TailAll asks for the whole log.
@@ -90,6 +95,11 @@ type BurstSpec struct {
 	// Progress, if set, is updated once per batch the sink accepted (never
 	// per line), so that its owner can show a burst that is still running.
 	Progress *BurstProgress
+	// Quiet is how many follow bursts of the container in a row ended at
+	// their idle (or max_burst) deadline without a line: each doubles the
+	// idle deadline of the next, from idle_timeout up to
+	// quiet_idle_timeout (see Collector.IdleFor).
+	Quiet int
 }
 
 // BurstProgress is what a running burst has delivered so far: /status shows
@@ -124,6 +134,8 @@ type BurstResult struct {
 	Bytes    int64 // bytes read from the daemon
 	Requests int   // logs requests made (more than one when the tail was widened)
 	Duration time.Duration
+	// Idle is the idle deadline the burst's reads had.
+	Idle time.Duration
 	// Stopped says that a follow burst ended because the container is no
 	// longer running (inspected after the end of the stream).
 	Stopped bool
@@ -143,8 +155,12 @@ type Collector struct {
 	tracer   trace.Tracer
 	inst     instruments
 	state    sync.Pool // *burstState, reused across bursts
-	rules    sync.Map  // multiline.Spec -> *multiline.Rules, compiled once
-	nrules   atomic.Int64
+	// attaches and drains bound the bursts that open a logs request and
+	// read what is waiting (max_concurrent_attaches each): a slot is a
+	// value sent; nil: no bound.
+	attaches, drains chan struct{}
+	rules            sync.Map // multiline.Spec -> *multiline.Rules, compiled once
+	nrules           atomic.Int64
 }
 
 // maxCachedRules bounds the compiled multiline rules kept: beyond it (a
@@ -186,7 +202,37 @@ func NewCollector(src LogSource, sink logs.Sink, cfg config.Bursts, hostName str
 	}
 	c := &Collector{src: src, sink: sink, cfg: cfg, hostName: hostName, tracer: set.Tracer(), inst: inst}
 	c.state.New = func() any { return newBurstState() }
+	if n := cfg.MaxConcurrentAttaches; n > 0 {
+		c.attaches, c.drains = make(chan struct{}, n), make(chan struct{}, n)
+	}
 	return c, nil
+}
+
+// IdleFor is the idle deadline of a burst of container id after quiet
+// quiet bursts in a row: idle_timeout doubled quiet times, up to
+// quiet_idle_timeout and max_burst. A grown deadline is spread over its
+// last fifth by the container's ID, so that containers that went quiet
+// together do not all re-attach at once.
+func (c *Collector) IdleFor(id string, quiet int) time.Duration {
+	idle := c.cfg.IdleTimeout
+	limit := max(c.cfg.QuietIdleTimeout, idle)
+	if c.cfg.MaxBurst > 0 {
+		limit = max(min(limit, c.cfg.MaxBurst), idle)
+	}
+	for range min(quiet, 62) {
+		if idle >= limit/2 {
+			idle = limit
+			break
+		}
+		idle *= 2
+	}
+	if idle <= c.cfg.IdleTimeout {
+		return c.cfg.IdleTimeout
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	spread := time.Duration(uint64(idle/5) * uint64(h.Sum32()%1024) / 1024)
+	return max(idle-spread, c.cfg.IdleTimeout)
 }
 
 // maxWidenTail is the last bounded tail before a re-attach reads the whole log.
@@ -211,8 +257,11 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 	st.cursor.CopyFrom(&spec.Cursor)
 	st.committed.CopyFrom(&spec.Cursor)
 	st.progress = spec.Progress
+	st.follow = spec.Follow
+	res.Idle = c.IdleFor(spec.ID, spec.Quiet)
 
 	res.End, res.Err = c.burst(ctx, spec, st, &res)
+	st.releaseSlot()
 	if res.End == EndEOF && spec.Follow {
 		// The daemon ends a follow stream when the container stops; a stream
 		// that ends while it still runs is a fault the owner backs off from.
@@ -256,6 +305,13 @@ type inspectResult struct {
 
 func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, res *BurstResult) (end EndReason, err error) {
 	meta := spec.Meta.Load()
+	// The first request for a container that has just started is never
+	// held back: a --rm job's log is gone once it is removed.
+	if !(meta == nil && spec.Hint != nil) {
+		if err := st.takeSlot(ctx, c.slots(spec.Follow)); err != nil {
+			return EndShutdown, nil
+		}
+	}
 	var inspected chan inspectResult // the concurrent inspect; nil once taken
 	// gone: the inspect beside the logs request found no container; the
 	// Hint describes it, and its stream tells whether it is a TTY's.
@@ -290,8 +346,9 @@ func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, r
 		tail = c.cfg.ReattachTail
 	}
 	for {
-		req := LogRequest{Follow: spec.Follow, Since: st.committed.Since(), Tail: tail}
+		req := LogRequest{Follow: spec.Follow, Since: st.committed.Since(), Tail: tail, Idle: res.Idle}
 		res.Requests++
+		c.inst.logsRequest()
 		reqStart := time.Now()
 		body, err := c.src.Logs(ctx, spec.ID, req)
 		if err != nil {
@@ -374,6 +431,15 @@ func (c *Collector) pastMaxBurst(reqStart time.Time) bool {
 	return c.cfg.MaxBurst > 0 && time.Since(reqStart) >= c.cfg.MaxBurst
 }
 
+// slots returns the bound of a follow burst's attach or of a stopped
+// container's drain; nil: none.
+func (c *Collector) slots(follow bool) chan struct{} {
+	if follow {
+		return c.attaches
+	}
+	return c.drains
+}
+
 func widen(tail int) int {
 	if tail == TailAll || tail >= maxWidenTail {
 		return TailAll
@@ -429,10 +495,17 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 	}
 	first := true
 	for {
-		waiting := st.rules != nil && (st.join[0].Held() || st.join[1].Held()) && !st.msgs.buffered()
+		drained := !st.msgs.buffered()
+		waiting := st.rules != nil && (st.join[0].Held() || st.join[1].Held()) && drained
 		if waiting {
 			st.wait()
 		}
+		if drained {
+			// The next read may wait for the container: a stream that
+			// trickles waits without the connection buffer (see park).
+			st.park()
+		}
+		st.wake()
 		s, msg, cut, err := st.msgs.next()
 		if waiting {
 			st.mu.Lock()
@@ -480,8 +553,12 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 			}
 			if drained {
 				// The next read may wait for the container for as long as
-				// idle_timeout: the arena waits in the pool meanwhile.
+				// its idle deadline: the arena waits in the pool meanwhile,
+				// and an attach has read what was waiting for it.
 				st.giveArena()
+				if st.follow {
+					st.releaseSlot()
+				}
 			}
 		}
 	}
@@ -612,7 +689,15 @@ func (st *burstState) wait() {
 // burstState is the memory a burst reuses: the connection buffer, the
 // message readers, the records of the batch being built and their bytes.
 type burstState struct {
+	// br buffers the response; nil while the burst waits for a trickling
+	// stream's next bytes (see park), when it is in the readers pool. It
+	// reads body through pre.
 	br        *bufio.Reader
+	body      io.Reader
+	pre       prefixReader
+	small     [parkReadSize]byte // what a parked burst's wait reads into
+	follow    bool               // the burst follows the log
+	slot      chan struct{}      // the bound whose slot the burst holds; nil: none
 	frames    frameReader
 	raw       rawReader
 	msgs      messageReader
@@ -658,14 +743,115 @@ type pendingLine struct {
 const (
 	readBufferSize = 64 * 1024
 	arenaSize      = 256 * 1024
+	// parkReadSize is what a burst waiting for a trickling stream reads
+	// into before it takes a connection buffer again.
+	parkReadSize = 512
+	// parkBelow: a body read shorter than this found the stream drained,
+	// not busy: the next wait parks. A busy stream's reads fill most of the
+	// buffer and keep it.
+	parkBelow = 16 * 1024
 )
 
 func newBurstState() *burstState {
-	st := &burstState{
-		br: bufio.NewReaderSize(nil, readBufferSize),
+	return &burstState{}
+}
+
+// readers holds the connection buffers of the bursts that wait for bytes:
+// a burst takes one when bytes arrive and gives it back when a trickling
+// stream has nothing more buffered, so that quiet containers hold none.
+// readersHeld counts the buffers bursts hold.
+var (
+	readers     = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+	readersHeld atomic.Int64
+)
+
+// prefixReader is a response body whose first bytes were already read (by
+// a parked burst's wait): it returns them, then reads the body. last is the
+// size of the latest read of the body itself.
+type prefixReader struct {
+	buf  []byte
+	err  error // the wait's error, returned once buf is consumed
+	body io.Reader
+	last int
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.buf) > 0 {
+		n := copy(b, p.buf)
+		p.buf = p.buf[n:]
+		return n, nil
 	}
-	st.batch.Records = make([]logs.Record, 0, 256)
-	return st
+	if p.err != nil {
+		return 0, p.err
+	}
+	n, err := p.body.Read(b)
+	p.last = n
+	return n, err
+}
+
+// park gives the connection buffer back while the burst waits for bytes,
+// when its stream trickles (the latest read found little): it holds
+// nothing buffered then. A busy stream keeps its buffer.
+func (st *burstState) park() {
+	if st.pre.last >= parkBelow || st.msgs.buffered() {
+		return
+	}
+	st.giveReader()
+}
+
+// giveReader puts the connection buffer, if the burst holds one, back in
+// the pool.
+func (st *burstState) giveReader() {
+	if st.br == nil {
+		return
+	}
+	st.br.Reset(nil)
+	readers.Put(st.br)
+	readersHeld.Add(-1)
+	st.setReader(nil)
+}
+
+// wake takes a connection buffer if the burst has none: it first waits for
+// the stream's next bytes with a small read (the wait of a parked burst),
+// which the buffer then returns first.
+func (st *burstState) wake() {
+	if st.br != nil {
+		return
+	}
+	n, err := st.body.Read(st.small[:])
+	st.pre = prefixReader{buf: st.small[:n], err: err, body: st.body, last: n}
+	br := readers.Get().(*bufio.Reader)
+	readersHeld.Add(1)
+	br.Reset(&st.pre)
+	st.setReader(br)
+}
+
+// setReader points the message readers at br.
+func (st *burstState) setReader(br *bufio.Reader) {
+	st.br, st.frames.r, st.raw.r = br, br, br
+}
+
+// takeSlot waits for a slot of bound (nil: none) for the burst, until ctx
+// ends.
+func (st *burstState) takeSlot(ctx context.Context, bound chan struct{}) error {
+	if bound == nil {
+		return nil
+	}
+	select {
+	case bound <- struct{}{}:
+		st.slot = bound
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// releaseSlot gives the burst's slot back, if it holds one.
+func (st *burstState) releaseSlot() {
+	if st.slot != nil {
+		<-st.slot
+		st.slot = nil
+	}
 }
 
 // start binds the state to a response body. With sniff the TTY is not known
@@ -675,8 +861,13 @@ func newBurstState() *burstState {
 // the daemon's error text. An empty body needs neither.
 func (st *burstState) start(body io.Reader, tty, sniff bool, maxLine int, rules *multiline.Rules) {
 	st.rules = rules
-	st.br.Reset(body)
+	st.body = body
+	st.pre = prefixReader{body: body}
+	if st.br != nil {
+		st.br.Reset(&st.pre)
+	}
 	if sniff {
+		st.wake()
 		b, err := st.br.Peek(1)
 		if err != nil {
 			// Peek hands the error over: the first read must see it too.
@@ -696,6 +887,7 @@ func (st *burstState) start(body io.Reader, tty, sniff bool, maxLine int, rules 
 		st.frames = frameReader{r: st.br, big: st.frames.big, limit: limit}
 		st.msgs = &st.frames
 	}
+	st.setReader(st.br)
 }
 
 // errReader is a body whose every read fails with err.
@@ -706,7 +898,8 @@ func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 // release drops references to the last response so the pooled state holds
 // nothing but memory.
 func (st *burstState) release() {
-	st.br.Reset(nil)
+	st.giveReader()
+	st.body, st.pre = nil, prefixReader{}
 	st.frames.r, st.raw.r, st.msgs = nil, nil, nil
 	st.progress = nil
 	st.rules, st.arm, st.flushErr = nil, nil, nil

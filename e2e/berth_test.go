@@ -22,15 +22,19 @@ import (
 // BerthConfig is the YAML config a test gives berth. Zero fields are left
 // out (berth's defaults apply); state_dir and http_addr are always set.
 type BerthConfig struct {
-	DockerHost      string // default: the suite's daemon
-	IdleTimeout     string
-	MaxBurst        string
-	MaxLineBytes    int
-	InitialPosition string
-	ReattachTail    int
-	ShutdownTimeout string
-	LogLevel        string // default $BERTH_E2E_LOG_LEVEL, else info
-	Extra           []string
+	DockerHost  string // default: the suite's daemon
+	IdleTimeout string
+	// QuietIdleTimeout: default IdleTimeout when that is set (the tests of
+	// idle ends and frozen streams see every burst end at idle_timeout),
+	// else berth's default.
+	QuietIdleTimeout string
+	MaxBurst         string
+	MaxLineBytes     int
+	InitialPosition  string
+	ReattachTail     int
+	ShutdownTimeout  string
+	LogLevel         string // default $BERTH_E2E_LOG_LEVEL, else info
+	Extra            []string
 }
 
 func (c BerthConfig) yaml(stateDir, httpAddr string) string {
@@ -45,6 +49,12 @@ func (c BerthConfig) yaml(stateDir, httpAddr string) string {
 	kv("http_addr", quote(httpAddr))
 	if c.IdleTimeout != "" {
 		kv("idle_timeout", quote(c.IdleTimeout))
+	}
+	switch {
+	case c.QuietIdleTimeout != "":
+		kv("quiet_idle_timeout", quote(c.QuietIdleTimeout))
+	case c.IdleTimeout != "":
+		kv("quiet_idle_timeout", quote(c.IdleTimeout))
 	}
 	if c.MaxBurst != "" {
 		kv("max_burst", quote(c.MaxBurst))
