@@ -724,8 +724,8 @@ type burstState struct {
 	observed  time.Time      // when the bytes of the current batch were read; zero after a flush
 	progress  *BurstProgress // BurstSpec.Progress of the running burst; may be nil
 	batch     logs.Batch
-	arena     []byte  // record bodies of the batch; never reallocated under a record; nil while the burst waits
-	arenaBox  *[]byte // the arenas pool's box of arena, while the burst holds one
+	arena     []byte     // record bodies of the batch; never reallocated under a record; nil while the burst waits
+	arenaBox  *batchBufs // the arenas pool's box of arena and batch.Records, while the burst holds one
 	// batchBytes is the bodies' bytes in the batch (the arena's length,
 	// counting the blocks it left when it grew).
 	batchBytes int
@@ -1003,34 +1003,53 @@ func (st *burstState) closeHeld(i int) {
 	st.held[i].Reset()
 }
 
-// arenas holds the arenas of the bursts that wait for bytes: a burst takes
-// one when it has a line to copy, and gives it back when its batch was
-// handed over and the connection has nothing more buffered, so that quiet
-// containers hold none. arenasHeld counts the arenas bursts hold.
+// arenas holds the arenas of the bursts that wait for bytes, each with the
+// records slice of a batch: a burst takes one when it has a line to copy,
+// and gives it back when its batch was handed over and the connection has
+// nothing more buffered, so that quiet containers hold neither (a batch's
+// records alone are up to 80 KiB). arenasHeld counts the arenas bursts hold.
 var (
-	arenas     = sync.Pool{New: func() any { b := make([]byte, 0, arenaSize); return &b }}
+	arenas = sync.Pool{New: func() any {
+		return &batchBufs{arena: make([]byte, 0, arenaSize), records: make([]logs.Record, 0, 256)}
+	}}
 	arenasHeld atomic.Int64
 )
 
-// takeArena takes an arena from the pool.
+// batchBufs is what a burst needs to build a batch: the arena its records'
+// bodies are copied into, and the records.
+type batchBufs struct {
+	arena   []byte
+	records []logs.Record
+}
+
+// takeArena takes an arena and a records slice from the pool.
 func (st *burstState) takeArena() {
-	st.arenaBox = arenas.Get().(*[]byte)
-	st.arena = (*st.arenaBox)[:0]
+	st.arenaBox = arenas.Get().(*batchBufs)
+	st.arena = st.arenaBox.arena[:0]
+	if st.arena == nil {
+		st.arena = make([]byte, 0, arenaSize)
+	}
+	st.batch.Records = st.arenaBox.records[:0]
 	arenasHeld.Add(1)
 }
 
-// giveArena gives the arena back, unless a line too long for a batch made it
-// larger than any batch needs (the garbage collector takes that one). Call it
-// only when no record refers to it any more.
+// giveArena gives the arena and the records slice back. An arena that a
+// line too long for a batch made larger than any batch needs is left to the
+// garbage collector, and the records that referred to it are cleared. Call
+// it only when the batch is empty and no record refers to the arena any
+// more.
 func (st *burstState) giveArena() {
 	if st.arenaBox == nil {
 		return
 	}
-	if cap(st.arena) <= maxBatchBytes {
-		*st.arenaBox = st.arena[:0]
-		arenas.Put(st.arenaBox)
+	b := st.arenaBox
+	b.arena, b.records = st.arena[:0], st.batch.Records[:0]
+	if cap(st.arena) > maxBatchBytes {
+		b.arena = nil
+		clear(b.records[:cap(b.records)])
 	}
-	st.arena, st.arenaBox = nil, nil
+	arenas.Put(b)
+	st.arena, st.arenaBox, st.batch.Records = nil, nil, nil
 	arenasHeld.Add(-1)
 }
 
