@@ -2,6 +2,7 @@
 # quietscale.sh: what N quiet containers cost berth and the daemon.
 #
 #   scripts/quietscale.sh [-n 300] [-warm 480] [-window 60] [-berth path/to/berth]
+#   scripts/quietscale.sh -backlog 5000 [-n 200] [-berth path/to/berth]
 #
 # Starts N containers (network none, labelled berth.quietscale=1, FROM scratch
 # around e2e/loggen) that each write 3 lines and then stay silent, starts
@@ -13,19 +14,31 @@
 # berth's RSS (VmRSS), goroutines (/status) and the logs requests it sent
 # (berth_deadline_expiries_total, one re-attach per idle end). The containers,
 # berth and its state are removed at the end, also on failure.
+#
+# With -backlog L, the N containers each write L lines and stop before berth
+# starts (a backfill: berth's start with a backlog, or after a daemon
+# restart): it reports how long berth took to read them all, dockerd's CPU
+# over that time and its busiest second, and berth's most goroutines.
 set -euo pipefail
 
-N=300 WARM=480 WINDOW=60 BERTH=
+N=300 WARM=480 WINDOW=60 BERTH= BACKLOG=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-n) N=$2; shift 2 ;;
 	-warm) WARM=$2; shift 2 ;;
 	-window) WINDOW=$2; shift 2 ;;
 	-berth) BERTH=$2; shift 2 ;;
+	-backlog) BACKLOG=$2; shift 2 ;;
 	*) echo "usage: $0 [-n N] [-warm S] [-window S] [-berth PATH]" >&2; exit 2 ;;
 	esac
 done
 cd "$(dirname "$0")/.."
+# One measurement of the daemon at a time: the e2e suite's run lock.
+exec 9>>"${TMPDIR:-/tmp}/berth-e2e.lock"
+if ! flock -n 9; then
+	echo "waiting for ${TMPDIR:-/tmp}/berth-e2e.lock (another e2e run or measurement)..." >&2
+	flock 9
+fi
 work=$(mktemp -d /tmp/quietscale.XXXXXX)
 LABEL=berth.quietscale=1
 IMAGE=berth-quietscale-loggen:1
@@ -48,7 +61,11 @@ docker build -q -t "$IMAGE" --label "$LABEL" "$work" >/dev/null
 
 echo "starting $N quiet containers..."
 for i in $(seq 1 "$N"); do
-	docker run -d --network none --label "$LABEL" --name "quietscale-$i" "$IMAGE" -n 3 -sleep-after 24h >/dev/null &
+	if [ "$BACKLOG" -gt 0 ]; then
+		docker run -d --network none --label "$LABEL" --name "quietscale-$i" "$IMAGE" -n "$BACKLOG" >/dev/null &
+	else
+		docker run -d --network none --label "$LABEL" --name "quietscale-$i" "$IMAGE" -n 3 -sleep-after 24h >/dev/null &
+	fi
 	if [ $((i % 8)) -eq 0 ]; then wait; fi
 done
 wait
@@ -64,10 +81,32 @@ initial_position: beginning
 stdout: "true"
 include: [label=berth.quietscale=1]
 EOF
+if [ "$BACKLOG" -gt 0 ]; then
+	until [ -z "$(docker ps -q --filter "label=$LABEL")" ]; do sleep 1; done # all stopped
+	sleep 5
+fi
 "$BERTH" --config "$work/berth.yaml" >/dev/null 2>"$work/berth.err" &
 BPID=$!
 t0=$(date +%s.%N)
 d0=$(cpu "$DPID")
+if [ "$BACKLOG" -gt 0 ]; then
+	peak=0 gmax=0 prev=$d0
+	until curl -sf "http://127.0.0.1:$PORT/status" >"$work/status.json" 2>/dev/null &&
+		[ "$(jq "[(.containers // [])[] | select(.lines >= $BACKLOG)] | length" "$work/status.json")" -ge "$N" ]; do
+		kill -0 "$BPID" || { cat "$work/berth.err"; exit 1; }
+		g=$(jq '.goroutines // 0' "$work/status.json" 2>/dev/null || echo 0)
+		[ "$g" -gt "$gmax" ] && gmax=$g
+		sleep 1
+		now=$(cpu "$DPID")
+		[ $((now - prev)) -gt "$peak" ] && peak=$((now - prev))
+		prev=$now
+	done
+	t1=$(date +%s.%N) d1=$(cpu "$DPID")
+	echo "backfill: $N stopped containers x $BACKLOG lines read $(echo "$t1 - $t0" | bc) s after berth started"
+	echo "  dockerd CPU: $(echo "scale=2; ($d1 - $d0) / $HZ" | bc) s in all, busiest second $((100 * peak / HZ))% of a core"
+	echo "  berth goroutines at most $gmax (sampled each second)"
+	exit 0
+fi
 until curl -sf "http://127.0.0.1:$PORT/status" >"$work/status.json" 2>/dev/null &&
 	[ "$(jq '[(.containers // [])[] | select(.lines >= 3)] | length' "$work/status.json")" -ge "$N" ]; do
 	kill -0 "$BPID" || { cat "$work/berth.err"; exit 1; }
