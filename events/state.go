@@ -192,7 +192,7 @@ func (r *run) finish(res collectors.BurstResult) {
 		return
 	}
 	r.log.Debug("burst ended", "container", ct.name, "id", short(ct.id), "follow", res.Follow, "end", res.End,
-		"lines", res.Lines, "bytes", res.Bytes, "requests", res.Requests, "duration", res.Duration.Round(time.Millisecond),
+		"lines", res.Lines, "bytes", res.Bytes, "requests", res.Requests, "duration", res.Duration.Round(time.Millisecond), "idle_deadline", res.Idle,
 		"stopped", res.Stopped, "restarted", res.Restarted, "gone", res.Gone, "err", res.Err)
 	ct.cursor = res.Cursor
 	ct.cancelBurst = nil
