@@ -67,7 +67,7 @@ func TestQuietContainers(t *testing.T) {
 
 	// Quiet: the idle deadlines grow 1, 2, 4, 8 s, then 12.8-16 s; the
 	// attaches were staggered by a few seconds.
-	time.Sleep(1*time.Second + 2*time.Second + 4*time.Second + 8*time.Second + 5*time.Second)
+	time.Sleep(1*time.Second + 2*time.Second + 4*time.Second + 8*time.Second + 10*time.Second)
 	r0, _ := b.metric(t, "berth_logs_requests_total")
 	g0 := b.goroutines(t)
 	time.Sleep(window)
