@@ -308,7 +308,14 @@ func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, r
 	// The first request for a container that has just started is never
 	// held back: a --rm job's log is gone once it is removed.
 	if !(meta == nil && spec.Hint != nil) {
-		if err := st.takeSlot(ctx, c.slots(spec.Follow)); err != nil {
+		// A follow attach holds its slot for idle_timeout at most: a daemon
+		// that answers a quiet container's request only with its first
+		// line (Podman before 5.3) must not hold the others back.
+		hold := time.Duration(0)
+		if spec.Follow {
+			hold = c.cfg.IdleTimeout
+		}
+		if err := st.takeSlot(ctx, c.slots(spec.Follow), hold); err != nil {
 			return EndShutdown, nil
 		}
 	}
@@ -697,7 +704,7 @@ type burstState struct {
 	pre       prefixReader
 	small     [parkReadSize]byte // what a parked burst's wait reads into
 	follow    bool               // the burst follows the log
-	slot      chan struct{}      // the bound whose slot the burst holds; nil: none
+	slot      *heldSlot          // the slot the burst holds; nil: none
 	frames    frameReader
 	raw       rawReader
 	msgs      messageReader
@@ -831,15 +838,32 @@ func (st *burstState) setReader(br *bufio.Reader) {
 	st.br, st.frames.r, st.raw.r = br, br, br
 }
 
+// heldSlot is a slot of a bound, taken by one burst: given back once,
+// by the burst or by its timer.
+type heldSlot struct {
+	bound chan struct{}
+	given atomic.Bool
+	timer *time.Timer // nil: none
+}
+
+func (s *heldSlot) give() {
+	if s.given.CompareAndSwap(false, true) {
+		<-s.bound
+	}
+}
+
 // takeSlot waits for a slot of bound (nil: none) for the burst, until ctx
-// ends.
-func (st *burstState) takeSlot(ctx context.Context, bound chan struct{}) error {
+// ends. With hold > 0 the slot is given back after hold at the latest.
+func (st *burstState) takeSlot(ctx context.Context, bound chan struct{}, hold time.Duration) error {
 	if bound == nil {
 		return nil
 	}
 	select {
 	case bound <- struct{}{}:
-		st.slot = bound
+		st.slot = &heldSlot{bound: bound}
+		if hold > 0 {
+			st.slot.timer = time.AfterFunc(hold, st.slot.give)
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -849,7 +873,10 @@ func (st *burstState) takeSlot(ctx context.Context, bound chan struct{}) error {
 // releaseSlot gives the burst's slot back, if it holds one.
 func (st *burstState) releaseSlot() {
 	if st.slot != nil {
-		<-st.slot
+		if st.slot.timer != nil {
+			st.slot.timer.Stop()
+		}
+		st.slot.give()
 		st.slot = nil
 	}
 }

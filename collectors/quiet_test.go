@@ -240,3 +240,59 @@ func TestWaitingForASlotEndsWithCtx(t *testing.T) {
 		}
 	})
 }
+
+// silentSource answers a follow request only when the container writes (as
+// Podman before 5.3 does): never, here; the request ends at the deadline.
+type silentSource struct {
+	mu       sync.Mutex
+	requests int
+}
+
+func (s *silentSource) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
+}
+
+func (s *silentSource) Inspect(context.Context, string) (*logs.Meta, error) {
+	return &logs.Meta{ID: "c1", Name: "web", Running: true}, nil
+}
+
+func (s *silentSource) Logs(context.Context, string, LogRequest) (io.ReadCloser, error) {
+	s.mu.Lock()
+	s.requests++
+	s.mu.Unlock()
+	time.Sleep(time.Hour)
+	return nil, fmt.Errorf("no response header: %w", os.ErrDeadlineExceeded)
+}
+
+// TestAttachSlotHeldForIdleTimeoutAtMost: a follow request the daemon does
+// not answer gives its slot back after idle_timeout, so the next attach is
+// not held back for the first one's (possibly grown) idle deadline.
+func TestAttachSlotHeldForIdleTimeoutAtMost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &silentSource{}
+		cfg := testBursts(1024, 10)
+		cfg.IdleTimeout, cfg.MaxConcurrentAttaches = 30*time.Second, 1
+		c := newCollector(t, src, &memSink{}, cfg, telemetry.NopSettings())
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() { c.Burst(context.Background(), spec(logs.BeginningCursor(), true)) })
+		}
+		synctest.Wait()
+		if n := src.count(); n != 1 {
+			t.Fatalf("%d requests at first, want 1 (one slot)", n)
+		}
+		time.Sleep(30*time.Second + time.Millisecond)
+		synctest.Wait()
+		if n := src.count(); n != 2 {
+			t.Fatalf("%d requests after idle_timeout, want 2: the first gave its slot back", n)
+		}
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if n := src.count(); n != 3 {
+			t.Fatalf("%d requests after 2 idle_timeouts, want 3", n)
+		}
+		wg.Wait()
+	})
+}

@@ -83,7 +83,8 @@ type Bursts struct {
 	// every IdleTimeout, while a stream that hangs still ends.
 	QuietIdleTimeout time.Duration `koanf:"quiet_idle_timeout"`
 	// MaxConcurrentAttaches bounds the logs requests being opened at once
-	// (a follow request until it has read what was waiting) and, apart from
+	// (a follow request until it has read what was waiting, IdleTimeout at
+	// most) and, apart from
 	// them, the stopped containers' logs being read to their end at once,
 	// so that attaching hundreds of containers (berth's start, a daemon
 	// restart) does not flood the daemon. The first request for a container
