@@ -27,15 +27,24 @@ func TestQuietContainers(t *testing.T) {
 		maxQuiet = 16 * time.Second
 	)
 	cs := make([]*Ctr, n)
-	parallel(8, func(w int) {
-		for i := w; i < n; i += 8 {
-			args := []string{"-n", "3", "-sleep-after", "10m"}
-			if i%2 == 1 {
-				args = []string{"-wait-usr1", "-n", "5", "-sleep-after", "10m"}
-			}
-			cs[i] = runContainer(t, ContainerSpec{Args: args})
+	for i := range cs {
+		args := []string{"-n", "3", "-sleep-after", "10m"}
+		if i%2 == 1 {
+			args = []string{"-wait-usr1", "-n", "5", "-sleep-after", "10m"}
+		}
+		cs[i] = createContainer(t, ContainerSpec{Name: uniqueName(t, fmt.Sprint(i)), Args: args})
+	}
+	errs := make([]error, n)
+	parallel(4, func(w int) {
+		for i := w; i < n; i += 4 {
+			errs[i] = cs[i].startErr()
 		}
 	})
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i := 0; i < n; i += 2 {
 		waitFor(t, cs[i].Name+" to write its 3 lines", time.Minute, func() (bool, string) {
 			k := len(dockerLog(t, cs[i]))
