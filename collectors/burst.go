@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"sync"
@@ -39,6 +40,10 @@ type LogRequest struct {
 	Follow bool
 	Since  time.Time // zero: no lower bound
 	Tail   int       // number of most recent messages; TailAll for every one
+	// Idle is how long a read of the response may wait for a byte; zero:
+	// idle_timeout. A quiet container's burst waits longer (see
+	// config.Bursts.QuietIdleTimeout).
+	Idle time.Duration
 }
 
 // TailAll asks for the whole log.
@@ -94,6 +99,11 @@ type BurstSpec struct {
 	// Rate, if set, is the container's rate-limit state, kept across its
 	// bursts; without it each burst starts with full buckets.
 	Rate *RateState
+	// Quiet is how many follow bursts of the container in a row ended at
+	// their idle (or max_burst) deadline without a line: each doubles the
+	// idle deadline of the next, from idle_timeout up to
+	// quiet_idle_timeout (see Collector.IdleFor).
+	Quiet int
 }
 
 // BurstProgress is what a running burst has delivered so far: /status shows
@@ -132,6 +142,8 @@ type BurstResult struct {
 	Bytes    int64 // bytes read from the daemon
 	Requests int   // logs requests made (more than one when the tail was widened)
 	Duration time.Duration
+	// Idle is the idle deadline the burst's reads had.
+	Idle time.Duration
 	// Stopped says that a follow burst ended because the container is no
 	// longer running (inspected after the end of the stream).
 	Stopped bool
@@ -154,6 +166,10 @@ type Collector struct {
 	rules    sync.Map  // multiline.Spec -> *multiline.Rules, compiled once
 	nrules   atomic.Int64
 	drops    metric.Int64Counter // berth.records.dropped (ratelimit.go)
+	// attaches and drains bound the bursts that open a logs request and
+	// read what is waiting (max_concurrent_attaches each): a slot is a
+	// value sent; nil: no bound.
+	attaches, drains chan struct{}
 }
 
 // maxCachedRules bounds the compiled multiline rules kept: beyond it (a
@@ -199,7 +215,37 @@ func NewCollector(src LogSource, sink logs.Sink, cfg config.Bursts, hostName str
 	}
 	c := &Collector{src: src, sink: sink, cfg: cfg, hostName: hostName, tracer: set.Tracer(), inst: inst, drops: drops}
 	c.state.New = func() any { return newBurstState() }
+	if n := cfg.MaxConcurrentAttaches; n > 0 {
+		c.attaches, c.drains = make(chan struct{}, n), make(chan struct{}, n)
+	}
 	return c, nil
+}
+
+// IdleFor is the idle deadline of a burst of container id after quiet
+// quiet bursts in a row: idle_timeout doubled quiet times, up to
+// quiet_idle_timeout and max_burst. A grown deadline is spread over its
+// last fifth by the container's ID, so that containers that went quiet
+// together do not all re-attach at once.
+func (c *Collector) IdleFor(id string, quiet int) time.Duration {
+	idle := c.cfg.IdleTimeout
+	limit := max(c.cfg.QuietIdleTimeout, idle)
+	if c.cfg.MaxBurst > 0 {
+		limit = max(min(limit, c.cfg.MaxBurst), idle)
+	}
+	for range min(quiet, 62) {
+		if idle >= limit/2 {
+			idle = limit
+			break
+		}
+		idle *= 2
+	}
+	if idle <= c.cfg.IdleTimeout {
+		return c.cfg.IdleTimeout
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	spread := time.Duration(uint64(idle/5) * uint64(h.Sum32()%1024) / 1024)
+	return max(idle-spread, c.cfg.IdleTimeout)
 }
 
 // maxWidenTail is the last bounded tail before a re-attach reads the whole log.
@@ -225,8 +271,11 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 	st.committed.CopyFrom(&spec.Cursor)
 	st.progress = spec.Progress
 	st.rate, st.droppedTotal = RateState{}, 0
+	st.follow = spec.Follow
+	res.Idle = c.IdleFor(spec.ID, spec.Quiet)
 
 	res.End, res.Err = c.burst(ctx, spec, st, &res)
+	st.releaseSlot()
 	if res.End == EndEOF && spec.Follow {
 		// The daemon ends a follow stream when the container stops; a stream
 		// that ends while it still runs is a fault the owner backs off from.
@@ -271,6 +320,20 @@ type inspectResult struct {
 
 func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, res *BurstResult) (end EndReason, err error) {
 	meta := spec.Meta.Load()
+	// The first request for a container that has just started is never
+	// held back: a --rm job's log is gone once it is removed.
+	if !(meta == nil && spec.Hint != nil) {
+		// A follow attach holds its slot for idle_timeout at most: a daemon
+		// that answers a quiet container's request only with its first
+		// line (Podman before 5.3) must not hold the others back.
+		hold := time.Duration(0)
+		if spec.Follow {
+			hold = c.cfg.IdleTimeout
+		}
+		if err := st.takeSlot(ctx, c.slots(spec.Follow), hold); err != nil {
+			return EndShutdown, nil
+		}
+	}
 	var inspected chan inspectResult // the concurrent inspect; nil once taken
 	// gone: the inspect beside the logs request found no container; the
 	// Hint describes it, and its stream tells whether it is a TTY's.
@@ -305,8 +368,9 @@ func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, r
 		tail = c.cfg.ReattachTail
 	}
 	for {
-		req := LogRequest{Follow: spec.Follow, Since: st.committed.Since(), Tail: tail}
+		req := LogRequest{Follow: spec.Follow, Since: st.committed.Since(), Tail: tail, Idle: res.Idle}
 		res.Requests++
+		c.inst.logsRequest()
 		reqStart := time.Now()
 		body, err := c.src.Logs(ctx, spec.ID, req)
 		if err != nil {
@@ -390,6 +454,15 @@ func (c *Collector) pastMaxBurst(reqStart time.Time) bool {
 	return c.cfg.MaxBurst > 0 && time.Since(reqStart) >= c.cfg.MaxBurst
 }
 
+// slots returns the bound of a follow burst's attach or of a stopped
+// container's drain; nil: none.
+func (c *Collector) slots(follow bool) chan struct{} {
+	if follow {
+		return c.attaches
+	}
+	return c.drains
+}
+
 func widen(tail int) int {
 	if tail == TailAll || tail >= maxWidenTail {
 		return TailAll
@@ -445,10 +518,17 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 	}
 	first := true
 	for {
-		waiting := st.rules != nil && (st.join[0].Held() || st.join[1].Held()) && !st.msgs.buffered()
+		drained := !st.msgs.buffered()
+		waiting := st.rules != nil && (st.join[0].Held() || st.join[1].Held()) && drained
 		if waiting {
 			st.wait()
 		}
+		if drained {
+			// The next read may wait for the container: a stream that
+			// trickles waits without the connection buffer (see park).
+			st.park()
+		}
+		st.wake()
 		s, msg, cut, err := st.msgs.next()
 		if waiting {
 			st.mu.Lock()
@@ -501,8 +581,12 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 			}
 			if drained {
 				// The next read may wait for the container for as long as
-				// idle_timeout: the arena waits in the pool meanwhile.
+				// its idle deadline: the arena waits in the pool meanwhile,
+				// and an attach has read what was waiting for it.
 				st.giveArena()
+				if st.follow {
+					st.releaseSlot()
+				}
 			}
 		}
 	}
@@ -636,7 +720,15 @@ func (st *burstState) wait() {
 // burstState is the memory a burst reuses: the connection buffer, the
 // message readers, the records of the batch being built and their bytes.
 type burstState struct {
+	// br buffers the response; nil while the burst waits for a trickling
+	// stream's next bytes (see park), when it is in the readers pool. It
+	// reads body through pre.
 	br        *bufio.Reader
+	body      io.Reader
+	pre       prefixReader
+	small     [parkReadSize]byte // what a parked burst's wait reads into
+	follow    bool               // the burst follows the log
+	slot      *heldSlot          // the slot the burst holds; nil: none
 	frames    frameReader
 	raw       rawReader
 	msgs      messageReader
@@ -663,8 +755,8 @@ type burstState struct {
 	observed  time.Time      // when the bytes of the current batch were read; zero after a flush
 	progress  *BurstProgress // BurstSpec.Progress of the running burst; may be nil
 	batch     logs.Batch
-	arena     []byte  // record bodies of the batch; never reallocated under a record; nil while the burst waits
-	arenaBox  *[]byte // the arenas pool's box of arena, while the burst holds one
+	arena     []byte     // record bodies of the batch; never reallocated under a record; nil while the burst waits
+	arenaBox  *batchBufs // the arenas pool's box of arena and batch.Records, while the burst holds one
 	// batchBytes is the bodies' bytes in the batch (the arena's length,
 	// counting the blocks it left when it grew).
 	batchBytes int
@@ -689,14 +781,135 @@ type pendingLine struct {
 const (
 	readBufferSize = 64 * 1024
 	arenaSize      = 256 * 1024
+	// parkReadSize is what a burst waiting for a trickling stream reads
+	// into before it takes a connection buffer again.
+	parkReadSize = 512
+	// parkBelow: a body read shorter than this found the stream drained,
+	// not busy: the next wait parks. A busy stream's reads fill most of the
+	// buffer and keep it.
+	parkBelow = 16 * 1024
 )
 
 func newBurstState() *burstState {
-	st := &burstState{
-		br: bufio.NewReaderSize(nil, readBufferSize),
+	return &burstState{}
+}
+
+// readers holds the connection buffers of the bursts that wait for bytes:
+// a burst takes one when bytes arrive and gives it back when a trickling
+// stream has nothing more buffered, so that quiet containers hold none.
+// readersHeld counts the buffers bursts hold.
+var (
+	readers     = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+	readersHeld atomic.Int64
+)
+
+// prefixReader is a response body whose first bytes were already read (by
+// a parked burst's wait): it returns them, then reads the body. last is the
+// size of the latest read of the body itself.
+type prefixReader struct {
+	buf  []byte
+	err  error // the wait's error, returned once buf is consumed
+	body io.Reader
+	last int
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.buf) > 0 {
+		n := copy(b, p.buf)
+		p.buf = p.buf[n:]
+		return n, nil
 	}
-	st.batch.Records = make([]logs.Record, 0, 256)
-	return st
+	if p.err != nil {
+		return 0, p.err
+	}
+	n, err := p.body.Read(b)
+	p.last = n
+	return n, err
+}
+
+// park gives the connection buffer back while the burst waits for bytes,
+// when its stream trickles (the latest read found little): it holds
+// nothing buffered then. A busy stream keeps its buffer.
+func (st *burstState) park() {
+	if st.pre.last >= parkBelow || st.msgs.buffered() {
+		return
+	}
+	st.giveReader()
+}
+
+// giveReader puts the connection buffer, if the burst holds one, back in
+// the pool.
+func (st *burstState) giveReader() {
+	if st.br == nil {
+		return
+	}
+	st.br.Reset(nil)
+	readers.Put(st.br)
+	readersHeld.Add(-1)
+	st.setReader(nil)
+}
+
+// wake takes a connection buffer if the burst has none: it first waits for
+// the stream's next bytes with a small read (the wait of a parked burst),
+// which the buffer then returns first.
+func (st *burstState) wake() {
+	if st.br != nil {
+		return
+	}
+	n, err := st.body.Read(st.small[:])
+	st.pre = prefixReader{buf: st.small[:n], err: err, body: st.body, last: n}
+	br := readers.Get().(*bufio.Reader)
+	readersHeld.Add(1)
+	br.Reset(&st.pre)
+	st.setReader(br)
+}
+
+// setReader points the message readers at br.
+func (st *burstState) setReader(br *bufio.Reader) {
+	st.br, st.frames.r, st.raw.r = br, br, br
+}
+
+// heldSlot is a slot of a bound, taken by one burst: given back once,
+// by the burst or by its timer.
+type heldSlot struct {
+	bound chan struct{}
+	given atomic.Bool
+	timer *time.Timer // nil: none
+}
+
+func (s *heldSlot) give() {
+	if s.given.CompareAndSwap(false, true) {
+		<-s.bound
+	}
+}
+
+// takeSlot waits for a slot of bound (nil: none) for the burst, until ctx
+// ends. With hold > 0 the slot is given back after hold at the latest.
+func (st *burstState) takeSlot(ctx context.Context, bound chan struct{}, hold time.Duration) error {
+	if bound == nil {
+		return nil
+	}
+	select {
+	case bound <- struct{}{}:
+		st.slot = &heldSlot{bound: bound}
+		if hold > 0 {
+			st.slot.timer = time.AfterFunc(hold, st.slot.give)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// releaseSlot gives the burst's slot back, if it holds one.
+func (st *burstState) releaseSlot() {
+	if st.slot != nil {
+		if st.slot.timer != nil {
+			st.slot.timer.Stop()
+		}
+		st.slot.give()
+		st.slot = nil
+	}
 }
 
 // start binds the state to a response body. With sniff the TTY is not known
@@ -706,8 +919,13 @@ func newBurstState() *burstState {
 // the daemon's error text. An empty body needs neither.
 func (st *burstState) start(body io.Reader, tty, sniff bool, maxLine int, rules *multiline.Rules) {
 	st.rules = rules
-	st.br.Reset(body)
+	st.body = body
+	st.pre = prefixReader{body: body}
+	if st.br != nil {
+		st.br.Reset(&st.pre)
+	}
 	if sniff {
+		st.wake()
 		b, err := st.br.Peek(1)
 		if err != nil {
 			// Peek hands the error over: the first read must see it too.
@@ -727,6 +945,7 @@ func (st *burstState) start(body io.Reader, tty, sniff bool, maxLine int, rules 
 		st.frames = frameReader{r: st.br, big: st.frames.big, limit: limit}
 		st.msgs = &st.frames
 	}
+	st.setReader(st.br)
 }
 
 // errReader is a body whose every read fails with err.
@@ -737,7 +956,8 @@ func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 // release drops references to the last response so the pooled state holds
 // nothing but memory.
 func (st *burstState) release() {
-	st.br.Reset(nil)
+	st.giveReader()
+	st.body, st.pre = nil, prefixReader{}
 	st.frames.r, st.raw.r, st.msgs = nil, nil, nil
 	st.progress = nil
 	st.rules, st.arm, st.flushErr = nil, nil, nil
@@ -842,34 +1062,53 @@ func (st *burstState) closeHeld(i int) {
 	st.held[i].Reset()
 }
 
-// arenas holds the arenas of the bursts that wait for bytes: a burst takes
-// one when it has a line to copy, and gives it back when its batch was
-// handed over and the connection has nothing more buffered, so that quiet
-// containers hold none. arenasHeld counts the arenas bursts hold.
+// arenas holds the arenas of the bursts that wait for bytes, each with the
+// records slice of a batch: a burst takes one when it has a line to copy,
+// and gives it back when its batch was handed over and the connection has
+// nothing more buffered, so that quiet containers hold neither (a batch's
+// records alone are up to 80 KiB). arenasHeld counts the arenas bursts hold.
 var (
-	arenas     = sync.Pool{New: func() any { b := make([]byte, 0, arenaSize); return &b }}
+	arenas = sync.Pool{New: func() any {
+		return &batchBufs{arena: make([]byte, 0, arenaSize), records: make([]logs.Record, 0, 256)}
+	}}
 	arenasHeld atomic.Int64
 )
 
-// takeArena takes an arena from the pool.
+// batchBufs is what a burst needs to build a batch: the arena its records'
+// bodies are copied into, and the records.
+type batchBufs struct {
+	arena   []byte
+	records []logs.Record
+}
+
+// takeArena takes an arena and a records slice from the pool.
 func (st *burstState) takeArena() {
-	st.arenaBox = arenas.Get().(*[]byte)
-	st.arena = (*st.arenaBox)[:0]
+	st.arenaBox = arenas.Get().(*batchBufs)
+	st.arena = st.arenaBox.arena[:0]
+	if st.arena == nil {
+		st.arena = make([]byte, 0, arenaSize)
+	}
+	st.batch.Records = st.arenaBox.records[:0]
 	arenasHeld.Add(1)
 }
 
-// giveArena gives the arena back, unless a line too long for a batch made it
-// larger than any batch needs (the garbage collector takes that one). Call it
-// only when no record refers to it any more.
+// giveArena gives the arena and the records slice back. An arena that a
+// line too long for a batch made larger than any batch needs is left to the
+// garbage collector, and the records that referred to it are cleared. Call
+// it only when the batch is empty and no record refers to the arena any
+// more.
 func (st *burstState) giveArena() {
 	if st.arenaBox == nil {
 		return
 	}
-	if cap(st.arena) <= maxBatchBytes {
-		*st.arenaBox = st.arena[:0]
-		arenas.Put(st.arenaBox)
+	b := st.arenaBox
+	b.arena, b.records = st.arena[:0], st.batch.Records[:0]
+	if cap(st.arena) > maxBatchBytes {
+		b.arena = nil
+		clear(b.records[:cap(b.records)])
 	}
-	st.arena, st.arenaBox = nil, nil
+	arenas.Put(b)
+	st.arena, st.arenaBox, st.batch.Records = nil, nil, nil
 	arenasHeld.Add(-1)
 }
 

@@ -654,16 +654,17 @@ func TestBurstDaemonReplaysInStream(t *testing.T) {
 // nothing: the read that would wait records what the bursts hold meanwhile
 // and ends as the idle deadline does.
 type waitingBody struct {
-	r        *bytes.Reader
-	heldThen int64
-	waited   bool
+	r           *bytes.Reader
+	heldThen    int64
+	readersThen int64
+	waited      bool
 }
 
 func (w *waitingBody) Read(p []byte) (int, error) {
 	if w.r.Len() > 0 {
 		return w.r.Read(p)
 	}
-	w.heldThen, w.waited = arenasHeld.Load(), true
+	w.heldThen, w.readersThen, w.waited = arenasHeld.Load(), readersHeld.Load(), true
 	return 0, fmt.Errorf("read: %w", os.ErrDeadlineExceeded)
 }
 
@@ -680,9 +681,9 @@ func (s waitingSource) Logs(context.Context, string, LogRequest) (io.ReadCloser,
 }
 
 // TestQuietBurstHoldsNoArena: a burst waiting for a quiet container's next
-// bytes holds no arena (the bodies' buffer, 256 KiB and up): it gave it back
-// once its batch was handed over, so idle streams cost only their connection
-// buffer.
+// bytes holds no arena (the bodies' buffer, 256 KiB and up) and no
+// connection buffer (64 KiB): it gave them back once its batch was handed
+// over and nothing more was buffered, so idle streams cost neither.
 func TestQuietBurstHoldsNoArena(t *testing.T) {
 	var buf bytes.Buffer
 	for i := range 10 {
@@ -695,7 +696,10 @@ func TestQuietBurstHoldsNoArena(t *testing.T) {
 	if res.End != EndIdle || len(sink.bodies()) != 10 {
 		t.Fatalf("end %v (%v), %d records; want an idle end after 10", res.End, res.Err, len(sink.bodies()))
 	}
-	if !body.waited || body.heldThen != 0 {
-		t.Fatalf("while waiting for bytes the bursts held %d arenas (waited %v), want none", body.heldThen, body.waited)
+	if !body.waited || body.heldThen != 0 || body.readersThen != 0 {
+		t.Fatalf("while waiting for bytes the bursts held %d arenas and %d connection buffers (waited %v), want none", body.heldThen, body.readersThen, body.waited)
+	}
+	if n := readersHeld.Load(); n != 0 {
+		t.Fatalf("after the burst %d connection buffers are held, want none", n)
 	}
 }

@@ -18,6 +18,7 @@ type instruments struct {
 	bytesRead        metric.Int64Counter     // berth.bytes.read, by log.iostream
 	burstDuration    metric.Float64Histogram // berth.burst.duration, by end_reason
 	deadlineExpiries metric.Int64Counter     // berth.deadline.expiries, by kind
+	logsRequests     metric.Int64Counter     // berth.logs.requests
 
 	byStream [2][]metric.AddOption // indexed by logs.Stream-1
 	byEnd    map[EndReason][]metric.RecordOption
@@ -47,6 +48,9 @@ func newInstruments(meter metric.Meter) (instruments, error) {
 	inst.deadlineExpiries, err = meter.Int64Counter("berth.deadline.expiries", metric.WithUnit("{expiry}"),
 		metric.WithDescription("Log bursts ended by a connection deadline, by kind (idle or max_burst)."))
 	errs = append(errs, err)
+	inst.logsRequests, err = meter.Int64Counter("berth.logs.requests", metric.WithUnit("{request}"),
+		metric.WithDescription("Logs requests sent to Docker (attaches, re-attaches and reads of stopped containers' logs)."))
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return instruments{}, fmt.Errorf("instruments: %w", err)
 	}
@@ -74,6 +78,11 @@ func (inst *instruments) read(lines, bytes [2]int64) {
 			inst.bytesRead.Add(ctx, bytes[i], inst.byStream[i]...)
 		}
 	}
+}
+
+// logsRequest counts a logs request sent.
+func (inst *instruments) logsRequest() {
+	inst.logsRequests.Add(context.Background(), 1)
 }
 
 // burstEnded records a burst's duration by its end and counts an end at a

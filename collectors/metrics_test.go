@@ -67,7 +67,8 @@ func (b *timedBody) Read(p []byte) (int, error) {
 func (b *timedBody) Close() error { return nil }
 
 // TestInstruments: the collector creates berth.records.read,
-// berth.bytes.read, berth.burst.duration and berth.deadline.expiries with
+// berth.bytes.read, berth.burst.duration, berth.deadline.expiries and
+// berth.logs.requests with
 // the meter of its settings, with the names, units, descriptions, bucket
 // boundaries and attributes /metrics and the OTLP export have always shown,
 // and records what its bursts read and how they ended.
@@ -102,6 +103,7 @@ func TestInstruments(t *testing.T) {
 			{"berth.bytes.read", "By", "Bytes of log record bodies read from Docker, by log.iostream."},
 			{"berth.burst.duration", "s", "Duration of log bursts, by end reason."},
 			{"berth.deadline.expiries", "{expiry}", "Log bursts ended by a connection deadline, by kind (idle or max_burst)."},
+			{"berth.logs.requests", "{request}", "Logs requests sent to Docker (attaches, re-attaches and reads of stopped containers' logs)."},
 		} {
 			m, ok := got[want.name]
 			if !ok {
@@ -115,8 +117,11 @@ func TestInstruments(t *testing.T) {
 				t.Errorf("%s: scope %q, want %q", want.name, scopes[want.name], telemetry.ScopeName)
 			}
 		}
-		if len(got) != 4 {
-			t.Errorf("instruments %v, want the four above", slices.Sorted(maps.Keys(got)))
+		if len(got) != 5 {
+			t.Errorf("instruments %v, want the five above", slices.Sorted(maps.Keys(got)))
+		}
+		if d, ok := got["berth.logs.requests"].Data.(metricdata.Sum[int64]); !ok || len(d.DataPoints) != 1 || d.DataPoints[0].Value != 2 || !d.IsMonotonic {
+			t.Errorf("berth.logs.requests = %+v, want a counter at 2 (one request per burst)", got["berth.logs.requests"].Data)
 		}
 		if r := sumBy(t, got["berth.records.read"], "log.iostream"); len(r) != 2 || r["stdout"] != 3 || r["stderr"] != 1 {
 			t.Errorf("records read by log.iostream %v, want stdout 3, stderr 1", r)

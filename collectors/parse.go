@@ -190,7 +190,7 @@ type frameReader struct {
 	limit int    // frames beyond this are cut (the rest is discarded)
 }
 
-func (f *frameReader) buffered() bool { return f.r.Buffered() > 0 }
+func (f *frameReader) buffered() bool { return f.r != nil && f.r.Buffered() > 0 }
 
 func (f *frameReader) next() (logs.Stream, []byte, bool, error) {
 	hdr, err := f.r.Peek(frameHeaderLen)
@@ -257,7 +257,9 @@ type rawReader struct {
 	drop  bool   // discarding the rest of a cut message up to its newline
 }
 
-func (rr *rawReader) buffered() bool { return rr.r.Buffered() > 0 || rr.off < len(rr.acc) }
+func (rr *rawReader) buffered() bool {
+	return (rr.r != nil && rr.r.Buffered() > 0) || rr.off < len(rr.acc)
+}
 
 func (rr *rawReader) next() (logs.Stream, []byte, bool, error) {
 	for {

@@ -97,6 +97,21 @@ type Bursts struct {
 	// IdleTimeout ends a log burst that has received no byte for this long.
 	// A quiet container's burst ending so is normal: berth re-attaches.
 	IdleTimeout time.Duration `koanf:"idle_timeout"`
+	// QuietIdleTimeout is how long the idle deadline grows to for a
+	// container that stays quiet: each follow burst that ends idle without
+	// a line doubles the next one's, from IdleTimeout up to this (capped by
+	// MaxBurst); a burst that reads a line starts again at IdleTimeout. A
+	// quiet container's stream is then re-opened every few minutes, not
+	// every IdleTimeout, while a stream that hangs still ends.
+	QuietIdleTimeout time.Duration `koanf:"quiet_idle_timeout"`
+	// MaxConcurrentAttaches bounds the logs requests being opened at once
+	// (a follow request until it has read what was waiting, IdleTimeout at
+	// most) and, apart from
+	// them, the stopped containers' logs being read to their end at once,
+	// so that attaching hundreds of containers (berth's start, a daemon
+	// restart) does not flood the daemon. The first request for a container
+	// that has just started is never held back.
+	MaxConcurrentAttaches int `koanf:"max_concurrent_attaches"`
 	// MaxBurst ends every log burst after this long, whatever it reads.
 	MaxBurst time.Duration `koanf:"max_burst"`
 	// MaxLineBytes is the longest line berth sends; longer lines are cut and
@@ -257,12 +272,14 @@ func Default() Config {
 			EventsIdleTimeout: 5 * time.Minute,
 		},
 		Bursts: Bursts{
-			IdleTimeout:  30 * time.Second,
-			MaxBurst:     5 * time.Minute,
-			MaxLineBytes: 1 << 20,
-			ReattachTail: 100,
-			Multiline:    Multiline{Timeout: time.Second, MaxLines: 500},
-			RateLimit:    RateLimit{Burst: time.Second, Mode: RateModeThrottle},
+			IdleTimeout:           30 * time.Second,
+			QuietIdleTimeout:      5 * time.Minute,
+			MaxConcurrentAttaches: 8,
+			MaxBurst:              5 * time.Minute,
+			MaxLineBytes:          1 << 20,
+			ReattachTail:          100,
+			Multiline:             Multiline{Timeout: time.Second, MaxLines: 500},
+			RateLimit:             RateLimit{Burst: time.Second, Mode: RateModeThrottle},
 		},
 		Containers: Containers{InitialPosition: InitialPositionEnd},
 		Export: Export{
@@ -466,6 +483,12 @@ func (c Config) Validate() error {
 	}
 	if c.IdleTimeout < 100*time.Millisecond {
 		badDefault("idle_timeout", "%v is too short; use at least 100ms", c.IdleTimeout)
+	}
+	if c.QuietIdleTimeout < c.IdleTimeout {
+		bad("quiet_idle_timeout", "%v must be at least idle_timeout (%v)", c.QuietIdleTimeout, c.IdleTimeout)
+	}
+	if c.MaxConcurrentAttaches < 1 || c.MaxConcurrentAttaches > 1024 {
+		badDefault("max_concurrent_attaches", "%d is out of range; use 1 to 1024", c.MaxConcurrentAttaches)
 	}
 	if c.MaxBurst < c.IdleTimeout {
 		bad("max_burst", "%v must be at least idle_timeout (%v)", c.MaxBurst, c.IdleTimeout)

@@ -225,8 +225,8 @@ func splitImage(ref string) (string, []string) {
 
 // Logs opens a logs response with timestamps. Every Read of its body has a
 // deadline: it returns os.ErrDeadlineExceeded once the daemon has sent
-// nothing for bursts.IdleTimeout, or the burst's connection is
-// bursts.MaxBurst old.
+// nothing for req.Idle (zero: bursts.IdleTimeout), or the burst's connection
+// is bursts.MaxBurst old.
 func (c *Client) Logs(ctx context.Context, id string, req collectors.LogRequest) (io.ReadCloser, error) {
 	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true, Follow: req.Follow, Tail: "all"}
 	if req.Tail != collectors.TailAll && !(req.Follow && c.libpod.Load()) {
@@ -246,9 +246,16 @@ func (c *Client) Logs(ctx context.Context, id string, req collectors.LogRequest)
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(info httptrace.WroteRequestInfo) { sent.Store(info.Err == nil) },
 	})
+	idle := c.bursts.IdleTimeout
+	if req.Idle > 0 {
+		// A quiet container's burst: its connection (one per request) waits
+		// longer for a byte.
+		idle = req.Idle
+		ctx = withIdle(ctx, idle)
+	}
 	rc, err := c.logs.ContainerLogs(ctx, id, opts)
 	if err != nil {
-		return nil, logsRequestError(err, sent.Load(), c.bursts.IdleTimeout)
+		return nil, logsRequestError(err, sent.Load(), idle)
 	}
 	return rc, nil
 }
@@ -265,11 +272,11 @@ func logsRequestError(err error, sent bool, idle time.Duration) error {
 	case !errors.Is(err, os.ErrDeadlineExceeded):
 		return classify(err)
 	case sent:
-		return fmt.Errorf("no response header to the logs request within idle_timeout (%v): %w", idle, err)
+		return fmt.Errorf("no response header to the logs request within its idle deadline (%v): %w", idle, err)
 	default:
 		// %v, not %w: not the idle end the deadline stands for once the
 		// request is out.
-		return fmt.Errorf("the logs request could not be sent within idle_timeout (%v): %v", idle, err)
+		return fmt.Errorf("the logs request could not be sent within its idle deadline (%v): %v", idle, err)
 	}
 }
 

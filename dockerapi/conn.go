@@ -62,14 +62,30 @@ type dialer struct {
 	timeout          time.Duration
 }
 
-// DialContext dials the daemon and wraps the connection in the policy.
+// DialContext dials the daemon and wraps the connection in the policy, with
+// the idle bound of the request that dials it if it carries one (withIdle).
 func (d dialer) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
 	nd := net.Dialer{Timeout: d.timeout}
 	conn, err := nd.DialContext(ctx, d.network, d.address)
 	if err != nil {
 		return nil, err
 	}
-	return newDeadlineConn(conn, d.policy), nil
+	p := d.policy
+	if idle, ok := ctx.Value(idleKey{}).(time.Duration); ok && idle > 0 {
+		p.idle = idle
+	}
+	return newDeadlineConn(conn, p), nil
+}
+
+// idleKey is the context key of a request's idle bound.
+type idleKey struct{}
+
+// withIdle makes the connection a request dials bound each read by idle
+// instead of its client's policy. Only a client that dials a connection per
+// request (no keep-alive: the log bursts') may be given such a request: the
+// transport dials with the request's context values.
+func withIdle(ctx context.Context, idle time.Duration) context.Context {
+	return context.WithValue(ctx, idleKey{}, idle)
 }
 
 // newDeadlineConn wraps a connection that was just dialled in the policy: its

@@ -130,6 +130,44 @@ func TestLogsIdleDeadlineEndsStalledRead(t *testing.T) {
 	goleak.VerifyNone(t, before)
 }
 
+// TestLogsRequestIdle: a request that carries its own idle bound (a quiet
+// container's burst) waits that long for a byte, not the client's
+// idle_timeout; the next request without one has idle_timeout again.
+func TestLogsRequestIdle(t *testing.T) {
+	const (
+		idle     = 200 * time.Millisecond
+		quiet    = 900 * time.Millisecond
+		maxBurst = time.Minute
+	)
+	d := newFakeDaemon(t)
+	d.setContainer("c1", nonTTY("c1"))
+	base := time.Date(2024, 5, 1, 10, 20, 30, 123456789, time.UTC)
+	d.setLogs(func(lw *logWriter, _ *http.Request) {
+		_ = lw.Frame(1, base, "one\n")
+		lw.Stall()
+	})
+	c := newTestClient(t, d, config.Docker{}, config.Bursts{IdleTimeout: idle, MaxBurst: maxBurst})
+	ctx := testCtx(t)
+	// upto: the read must end before it (the other bound did not apply).
+	for _, tc := range []struct {
+		reqIdle, want, upto time.Duration
+	}{{quiet, quiet, maxBurst / 2}, {0, idle, quiet}} {
+		body, err := c.Logs(ctx, "c1", collectors.LogRequest{Follow: true, Tail: collectors.TailAll, Idle: tc.reqIdle})
+		if err != nil {
+			t.Fatalf("Logs: %v", err)
+		}
+		r := waitRead(t, readAll(body), maxBurst)
+		_ = body.Close()
+		if !errors.Is(r.err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read ended with %v, want os.ErrDeadlineExceeded", r.err)
+		}
+		silence := r.at.Sub(r.lastByte)
+		if silence < tc.want-50*time.Millisecond || silence >= tc.upto {
+			t.Errorf("request idle %v: the read ended %v after the last byte, want %v (before %v)", tc.reqIdle, silence, tc.want, tc.upto)
+		}
+	}
+}
+
 // TestLogsIdleDeadlineBeforeHeaders: a daemon that accepts the request but
 // never answers it must not hold Logs forever either, and the error must say,
 // by its type, that the connection's deadline passed (a burst then ends as an
@@ -329,8 +367,8 @@ func TestLogsRequestError(t *testing.T) {
 		wantDeadline bool
 		wantText     string
 	}{
-		{"sent, no answer: an idle end", deadline, true, true, "no response header to the logs request within idle_timeout (2s)"},
-		{"not sent: a fault", deadline, false, false, "the logs request could not be sent within idle_timeout (2s)"},
+		{"sent, no answer: an idle end", deadline, true, true, "no response header to the logs request within its idle deadline (2s)"},
+		{"not sent: a fault", deadline, false, false, "the logs request could not be sent within its idle deadline (2s)"},
 		{"another error is classified as before", errors.New("connection refused"), true, false, "connection refused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,15 +25,19 @@ type BerthConfig struct {
 	DockerHost string // default: the suite's daemon
 	// NoDockerHost leaves docker_host unset: DOCKER_HOST (berthProc.Env)
 	// applies, else the local socket.
-	NoDockerHost    bool
-	IdleTimeout     string
-	MaxBurst        string
-	MaxLineBytes    int
-	InitialPosition string
-	ReattachTail    int
-	ShutdownTimeout string
-	LogLevel        string // default $BERTH_E2E_LOG_LEVEL, else info
-	Extra           []string
+	NoDockerHost bool
+	IdleTimeout  string
+	// QuietIdleTimeout: default IdleTimeout when that is set (the tests of
+	// idle ends and frozen streams see every burst end at idle_timeout),
+	// else berth's default.
+	QuietIdleTimeout string
+	MaxBurst         string
+	MaxLineBytes     int
+	InitialPosition  string
+	ReattachTail     int
+	ShutdownTimeout  string
+	LogLevel         string // default $BERTH_E2E_LOG_LEVEL, else info
+	Extra            []string
 }
 
 func (c BerthConfig) yaml(stateDir, httpAddr string) string {
@@ -50,6 +54,12 @@ func (c BerthConfig) yaml(stateDir, httpAddr string) string {
 	kv("http_addr", quote(httpAddr))
 	if c.IdleTimeout != "" {
 		kv("idle_timeout", quote(c.IdleTimeout))
+	}
+	switch {
+	case c.QuietIdleTimeout != "":
+		kv("quiet_idle_timeout", quote(c.QuietIdleTimeout))
+	case c.IdleTimeout != "":
+		kv("quiet_idle_timeout", quote(c.IdleTimeout))
 	}
 	if c.MaxBurst != "" {
 		kv("max_burst", quote(c.MaxBurst))

@@ -124,6 +124,7 @@ func (r *run) handleEvent(ev Event) {
 		r.setHint(ct, ev.Meta)
 		ct.running, ct.started = true, true
 		ct.starts++
+		ct.quiet = 0 // a new run: read it with the short idle deadline
 		ct.retryAt = time.Time{}
 		ct.unreadable = false
 	case "die", "stop":

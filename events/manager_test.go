@@ -1039,3 +1039,42 @@ func TestAutoRemoveIsNotDrained(t *testing.T) {
 		})
 	}
 }
+
+// TestQuietCountsEmptyIdleBursts: each follow burst that ends at its idle
+// (or max_burst) deadline without a line makes the next one's Quiet one
+// more, so that the collector gives it a longer idle deadline; a burst that
+// read a line, or an error, sets it back to 0.
+func TestQuietCountsEmptyIdleBursts(t *testing.T) {
+	cfg := testConfig()
+	cfg.Backoff = config.Backoff{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1}
+	h := newHarness(t)
+	h.src.setList(running("c1"))
+	h.start(cfg)
+	steps := []struct {
+		end       outcome
+		nextQuiet int
+	}{
+		{outcome{End: collectors.EndIdle}, 1},
+		{outcome{End: collectors.EndIdle}, 2},
+		{outcome{End: collectors.EndMaxBurst}, 3},
+		{outcome{End: collectors.EndIdle, Lines: 1}, 0}, // it wrote: short deadline again
+		{outcome{End: collectors.EndIdle}, 1},
+		{outcome{End: collectors.EndIdle}, 2},
+	}
+	n := 1
+	for i, s := range steps {
+		b := h.col.waitBurst(t, "c1", n)
+		b.end(t, s.end)
+		n++
+		next := h.col.waitBurst(t, "c1", n)
+		if next.spec.Quiet != s.nextQuiet {
+			t.Fatalf("step %d: after %+v the next burst has Quiet %d, want %d", i, s.end, next.spec.Quiet, s.nextQuiet)
+		}
+	}
+	// A failed burst: the next one starts from the short deadline.
+	h.col.waitBurst(t, "c1", n).end(t, outcome{End: collectors.EndError})
+	n++
+	if q := h.col.waitBurst(t, "c1", n).spec.Quiet; q != 0 {
+		t.Fatalf("after an error the next burst has Quiet %d, want 0", q)
+	}
+}

@@ -131,6 +131,11 @@ type container struct {
 	starts         int
 	startsAtLaunch int // starts when the active burst was launched
 
+	// quiet counts its follow bursts in a row that ended at a deadline
+	// without a line (collectors.BurstSpec.Quiet): the next one waits
+	// longer for a byte. A line, another end or a start resets it.
+	quiet int
+
 	lines   int64 // lines of its finished bursts
 	lastErr string
 	lastEnd collectors.EndReason
@@ -170,6 +175,9 @@ func (r *run) launch(ct *container, follow bool) {
 	ct.resetProgress()
 	spec := collectors.BurstSpec{ID: ct.id, Follow: follow, Cursor: ct.cursor, Meta: &ct.meta, Hint: ct.hint, Renamed: &ct.renamed, Progress: &ct.progress}
 	spec.Rate = &ct.rate
+	if follow {
+		spec.Quiet = ct.quiet
+	}
 	ctx, cancel := context.WithCancel(r.ctx)
 	ct.cancelBurst = cancel
 	r.bursts.Add(1)
@@ -189,7 +197,7 @@ func (r *run) finish(res collectors.BurstResult) {
 		return
 	}
 	r.log.Debug("burst ended", "container", ct.name, "id", short(ct.id), "follow", res.Follow, "end", res.End,
-		"lines", res.Lines, "bytes", res.Bytes, "requests", res.Requests, "duration", res.Duration.Round(time.Millisecond),
+		"lines", res.Lines, "bytes", res.Bytes, "requests", res.Requests, "duration", res.Duration.Round(time.Millisecond), "idle_deadline", res.Idle,
 		"stopped", res.Stopped, "restarted", res.Restarted, "gone", res.Gone, "err", res.Err)
 	ct.cursor = res.Cursor
 	ct.cancelBurst = nil
@@ -199,6 +207,11 @@ func (r *run) finish(res collectors.BurstResult) {
 	ct.dropped += res.Dropped
 	ct.resetProgress()
 	ct.lastEnd = res.End
+	if res.Follow && res.Lines == 0 && (res.End == collectors.EndIdle || res.End == collectors.EndMaxBurst) {
+		ct.quiet++ // a quiet container: its next burst waits longer for a byte
+	} else if res.End != collectors.EndShutdown {
+		ct.quiet = 0
+	}
 	if res.Gone {
 		ct.gone, ct.running = true, false
 	}
