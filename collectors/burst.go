@@ -132,6 +132,9 @@ type BurstResult struct {
 	Restarted bool
 	// Gone says that the container no longer exists.
 	Gone bool
+	// Gaps are the stretches of the log, by Stream-1, that Docker no
+	// longer held when the burst asked for them (see Gap); zero: none.
+	Gaps [2]Gap
 }
 
 // Collector runs bursts against a LogSource and hands records to a Sink.
@@ -211,6 +214,7 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 	st.cursor.CopyFrom(&spec.Cursor)
 	st.committed.CopyFrom(&spec.Cursor)
 	st.progress = spec.Progress
+	st.gaps.found = [2]Gap{}
 
 	res.End, res.Err = c.burst(ctx, spec, st, &res)
 	if res.End == EndEOF && spec.Follow {
@@ -229,6 +233,8 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 		res.Gone = true
 	}
 	res.Cursor = st.committed.Clone()
+	res.Gaps = st.gaps.found
+	c.inst.gaps(&res.Gaps)
 	res.Duration = time.Since(start)
 	st.release()
 	c.inst.burstEnded(res.End, res.Duration)
@@ -411,6 +417,7 @@ func endOf(ctx context.Context, err error, pastMaxBurst bool) EndReason {
 func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta], bounded bool, reqStart time.Time, res *BurstResult) error {
 	st.cursor.CopyFrom(&st.committed)
 	st.cursor.Rewind()
+	st.gaps.arm(&st.committed)
 	for i := range st.pending {
 		st.pending[i].active = false
 		st.join[i].Reset(st.rules, st.maxLine)
@@ -467,10 +474,16 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 		}
 		h := logs.MessageHash(content)
 		old := st.cursor.Seen(s, ts, h)
-		if first && bounded && !old {
-			return errWiden
+		if first && bounded {
+			if !old {
+				return errWiden
+			}
+			st.gaps.windowStarts(ts)
 		}
 		first = false
+		if st.gaps.watching {
+			st.gaps.see(s, ts, old)
+		}
 		if !old {
 			st.add(s, ts, h, content, complete || cut, cut)
 		}
@@ -636,6 +649,7 @@ type burstState struct {
 	flushErr  error
 	flushed   BurstResult // the records the flusher delivered (its Lines)
 	ts        tsCache
+	gaps      gapWatch       // judges each stream's first message of a response
 	observed  time.Time      // when the bytes of the current batch were read; zero after a flush
 	progress  *BurstProgress // BurstSpec.Progress of the running burst; may be nil
 	batch     logs.Batch

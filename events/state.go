@@ -140,6 +140,10 @@ type container struct {
 	// burst's result, whose cursor and lines then hold the same. Nothing
 	// else of the container is shared.
 	progress collectors.BurstProgress
+	// lastGap is the last stretch of its log found rotated away, and gaps
+	// how many were (see reportGaps).
+	lastGap collectors.Gap
+	gaps    int
 }
 
 // step runs a container's state machine once and carries out its action.
@@ -193,6 +197,7 @@ func (r *run) finish(res collectors.BurstResult) {
 	ct.lines += res.Lines
 	ct.resetProgress()
 	ct.lastEnd = res.End
+	r.reportGaps(ct, &res)
 	if res.Gone {
 		ct.gone, ct.running = true, false
 	}

@@ -36,6 +36,9 @@ type ContainerStatus struct {
 	// LabelErrors are its labels berth could not use, e.g. a berth.enable
 	// that is neither true nor false (it is then collected).
 	LabelErrors []string `json:"label_errors,omitempty"`
+	// LastGap is the last stretch of its log Docker had rotated away
+	// before berth read it; absent when none.
+	LastGap *GapStatus `json:"last_gap,omitempty"`
 }
 
 // Status asks the running manager for a snapshot.
@@ -64,7 +67,7 @@ func (r *run) status() Status {
 		s.Containers = append(s.Containers, ContainerStatus{
 			ID: short(ct.id), Name: ct.name, State: ct.state, Lines: ct.lines + ct.progress.Lines.Load(),
 			Newest: laterOf(ct.cursor.Newest(), ct.progress.NewestTime()), LastEnd: string(ct.lastEnd), LastError: ct.lastErr,
-			SelectedBy: ct.selectedBy, ExcludedBy: ct.excludedBy,
+			SelectedBy: ct.selectedBy, ExcludedBy: ct.excludedBy, LastGap: gapStatus(ct),
 		})
 		if ct.labelError != "" {
 			s.Containers[len(s.Containers)-1].LabelErrors = []string{ct.labelError}
