@@ -229,6 +229,9 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 			res.Restarted = m.Running && m.StartedAt.After(start)
 		}
 	}
+	if res.End == EndEOF && (!spec.Follow || res.Stopped || res.Restarted) {
+		c.endPartials(ctx, st, spec.Meta, &res)
+	}
 	if errors.Is(res.Err, ErrNotFound) {
 		res.Gone = true
 	}
@@ -423,21 +426,25 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 		st.join[i].Reset(st.rules, st.maxLine)
 		st.held[i].Reset()
 	}
-	if st.rules != nil {
-		st.mu.Lock()
-		f := c.startFlusher(ctx, st, meta)
-		defer func() {
+	// The flusher starts when the reader first waits holding something.
+	var f *flusher
+	st.mu.Lock()
+	defer func() {
+		st.mu.Unlock() // first: the flusher may wait for mu
+		if f != nil {
+			f.stop()
 			// The flusher counts its records apart, so that res does not
-			// escape to the heap on the path without rules.
+			// escape to the heap.
 			res.Lines += st.flushed.Lines
-		}()
-		defer f.stop()       // second: the flusher may wait for mu
-		defer st.mu.Unlock() // first
-	}
+		}
+	}()
 	first := true
 	for {
-		waiting := st.rules != nil && (st.join[0].Held() || st.join[1].Held()) && !st.msgs.buffered()
+		waiting := st.holding() && !st.msgs.buffered()
 		if waiting {
+			if f == nil {
+				f = c.startFlusher(ctx, st, meta)
+			}
 			st.wait()
 		}
 		s, msg, cut, err := st.msgs.next()
@@ -449,13 +456,18 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 			}
 		}
 		if err != nil {
-			if st.rules != nil && ctx.Err() == nil && (errors.Is(err, io.EOF) ||
-				(errors.Is(err, os.ErrDeadlineExceeded) && !c.pastMaxBurst(reqStart))) {
+			eof := errors.Is(err, io.EOF)
+			if ctx.Err() == nil && (eof || (errors.Is(err, os.ErrDeadlineExceeded) && !c.pastMaxBurst(reqStart))) {
 				// The container stopped, or went quiet: its records are
 				// complete. (At shutdown, an error or max_burst they stay
 				// out of the cursor, and are read again whole.)
-				st.closeHeld(0)
-				st.closeHeld(1)
+				if st.rules != nil {
+					st.closeHeld(0)
+					st.closeHeld(1)
+				}
+				if !eof {
+					st.idlePartials(c.cfg.IdleTimeout, c.cfg.PartialFlushTimeout)
+				}
 			}
 			if ferr := c.flush(ctx, st, meta, res); ferr != nil {
 				return ferr
@@ -546,7 +558,9 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 }
 
 // flusher sends the records a burst holds when the burst has waited
-// multiline.timeout for bytes. It runs beside read, which owns it.
+// multiline.timeout for bytes, and the lines that have not ended after
+// partial_flush_timeout (see partial.go). It runs beside read, which owns
+// it, from the reader's first wait with something held.
 type flusher struct {
 	arm  chan struct{} // the reader started waiting with a record held
 	done chan struct{} // closed to stop the flusher
@@ -573,7 +587,6 @@ func (f *flusher) stop() {
 }
 
 func (c *Collector) runFlusher(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta], f *flusher) {
-	timeout := st.rules.Timeout
 	for {
 		select {
 		case <-f.done:
@@ -582,24 +595,26 @@ func (c *Collector) runFlusher(ctx context.Context, st *burstState, meta *atomic
 		}
 		for {
 			st.mu.Lock()
-			if !st.waiting || st.flushErr != nil || !(st.join[0].Held() || st.join[1].Held()) {
+			if !st.waiting || st.flushErr != nil || !st.holding() {
 				st.mu.Unlock()
 				break // the reader has bytes again; it arms anew when it waits
 			}
-			left := timeout - time.Since(st.waitSince)
-			if left <= 0 {
-				// The reader has waited timeout for bytes since it last had
-				// some: the held records are complete.
-				st.closeHeld(0)
-				st.closeHeld(1)
+			// What has waited long enough since the reader last had bytes
+			// is complete (multiline.timeout), or sent partial
+			// (partial_flush_timeout).
+			left := st.closeDue(time.Since(st.waitSince), c.cfg.PartialFlushTimeout)
+			if len(st.batch.Records) > 0 {
 				if err := c.flush(ctx, st, meta, &st.flushed); err != nil {
 					st.flushErr = err
+				} else {
+					st.giveArena()
 				}
-				st.giveArena()
-				st.mu.Unlock()
+			}
+			failed := st.flushErr != nil
+			st.mu.Unlock()
+			if left <= 0 || failed {
 				break
 			}
-			st.mu.Unlock()
 			t := time.NewTimer(left)
 			select {
 			case <-f.done:

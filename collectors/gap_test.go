@@ -57,7 +57,7 @@ func TestGapRotatedAway(t *testing.T) {
 		t.Errorf("berth.log.gaps %v, want stdout 1", n)
 	}
 	sec, ok := m["berth.log.gap.duration"].Data.(metricdata.Sum[float64])
-	if !ok || len(sec.DataPoints) != 1 || sec.DataPoints[0].Value != (40 * time.Nanosecond).Seconds() {
+	if !ok || len(sec.DataPoints) != 1 || sec.DataPoints[0].Value != (40*time.Nanosecond).Seconds() {
 		t.Errorf("berth.log.gap.duration %+v, want one point of 40ns", m["berth.log.gap.duration"].Data)
 	}
 	// Re-attached again, nothing is missing any more.
