@@ -30,7 +30,7 @@ func (r *run) reportGaps(ct *container, res *collectors.BurstResult) {
 		ct.lastGap = g
 		r.log.Warn("container log lines lost: Docker had rotated them away before berth read them",
 			"container", ct.name, "id", short(ct.id), "stream", g.Stream.String(),
-			"from", g.From, "to", g.To, "duration", g.Duration())
+			"from", g.From.Format(time.RFC3339Nano), "to", g.To.Format(time.RFC3339Nano), "duration", g.Duration())
 	}
 }
 
