@@ -62,15 +62,21 @@ func (g *gapWatch) arm(c *logs.Cursor) {
 
 // windowStarts takes the first message of a bounded tail, stamped ts: a
 // stream whose boundary is older than the window's start may have its line
-// before the window, not rotated away, and is not judged.
+// before the window, not rotated away, and is not judged. Docker does not
+// write the two streams in strict timestamp order, so a boundary within
+// streamSkew after the window's start is not judged either.
 func (g *gapWatch) windowStarts(ts time.Time) {
 	for i := range g.bound {
-		if g.bound[i].Before(ts) {
+		if g.bound[i].Before(ts.Add(streamSkew)) {
 			g.bound[i] = time.Time{}
 		}
 	}
 	g.watching = !g.bound[0].IsZero() || !g.bound[1].IsZero()
 }
+
+// streamSkew bounds how much older than a message of one stream a message
+// of the other stream written after it in the log may be stamped.
+const streamSkew = time.Second
 
 // see judges a message of stream s stamped ts; old is what the cursor said
 // of it. The first message of a stream is the oldest the response holds of
