@@ -259,6 +259,7 @@ type outcome struct {
 	Lines    int64
 	Cursor   *logs.Cursor
 	Duration time.Duration
+	Gaps     [2]collectors.Gap
 }
 
 // fakeBurst is one Burst call as the fake collector saw it.
@@ -395,7 +396,7 @@ func (c *fakeCollector) Burst(ctx context.Context, spec collectors.BurstSpec) co
 	res := collectors.BurstResult{
 		ID: spec.ID, Follow: spec.Follow, Cursor: b.spec.Cursor.Clone(),
 		End: o.End, Err: o.Err, Lines: o.Lines, Stopped: o.Stopped, Gone: o.Gone,
-		Duration: o.Duration, Requests: 1,
+		Duration: o.Duration, Requests: 1, Gaps: o.Gaps,
 	}
 	if o.Cursor != nil {
 		res.Cursor = o.Cursor.Clone()
