@@ -152,6 +152,9 @@ type BurstResult struct {
 	Restarted bool
 	// Gone says that the container no longer exists.
 	Gone bool
+	// Gaps are the stretches of the log, by Stream-1, that Docker no
+	// longer held when the burst asked for them (see Gap); zero: none.
+	Gaps [2]Gap
 }
 
 // Collector runs bursts against a LogSource and hands records to a Sink.
@@ -273,6 +276,7 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 	st.rate, st.droppedTotal = RateState{}, 0
 	st.follow = spec.Follow
 	res.Idle = c.IdleFor(spec.ID, spec.Quiet)
+	st.gaps.found = [2]Gap{}
 
 	res.End, res.Err = c.burst(ctx, spec, st, &res)
 	st.releaseSlot()
@@ -288,11 +292,16 @@ func (c *Collector) Burst(ctx context.Context, spec BurstSpec) BurstResult {
 			res.Restarted = m.Running && m.StartedAt.After(start)
 		}
 	}
+	if res.End == EndEOF && (!spec.Follow || res.Stopped || res.Restarted) {
+		c.endPartials(ctx, st, spec.Meta, &res)
+	}
 	if errors.Is(res.Err, ErrNotFound) {
 		res.Gone = true
 	}
 	res.Cursor = st.committed.Clone()
 	res.Dropped = st.droppedTotal
+	res.Gaps = st.gaps.found
+	c.inst.gaps(&res.Gaps)
 	res.Duration = time.Since(start)
 	st.release()
 	c.inst.burstEnded(res.End, res.Duration)
@@ -500,27 +509,32 @@ func endOf(ctx context.Context, err error, pastMaxBurst bool) EndReason {
 func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta], bounded bool, reqStart time.Time, res *BurstResult) error {
 	st.cursor.CopyFrom(&st.committed)
 	st.cursor.Rewind()
+	st.gaps.arm(&st.committed)
 	for i := range st.pending {
 		st.pending[i].active = false
 		st.join[i].Reset(st.rules, st.maxLine)
 		st.held[i].Reset()
 	}
-	if st.rules != nil {
-		st.mu.Lock()
-		f := c.startFlusher(ctx, st, meta)
-		defer func() {
+	// The flusher starts when the reader first waits holding something.
+	var f *flusher
+	st.mu.Lock()
+	defer func() {
+		st.mu.Unlock() // first: the flusher may wait for mu
+		if f != nil {
+			f.stop()
 			// The flusher counts its records apart, so that res does not
-			// escape to the heap on the path without rules.
+			// escape to the heap.
 			res.Lines += st.flushed.Lines
-		}()
-		defer f.stop()       // second: the flusher may wait for mu
-		defer st.mu.Unlock() // first
-	}
+		}
+	}()
 	first := true
 	for {
 		drained := !st.msgs.buffered()
-		waiting := st.rules != nil && (st.join[0].Held() || st.join[1].Held()) && drained
+		waiting := st.holding() && drained
 		if waiting {
+			if f == nil {
+				f = c.startFlusher(ctx, st, meta)
+			}
 			st.wait()
 		}
 		if drained {
@@ -538,13 +552,18 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 			}
 		}
 		if err != nil {
-			if st.rules != nil && ctx.Err() == nil && (errors.Is(err, io.EOF) ||
-				(errors.Is(err, os.ErrDeadlineExceeded) && !c.pastMaxBurst(reqStart))) {
+			eof := errors.Is(err, io.EOF)
+			if ctx.Err() == nil && (eof || (errors.Is(err, os.ErrDeadlineExceeded) && !c.pastMaxBurst(reqStart))) {
 				// The container stopped, or went quiet: its records are
 				// complete. (At shutdown, an error or max_burst they stay
 				// out of the cursor, and are read again whole.)
-				st.closeHeld(0)
-				st.closeHeld(1)
+				if st.rules != nil {
+					st.closeHeld(0)
+					st.closeHeld(1)
+				}
+				if !eof {
+					st.idlePartials(c.cfg.IdleTimeout, c.cfg.PartialFlushTimeout)
+				}
 			}
 			if ferr := c.flush(ctx, st, meta, res); ferr != nil {
 				return ferr
@@ -563,10 +582,16 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 		}
 		h := logs.MessageHash(content)
 		old := st.cursor.Seen(s, ts, h)
-		if first && bounded && !old {
-			return errWiden
+		if first && bounded {
+			if !old {
+				return errWiden
+			}
+			st.gaps.windowStarts(ts)
 		}
 		first = false
+		if st.gaps.watching {
+			st.gaps.see(s, ts, old)
+		}
 		if !old {
 			st.add(s, ts, h, content, complete || cut, cut)
 			if st.limit != nil && st.limit.owing() {
@@ -641,7 +666,9 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 }
 
 // flusher sends the records a burst holds when the burst has waited
-// multiline.timeout for bytes. It runs beside read, which owns it.
+// multiline.timeout for bytes, and the lines that have not ended after
+// partial_flush_timeout (see partial.go). It runs beside read, which owns
+// it, from the reader's first wait with something held.
 type flusher struct {
 	arm  chan struct{} // the reader started waiting with a record held
 	done chan struct{} // closed to stop the flusher
@@ -668,7 +695,6 @@ func (f *flusher) stop() {
 }
 
 func (c *Collector) runFlusher(ctx context.Context, st *burstState, meta *atomic.Pointer[logs.Meta], f *flusher) {
-	timeout := st.rules.Timeout
 	for {
 		select {
 		case <-f.done:
@@ -677,24 +703,26 @@ func (c *Collector) runFlusher(ctx context.Context, st *burstState, meta *atomic
 		}
 		for {
 			st.mu.Lock()
-			if !st.waiting || st.flushErr != nil || !(st.join[0].Held() || st.join[1].Held()) {
+			if !st.waiting || st.flushErr != nil || !st.holding() {
 				st.mu.Unlock()
 				break // the reader has bytes again; it arms anew when it waits
 			}
-			left := timeout - time.Since(st.waitSince)
-			if left <= 0 {
-				// The reader has waited timeout for bytes since it last had
-				// some: the held records are complete.
-				st.closeHeld(0)
-				st.closeHeld(1)
+			// What has waited long enough since the reader last had bytes
+			// is complete (multiline.timeout), or sent partial
+			// (partial_flush_timeout).
+			left := st.closeDue(time.Since(st.waitSince), c.cfg.PartialFlushTimeout)
+			if len(st.batch.Records) > 0 {
 				if err := c.flush(ctx, st, meta, &st.flushed); err != nil {
 					st.flushErr = err
+				} else {
+					st.giveArena()
 				}
-				st.giveArena()
-				st.mu.Unlock()
+			}
+			failed := st.flushErr != nil
+			st.mu.Unlock()
+			if left <= 0 || failed {
 				break
 			}
-			st.mu.Unlock()
 			t := time.NewTimer(left)
 			select {
 			case <-f.done:
@@ -752,6 +780,7 @@ type burstState struct {
 	flushErr  error
 	flushed   BurstResult // the records the flusher delivered (its Lines)
 	ts        tsCache
+	gaps      gapWatch       // judges each stream's first message of a response
 	observed  time.Time      // when the bytes of the current batch were read; zero after a flush
 	progress  *BurstProgress // BurstSpec.Progress of the running burst; may be nil
 	batch     logs.Batch

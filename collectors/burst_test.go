@@ -304,7 +304,9 @@ func TestReattachExactlyOnce(t *testing.T) {
 			v += rng.IntN(30)
 			visible[i] = v
 		}
-		d := &fakeDaemon{log: log, cutAfter: cuts, visible: visible}
+		// It runs: a follow stream's end is no end of its log, and a line
+		// whose last chunk is yet to come stays whole.
+		d := &fakeDaemon{log: log, cutAfter: cuts, visible: visible, running: true}
 		sink := &memSink{}
 		c := newTestCollector(t, d, sink, 1024, 1+rng.IntN(8))
 		cur := logs.BeginningCursor()

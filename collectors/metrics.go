@@ -19,6 +19,8 @@ type instruments struct {
 	burstDuration    metric.Float64Histogram // berth.burst.duration, by end_reason
 	deadlineExpiries metric.Int64Counter     // berth.deadline.expiries, by kind
 	logsRequests     metric.Int64Counter     // berth.logs.requests
+	gapCount         metric.Int64Counter     // berth.log.gaps, by log.iostream
+	gapSeconds       metric.Float64Counter   // berth.log.gap.duration, by log.iostream
 
 	byStream [2][]metric.AddOption // indexed by logs.Stream-1
 	byEnd    map[EndReason][]metric.RecordOption
@@ -50,6 +52,12 @@ func newInstruments(meter metric.Meter) (instruments, error) {
 	errs = append(errs, err)
 	inst.logsRequests, err = meter.Int64Counter("berth.logs.requests", metric.WithUnit("{request}"),
 		metric.WithDescription("Logs requests sent to Docker (attaches, re-attaches and reads of stopped containers' logs)."))
+	errs = append(errs, err)
+	inst.gapCount, err = meter.Int64Counter("berth.log.gaps", metric.WithUnit("{gap}"),
+		metric.WithDescription("Stretches of container logs Docker had rotated away before berth read them, by log.iostream."))
+	errs = append(errs, err)
+	inst.gapSeconds, err = meter.Float64Counter("berth.log.gap.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time spanned by the stretches of container logs Docker had rotated away before berth read them, by log.iostream."))
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return instruments{}, fmt.Errorf("instruments: %w", err)
@@ -97,5 +105,16 @@ func (inst *instruments) burstEnded(end EndReason, d time.Duration) {
 		inst.deadlineExpiries.Add(ctx, 1, inst.idle...)
 	case EndMaxBurst:
 		inst.deadlineExpiries.Add(ctx, 1, inst.maxBurst...)
+	}
+}
+
+// gaps counts the gaps a burst found (indexed by logs.Stream-1).
+func (inst *instruments) gaps(g *[2]Gap) {
+	for i := range g {
+		if g[i].IsZero() {
+			continue
+		}
+		inst.gapCount.Add(context.Background(), 1, inst.byStream[i]...)
+		inst.gapSeconds.Add(context.Background(), g[i].Duration().Seconds(), inst.byStream[i]...)
 	}
 }

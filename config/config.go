@@ -120,6 +120,10 @@ type Bursts struct {
 	// ReattachTail is the number of recent messages a re-attach asks for; it
 	// is widened only when the answer does not reach the checkpoint.
 	ReattachTail int `koanf:"reattach_tail"`
+	// PartialFlushTimeout is how long a line that has not ended (chunks of
+	// a line without its newline: a progress bar) waits without a byte
+	// before berth sends what it has as a record marked log.partial.
+	PartialFlushTimeout time.Duration `koanf:"partial_flush_timeout"`
 	// Multiline joins the lines of a stack trace into one record; the
 	// labels berth.multiline.* override it per container.
 	Multiline Multiline `koanf:"multiline"`
@@ -278,6 +282,7 @@ func Default() Config {
 			MaxBurst:              5 * time.Minute,
 			MaxLineBytes:          1 << 20,
 			ReattachTail:          100,
+			PartialFlushTimeout:   5 * time.Second,
 			Multiline:             Multiline{Timeout: time.Second, MaxLines: 500},
 			RateLimit:             RateLimit{Burst: time.Second, Mode: RateModeThrottle},
 		},
@@ -501,6 +506,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReattachTail < 1 {
 		badDefault("reattach_tail", "%d must be at least 1", c.ReattachTail)
+	}
+	if c.PartialFlushTimeout < 100*time.Millisecond || c.PartialFlushTimeout > time.Hour {
+		badDefault("partial_flush_timeout", "%v is out of range; use 100ms to 1h", c.PartialFlushTimeout)
 	}
 	if _, err := multiline.New(c.Multiline.Spec(), c.Multiline.Timeout, c.Multiline.MaxLines); err != nil {
 		key := "multiline.preset"

@@ -280,18 +280,16 @@ func logsRequestError(err error, sent bool, idle time.Duration) error {
 	}
 }
 
-// sinceOf is the since to ask for lines from t on. Docker keeps lines at
-// since and after; Podman only those strictly after it, and sends
-// whole-second timestamps, so a boundary on a whole second is asked from a
-// microsecond before it (Podman parses since as a float, good to ~240 ns):
-// a line written exactly on that second is not lost. The lines of that
-// microsecond that Docker sends are before the cursor's boundary, which drops
-// them.
+// sinceOf is the since to ask for lines from t on: a microsecond before t.
+// Docker keeps lines at since and after; Podman only those strictly after
+// it (and before 5.8 sends whole-second timestamps; it parses since as a
+// float, good to ~240 ns), so asked from t itself it would leave out the
+// cursor's own line. Both then send the line at the cursor's boundary
+// first, which is how a re-attach tells that Docker still holds its
+// position (collectors.Gap). The lines of that microsecond that Docker
+// sends are before the cursor's boundary, which drops them.
 func sinceOf(t time.Time) time.Time {
-	if t.Nanosecond() == 0 {
-		return t.Add(-time.Microsecond)
-	}
-	return t
+	return t.Add(-time.Microsecond)
 }
 
 // unixNano formats t as the daemon's seconds.nanoseconds timestamp.

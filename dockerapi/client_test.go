@@ -426,7 +426,8 @@ func TestSplitImage(t *testing.T) {
 }
 
 // TestLogsQuery: a burst's request asks for both streams with timestamps,
-// and passes follow, tail and since (seconds.nanoseconds) as planned.
+// and passes follow, tail and since (seconds.nanoseconds, a microsecond
+// before the cursor's boundary) as planned.
 func TestLogsQuery(t *testing.T) {
 	d := newFakeDaemon(t)
 	d.setContainer("c1", nonTTY("c1"))
@@ -440,13 +441,14 @@ func TestLogsQuery(t *testing.T) {
 		want map[string]string // "" means: absent
 	}{
 		{"re-attach", collectors.LogRequest{Follow: true, Tail: 100, Since: time.Unix(1700000000, 5)},
-			map[string]string{"follow": "1", "tail": "100", "since": "1700000000.000000005"}},
+			map[string]string{"follow": "1", "tail": "100", "since": "1699999999.999999005"}},
 		{"whole log", collectors.LogRequest{Follow: true, Tail: collectors.TailAll},
 			map[string]string{"follow": "1", "tail": "all", "since": ""}},
 		{"stopped container", collectors.LogRequest{Follow: false, Tail: 16, Since: time.Unix(1700000000, 123456789).In(time.FixedZone("X", 3600))},
-			map[string]string{"follow": "", "tail": "16", "since": "1700000000.123456789"}},
-		// A boundary on a whole second (Podman's timestamps) is asked from a
-		// microsecond before it: Podman's since is strict.
+			map[string]string{"follow": "", "tail": "16", "since": "1700000000.123455789"}},
+		// Every boundary is asked from a microsecond before it: Podman's
+		// since is strict, and the boundary's line must come back (a
+		// re-attach that does not see it reports a rotation gap).
 		{"whole seconds", collectors.LogRequest{Follow: true, Tail: 1, Since: time.Unix(1700000000, 0)},
 			map[string]string{"follow": "1", "tail": "1", "since": "1699999999.999999000"}},
 	} {

@@ -29,6 +29,8 @@ type ContainerSpec struct {
 	Tty  bool
 	// LogDriver is "json-file" (default) or "local".
 	LogDriver string
+	// LogOpts are the driver's options (max-size, max-file, ...).
+	LogOpts map[string]string
 	// AutoRemove has the daemon remove the container, and its log, as soon
 	// as it exits (docker run --rm).
 	AutoRemove bool
@@ -79,7 +81,7 @@ func createContainer(t *testing.T, spec ContainerSpec) *Ctr {
 		},
 		&container.HostConfig{
 			NetworkMode: "none",
-			LogConfig:   container.LogConfig{Type: spec.LogDriver},
+			LogConfig:   container.LogConfig{Type: spec.LogDriver, Config: spec.LogOpts},
 			AutoRemove:  spec.AutoRemove,
 		},
 		nil, nil, spec.Name)

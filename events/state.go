@@ -149,6 +149,10 @@ type container struct {
 	// (BurstSpec.Rate); dropped counts what its finished bursts dropped.
 	rate    collectors.RateState
 	dropped int64
+	// lastGap is the last stretch of its log found rotated away, and gaps
+	// how many were (see reportGaps).
+	lastGap collectors.Gap
+	gaps    int
 }
 
 // step runs a container's state machine once and carries out its action.
@@ -212,6 +216,7 @@ func (r *run) finish(res collectors.BurstResult) {
 	} else if res.End != collectors.EndShutdown {
 		ct.quiet = 0
 	}
+	r.reportGaps(ct, &res)
 	if res.Gone {
 		ct.gone, ct.running = true, false
 	}

@@ -39,6 +39,9 @@ type ContainerStatus struct {
 	// Dropped is the records its rate limit dropped (rate_limit.mode
 	// drop), the running burst's included.
 	Dropped int64 `json:"dropped,omitempty"`
+	// LastGap is the last stretch of its log Docker had rotated away
+	// before berth read it; absent when none.
+	LastGap *GapStatus `json:"last_gap,omitempty"`
 }
 
 // Status asks the running manager for a snapshot.
@@ -67,7 +70,7 @@ func (r *run) status() Status {
 		s.Containers = append(s.Containers, ContainerStatus{
 			ID: short(ct.id), Name: ct.name, State: ct.state, Lines: ct.lines + ct.progress.Lines.Load(),
 			Newest: laterOf(ct.cursor.Newest(), ct.progress.NewestTime()), LastEnd: string(ct.lastEnd), LastError: ct.lastErr,
-			SelectedBy: ct.selectedBy, ExcludedBy: ct.excludedBy,
+			SelectedBy: ct.selectedBy, ExcludedBy: ct.excludedBy, LastGap: gapStatus(ct),
 		})
 		if ct.labelError != "" {
 			s.Containers[len(s.Containers)-1].LabelErrors = []string{ct.labelError}

@@ -94,6 +94,9 @@ func appendRecord(buf []byte, r *logs.Record, resource []byte, tf *timeFormatter
 	if r.Truncated {
 		buf = append(buf, `,"log.truncated":true`...)
 	}
+	if r.Partial {
+		buf = append(buf, `,"log.partial":true`...)
+	}
 	if !valid {
 		buf = append(buf, `,"log.body.encoding":"base64"`...)
 	}

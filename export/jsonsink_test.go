@@ -29,7 +29,7 @@ func TestJSONSinkSchema(t *testing.T) {
 	bodies := []string{"plain", "", "quote \" backslash \\ tab \t ctrl \x01 cr \r", "ünïcödé ✓", "\xff\xfe invalid"}
 	var recs []logs.Record
 	for i, b := range bodies {
-		recs = append(recs, logs.Record{Timestamp: ts, Observed: ts.Add(time.Second), Body: []byte(b), Stream: logs.Stream(1 + i%2), Truncated: i == 1})
+		recs = append(recs, logs.Record{Timestamp: ts, Observed: ts.Add(time.Second), Body: []byte(b), Stream: logs.Stream(1 + i%2), Truncated: i == 1, Partial: i == 2})
 	}
 	if err := s.Consume(context.Background(), &logs.Batch{Meta: meta, Records: recs}); err != nil {
 		t.Fatal(err)
@@ -64,6 +64,9 @@ func TestJSONSinkSchema(t *testing.T) {
 		}
 		if (r.Attributes["log.truncated"] == true) != (i == 1) {
 			t.Fatalf("line %d truncated attribute %v", i, r.Attributes["log.truncated"])
+		}
+		if (r.Attributes["log.partial"] == true) != (i == 2) {
+			t.Fatalf("line %d partial attribute %v", i, r.Attributes["log.partial"])
 		}
 		want := map[string]any{
 			"container.id": "abc", "container.name": "web-1", "container.image.name": "registry:5000/app",

@@ -84,6 +84,7 @@ var (
 	attrStdout    = attribute.String("log.iostream", "stdout")
 	attrStderr    = attribute.String("log.iostream", "stderr")
 	attrTruncated = attribute.Bool("log.truncated", true)
+	attrPartial   = attribute.Bool("log.partial", true)
 )
 
 // convert turns a batch into SDK records. A body that is valid UTF-8 is a
@@ -109,6 +110,9 @@ func (s *OTLPSink) convert(b *logs.Batch) []sdklog.Record {
 		}
 		if r.Truncated {
 			lr.AddAttributes(attrTruncated)
+		}
+		if r.Partial {
+			lr.AddAttributes(attrPartial)
 		}
 		l.Emit(ctx, lr)
 	}

@@ -116,6 +116,11 @@ type Record struct {
 	Body      []byte    // the line without its newline; valid only during Sink.Consume
 	Stream    Stream
 	Truncated bool // the line was longer than max_line_bytes and was cut
+	// Partial says the line had not ended (no newline) when berth sent it:
+	// it went quiet for partial_flush_timeout (a progress bar), or the
+	// container's stream ended without a last newline. Its rest, if any
+	// arrives later, is a record of its own.
+	Partial bool
 }
 
 // Batch is a run of records of one container, handed to a Sink.

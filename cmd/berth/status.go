@@ -104,6 +104,13 @@ func printStatus(w io.Writer, d statusDoc) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", c.Name, c.ID, c.State, c.Lines, lagText(c.LagSeconds), dash(c.LastEnd), dash(truncate(c.LastError, 60)))
 	}
 	_ = tw.Flush()
+	for _, c := range d.Containers {
+		if g := c.LastGap; g != nil {
+			fmt.Fprintf(w, "log gap: %s %s lines from %s to %s (%s) rotated away before berth read them; %d gap(s) so far\n",
+				c.Name, g.Stream, g.From.Format(time.RFC3339Nano), g.To.Format(time.RFC3339Nano),
+				(time.Duration(g.Seconds * float64(time.Second))).Round(time.Millisecond), g.Count)
+		}
+	}
 }
 
 func lagText(s *float64) string {

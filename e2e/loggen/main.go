@@ -7,7 +7,8 @@
 //
 // Order of output: the -line-sizes lines (each followed by an empty line with
 // -empty-after-big), then the -empty line, then the
-// -invalid-utf8 line, then -n normal lines (0 = until SIGTERM/SIGINT). Then,
+// -invalid-utf8 line, then -n normal lines (0 = until SIGTERM/SIGINT), then
+// the -progress bar and the -unterminated text, neither ending its line. Then,
 // with -then-rate, it goes on writing numbered lines slowly; with
 // -sleep-after, it stays alive quietly. With -trace NAME it writes only
 // numbered stdout lines around a stack trace (see lines.Traces). SIGTERM/SIGINT end it at a line
@@ -47,6 +48,8 @@ type options struct {
 	waitUSR1    bool
 	trace       string
 	tracePause  time.Duration
+	progress    int
+	unterm      string
 }
 
 var (
@@ -72,6 +75,8 @@ func main() {
 	flag.BoolVar(&o.waitUSR1, "wait-usr1", false, "write nothing until SIGUSR1 (a quiet container that speaks when the test says so)")
 	flag.StringVar(&o.trace, "trace", "", "write, instead of the other output, lines.TracePlain numbered stdout lines, the stack trace lines.Traces[NAME] (java, python, go), and lines.TracePlain more")
 	flag.DurationVar(&o.tracePause, "trace-pause", 0, "with -trace, pause this long after the trace's first lines.JavaHalf lines")
+	flag.IntVar(&o.progress, "progress", 0, "after the -n lines, write lines.Progress(N) to stdout: a progress bar of at least N bytes, no newline")
+	flag.StringVar(&o.unterm, "unterminated", "", "after the -n lines (and -progress), write this to stdout with no newline")
 	flag.Parse()
 	if o.runID == "" {
 		o.runID = strconv.FormatInt(time.Now().UnixNano(), 10)
@@ -171,6 +176,16 @@ func run(o options) error {
 	}
 	if err := errw.flush(); err != nil {
 		return err
+	}
+	if o.progress > 0 {
+		if _, err := io.WriteString(os.Stdout, lines.Progress(o.progress)); err != nil {
+			return err
+		}
+	}
+	if o.unterm != "" {
+		if _, err := io.WriteString(os.Stdout, o.unterm); err != nil {
+			return err
+		}
 	}
 	if o.thenRate > 0 && o.n > 0 && !stop.Load() {
 		tail := o

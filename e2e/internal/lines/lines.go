@@ -177,3 +177,16 @@ const JavaHalf = 4
 // TracePlain is the number of numbered plain lines loggen -trace writes
 // before the trace, and again after it.
 const TracePlain = 10
+
+// Progress is what loggen -progress writes, with no newline: a progress bar
+// of "progress NNN%\r" updates (14 bytes each) up to at least size bytes,
+// then "progress done" (no carriage return, so that no record of it ends
+// with one).
+func Progress(size int) string {
+	var b strings.Builder
+	for i := 0; b.Len() < size; i++ {
+		fmt.Fprintf(&b, "progress %3d%%\r", i%1000)
+	}
+	b.WriteString("progress done")
+	return b.String()
+}
