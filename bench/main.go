@@ -157,7 +157,7 @@ func run(s settings) (err error) {
 	if err != nil {
 		return fmt.Errorf("the Docker daemon (%s) does not answer: %w", cli.DaemonHost(), err)
 	}
-	dpid, err := dockerdPID()
+	dpid, err := dockerdPID(cli.DaemonHost())
 	if err != nil {
 		return err
 	}

@@ -3,11 +3,12 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -66,26 +67,38 @@ func procFDs(pid int) (int, error) {
 	return len(ents), nil
 }
 
-// dockerdPID finds the daemon: the pid in /var/run/docker.pid if that process
-// is named dockerd, else the only process named dockerd. It only reads.
-func dockerdPID() (int, error) {
-	if data, err := os.ReadFile("/var/run/docker.pid"); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && commOf(pid) == "dockerd" {
-			return pid, nil
-		}
+// dockerdPID finds the process that serves the daemon's unix socket (the
+// client's DOCKER_HOST, a private daemon's included) by asking the kernel
+// who is at the other end of a connection to it (SO_PEERCRED): the only way
+// that cannot mistake one dockerd for another. It only connects and reads.
+func dockerdPID(host string) (int, error) {
+	path, ok := strings.CutPrefix(host, "unix://")
+	if !ok {
+		return 0, fmt.Errorf("the daemon at %s is not on a unix socket: its CPU cannot be measured from /proc", host)
 	}
-	var found []int
-	procs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range procs {
-		pid, err := strconv.Atoi(filepath.Base(p))
-		if err == nil && commOf(pid) == "dockerd" {
-			found = append(found, pid)
-		}
+	conn, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		return 0, fmt.Errorf("connecting to %s to find the daemon's pid: %w", path, err)
 	}
-	if len(found) != 1 {
-		return 0, fmt.Errorf("cannot tell which process is the Docker daemon (/var/run/docker.pid unreadable, dockerd processes: %v)", found)
+	defer conn.Close()
+	raw, err := conn.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("the daemon's pid: %w", err)
 	}
-	return found[0], nil
+	var cred *syscall.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
+		return 0, fmt.Errorf("the daemon's pid: %w", err)
+	}
+	if credErr != nil {
+		return 0, fmt.Errorf("the daemon's pid (SO_PEERCRED on %s): %w", path, credErr)
+	}
+	if comm := commOf(int(cred.Pid)); comm != "dockerd" {
+		return 0, fmt.Errorf("the process serving %s is %q (pid %d), not dockerd", path, comm, cred.Pid)
+	}
+	return int(cred.Pid), nil
 }
 
 func commOf(pid int) string {
