@@ -3,6 +3,7 @@ package export
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"flag"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/telemetry"
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -129,4 +131,23 @@ func compareGolden(t *testing.T, encode func(t *testing.T, batches []*logs.Batch
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestEncodingMatchesGolden: the requests berth encodes decode, with the OTLP
+// proto types, to the same resources, scope and records as the golden ones,
+// which the OpenTelemetry SDK's exporter encoded from the same records.
+func TestEncodingMatchesGolden(t *testing.T) {
+	compareGolden(t, func(t *testing.T, batches []*logs.Batch) []byte {
+		exp := &fakeExporter{}
+		s := newTestSink(t, exp, nil, telemetry.NopSettings())
+		var req []segment
+		for _, b := range batches {
+			it := s.encode(b, 0)
+			req = append(req, segment{it, 0, it.records()})
+		}
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return s.encodeRequest(req) // the exporter goroutine has ended
+	})
 }
