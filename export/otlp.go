@@ -254,7 +254,13 @@ func (s *OTLPSink) encode(b *logs.Batch, bodies int) *exportItem {
 	}
 	*it = exportItem{id: b.Meta.ID, name: b.Meta.Name, cursor: b.Cursor, res: s.resources.get(b.Meta),
 		buf: it.buf[:0], offs: append(it.offs[:0], 0), ts: it.ts[:0]}
-	it.buf = slices.Grow(it.buf, bodies+48*len(b.Records))
+	need := bodies + 48*len(b.Records)
+	if cap(it.buf) > 2*need+64<<10 {
+		// A buffer much larger than the batch would hold more than its
+		// weight says while it is queued.
+		it.buf = nil
+	}
+	it.buf = slices.Grow(it.buf, need)
 	for i := range b.Records {
 		r := &b.Records[i]
 		it.buf = appendOTLPRecord(it.buf, r)
