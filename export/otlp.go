@@ -35,7 +35,6 @@ type OTLPSink struct {
 	maxInFlight int64
 	maxRequest  int64 // the encoded size of one export request, at most
 	backoff     config.Backoff
-	version     string
 	budget      *semaphore.Weighted
 	queue       chan *exportItem
 	stop        chan struct{}
@@ -131,7 +130,7 @@ func NewOTLPSink(exp Exporter, acker logs.Acker, cfg config.Export, bo config.Ba
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &OTLPSink{
 		exp: exp, acker: acker, log: set.Logger, tracer: set.Tracer(),
-		maxInFlight: cfg.MaxInFlightBytes, maxRequest: cfg.OTLP.MaxRequestBytes, backoff: bo, version: set.Version,
+		maxInFlight: cfg.MaxInFlightBytes, maxRequest: cfg.OTLP.MaxRequestBytes, backoff: bo,
 		budget:    semaphore.NewWeighted(cfg.MaxInFlightBytes),
 		queue:     make(chan *exportItem, queueItems),
 		stop:      make(chan struct{}),
