@@ -530,3 +530,39 @@ func withVersion(set telemetry.Settings) telemetry.Settings {
 	set.Version = "test"
 	return set
 }
+
+// TestOTLPSinkPartialSuccess: a partial success is an acceptance: the batch
+// is acknowledged and not sent again; the records the backend says it
+// rejected count as rejected, the others as exported.
+func TestOTLPSinkPartialSuccess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		exp := &fakeExporter{answers: []error{&PartialSuccess{Rejected: 1, Message: "one too old"}}}
+		acks := &ackLog{}
+		var logBuf strings.Builder
+		set := telemetry.NopSettings()
+		set.Logger = slogTo(&logBuf)
+		s := newTestSink(t, exp, acks, set)
+		ctx := context.Background()
+		if err := s.Consume(ctx, batchOf(testMeta, 1, "a", "b", "c")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := acks.list(); fmt.Sprint(got) != "[c1@1]" {
+			t.Fatalf("acks %v, want the batch's", got)
+		}
+		if n := exp.callCount(); n != 1 {
+			t.Fatalf("%d export calls, want 1: a partial success is not retried", n)
+		}
+		if st := s.Stats(); st.Exported != 2 || st.Rejected != 1 || st.Failures != 0 {
+			t.Fatalf("stats %+v, want 2 exported, 1 rejected, no failure", st)
+		}
+		if !strings.Contains(logBuf.String(), "one too old") {
+			t.Fatalf("the partial success is not logged: %s", logBuf.String())
+		}
+		if ok, _ := s.Healthy(); !ok {
+			t.Fatal("a partial success makes the sink unhealthy")
+		}
+	})
+}
