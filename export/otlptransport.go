@@ -51,6 +51,7 @@ type PartialSuccess struct {
 	Message  string
 }
 
+// Error says how many records the backend rejected, and why.
 func (p *PartialSuccess) Error() string {
 	msg := p.Message
 	if msg == "" {
@@ -69,6 +70,7 @@ type HTTPStatusError struct {
 	RetryAfter time.Duration
 }
 
+// Error says where the request went and what the backend answered.
 func (e *HTTPStatusError) Error() string {
 	body := e.Body
 	if body == "" {
