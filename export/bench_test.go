@@ -8,18 +8,16 @@ import (
 
 	"github.com/berthlog/berth/logs"
 	"github.com/berthlog/berth/telemetry"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
 )
 
 // discardExporter accepts every export and keeps nothing.
 type discardExporter struct{}
 
-func (discardExporter) Export(context.Context, []sdklog.Record) error { return nil }
-func (discardExporter) Shutdown(context.Context) error                { return nil }
-func (discardExporter) ForceFlush(context.Context) error              { return nil }
+func (discardExporter) Export(context.Context, []byte) error { return nil }
+func (discardExporter) Shutdown(context.Context) error       { return nil }
 
 // BenchmarkOTLPSink measures a batch's way through the OTLP sink: converted
-// to SDK records in Consume, exported and acknowledged by the exporter
+// to OTLP protobuf in Consume, exported and acknowledged by the exporter
 // goroutine (its allocations count too).
 func BenchmarkOTLPSink(b *testing.B) {
 	s := newTestSink(b, discardExporter{}, nil, telemetry.NopSettings())

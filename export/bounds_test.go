@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -17,35 +14,15 @@ import (
 	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
 	"github.com/berthlog/berth/telemetry"
-	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-// TestEncodedSizeIsAnUpperBound: the estimate a request is packed by is never
-// below the size the OTLP/HTTP exporter really encodes (uncompressed), and
-// not far above it, for records of every shape berth makes.
-func TestEncodedSizeIsAnUpperBound(t *testing.T) {
-	var mu sync.Mutex
-	var got []int
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		got = append(got, len(b))
-		mu.Unlock()
-		w.Header().Set("Content-Type", "application/x-protobuf")
-	}))
-	defer srv.Close()
-	ctx := context.Background()
-	exp, err := otlploghttp.New(ctx, otlploghttp.WithEndpointURL(srv.URL+"/v1/logs"), otlploghttp.WithCompression(otlploghttp.NoCompression), otlploghttp.WithRetry(otlploghttp.RetryConfig{Enabled: false}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer exp.Shutdown(ctx)
-	s := newTestSink(t, discardExporter{}, nil, telemetry.NopSettings())
-	defer s.Shutdown(ctx)
-
+// TestRequestSizeIsExact: the size a request is packed by is the size of
+// the request sent, exactly: with otlp.max_request_bytes at a request's size
+// it goes as one request, a byte less and it is split; every request decodes
+// with the OTLP proto types to a message of its own length.
+func TestRequestSizeIsExact(t *testing.T) {
 	labelled := &logs.Meta{ID: strings.Repeat("a", 64), Name: "web-1", ImageName: "registry.example.com/team/app", ImageTags: []string{"1.0", "latest"},
 		ServiceName: "web", HostName: "host-1", SelectedLabels: []logs.Label{{Key: "team", Value: "payments"}, {Key: "com.example.tier", Value: strings.Repeat("e", 300)}}}
 	plain := &logs.Meta{ID: strings.Repeat("b", 64), Name: "db"}
@@ -56,7 +33,7 @@ func TestEncodedSizeIsAnUpperBound(t *testing.T) {
 	}{
 		{"one tiny record", []*logs.Batch{batchOf(plain, 1, "a")}},
 		{"empty bodies", []*logs.Batch{batchOf(plain, 1, "", "", "")}},
-		{"a 1 MiB line", []*logs.Batch{batchOf(labelled, 1, long[:1<<20])}},
+		{"a 1 MiB line", []*logs.Batch{batchOf(labelled, 1, long[:1<<20], "b")}},
 		{"lengths at varint steps", []*logs.Batch{batchOf(labelled, 1, long[:127], long[:128], long[:16383], long[:16384], long[:2097151-200])}},
 		{"invalid UTF-8, truncated, stderr", func() []*logs.Batch {
 			b := batchOf(labelled, 1, "a\xff", long[:20000])
@@ -68,35 +45,56 @@ func TestEncodedSizeIsAnUpperBound(t *testing.T) {
 		{"many small records", []*logs.Batch{batchOf(plain, 1, strings.Split(strings.Repeat("seq=000001 hello,", 1000), ",")...)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var recs []sdklog.Record
-			var estimate int64
+			recs := 0
 			for _, b := range tc.batches {
-				rs := s.convert(b)
-				estimate += resourceSize(b.Meta, s.version)
-				for i := range rs {
-					estimate += recordSize(&rs[i])
+				recs += len(b.Records)
+			}
+			// run exports the batches through a sink bounded by limit and
+			// returns the requests' sizes, the sink's stats, and the size
+			// of one request of all the batches.
+			run := func(limit int64) (sizes []int, stats OTLPStats, full int) {
+				exp := &fakeExporter{}
+				s := sinkWithLimit(t, exp, nil, limit, telemetry.NopSettings())
+				ctx := context.Background()
+				for _, b := range tc.batches {
+					if err := s.Consume(ctx, b); err != nil {
+						t.Fatal(err)
+					}
 				}
-				recs = append(recs, rs...)
+				if err := s.Shutdown(ctx); err != nil {
+					t.Fatal(err)
+				}
+				var req []segment
+				for _, b := range tc.batches {
+					it := s.encode(b, 0)
+					req = append(req, segment{it, 0, it.records()})
+				}
+				full = len(s.encodeRequest(req)) // the exporter goroutine has ended
+				exp.mu.Lock()
+				defer exp.mu.Unlock()
+				return exp.sizes, s.Stats(), full
 			}
-			mu.Lock()
-			got = got[:0]
-			mu.Unlock()
-			if err := exp.Export(ctx, recs); err != nil {
-				t.Fatal(err)
+			_, _, full := run(64 << 20)
+			got, stats, _ := run(int64(full))
+			if len(got) != 1 || got[0] != full || stats.Exported != int64(recs) {
+				t.Fatalf("with the bound at the request's size (%d): requests of %v bytes, %+v; want one, every record", full, got, stats)
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if len(got) != 1 {
-				t.Fatalf("%d requests, want 1", len(got))
+			got, stats, _ = run(int64(full - 1))
+			if recs == 1 {
+				if stats.Rejected != 1 || len(got) != 0 {
+					t.Fatalf("with the bound a byte below a lone record's request (%d): requests of %v bytes, %+v; want it dropped", full, got, stats)
+				}
+				return
 			}
-			actual := int64(got[0])
-			if estimate < actual {
-				t.Fatalf("estimate %d < encoded %d bytes: a request could exceed the bound", estimate, actual)
+			if len(got) < 2 || stats.Exported != int64(recs) {
+				t.Fatalf("with the bound a byte below the request's size (%d): requests of %v bytes, %+v; want it split, every record sent", full, got, stats)
 			}
-			if slack := estimate - actual; slack > actual/10+int64(len(recs))*150+int64(len(tc.batches))*1024 {
-				t.Errorf("estimate %d for %d encoded bytes: too loose", estimate, actual)
+			for _, n := range got {
+				if n > full-1 {
+					t.Fatalf("a request of %d bytes over the bound %d", n, full-1)
+				}
 			}
-			t.Logf("%d records: encoded %d bytes, estimated %d", len(recs), actual, estimate)
+			t.Logf("%d records: %d bytes in one request; %v bytes split", recs, full, got)
 		})
 	}
 }
@@ -106,7 +104,7 @@ func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, n
 
 // sinkWithLimit is a test sink whose requests are bounded by maxRequest
 // bytes.
-func sinkWithLimit(t testing.TB, exp sdklog.Exporter, acker logs.Acker, maxRequest int64, set telemetry.Settings) *OTLPSink {
+func sinkWithLimit(t testing.TB, exp Exporter, acker logs.Acker, maxRequest int64, set telemetry.Settings) *OTLPSink {
 	t.Helper()
 	def := config.Default()
 	def.OTLP.MaxRequestBytes = maxRequest
@@ -205,8 +203,8 @@ func TestOTLPSinkRequestsWithinBytes(t *testing.T) {
 
 // tooLargeOver refuses, as a gRPC server with a smaller limit than berth's
 // does, every request whose bodies exceed limit bytes.
-func tooLargeOver(limit int, err error) func([]sdklog.Record) error {
-	return func(recs []sdklog.Record) error {
+func tooLargeOver(limit int, err error) func([]exportedRecord) error {
+	return func(recs []exportedRecord) error {
 		n := 0
 		for _, r := range recs {
 			n += bodyLen(r.Body())
@@ -226,7 +224,7 @@ func tooLargeOver(limit int, err error) func([]sdklog.Record) error {
 func TestOTLPSinkSplitsRequestsTooLarge(t *testing.T) {
 	for name, refusal := range map[string]error{
 		"grpc": status.Error(codes.ResourceExhausted, "grpc: received message larger than max (3300000 vs. 1048576)"),
-		"http": fmt.Errorf("failed to send logs to http://127.0.0.1:4318/v1/logs: 413 Request Entity Too Large (body: )"),
+		"http": &HTTPStatusError{URL: "http://127.0.0.1:4318/v1/logs", Code: 413, Status: "413 Request Entity Too Large"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -306,11 +304,11 @@ func TestOTLPSinkDropsRecordOverTheBound(t *testing.T) {
 func TestOTLPSinkInvalidSplitsByContainer(t *testing.T) {
 	for name, invalid := range map[string]error{
 		"grpc": status.Error(codes.InvalidArgument, "bad record"),
-		"http": fmt.Errorf("failed to send logs to http://127.0.0.1:4318/v1/logs: 400 Bad Request (body: bad record)"),
+		"http": &HTTPStatusError{URL: "http://127.0.0.1:4318/v1/logs", Code: 400, Status: "400 Bad Request", Body: "bad record"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				exp := &fakeExporter{gate: make(chan struct{}), judge: func(recs []sdklog.Record) error {
+				exp := &fakeExporter{gate: make(chan struct{}), judge: func(recs []exportedRecord) error {
 					for _, r := range recs {
 						if strings.Contains(r.Body().AsString(), "bad") {
 							return invalid

@@ -5,39 +5,36 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
 	"github.com/berthlog/berth/telemetry"
-	otellog "go.opentelemetry.io/otel/log"
 	"go.opentelemetry.io/otel/metric"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/semaphore"
 )
 
-// OTLPSink exports records through an OpenTelemetry log exporter and
-// acknowledges a container's batches only after the backend accepted them.
+// OTLPSink exports records over OTLP and acknowledges a container's batches
+// only after the backend accepted them.
 //
-// berth does not use the SDK's BatchProcessor: it cannot say which records
-// were delivered, and a checkpoint may only move past records the backend
-// has. Instead Consume copies a batch into the queue (blocking while the bytes
+// A checkpoint may only move past records the backend has, so the sink keeps
+// each batch until its export is answered. Consume encodes a batch's records
+// in their OTLP protobuf form (see otlpencode.go) into the queue (blocking while the bytes
 // not yet acknowledged exceed the in-flight bound: backpressure, never a
 // drop) and one exporter goroutine sends the queue in order, retrying
 // retryable failures for as long as berth runs, then acknowledges.
 type OTLPSink struct {
-	exp         sdklog.Exporter
+	exp         Exporter
 	acker       logs.Acker
 	log         *slog.Logger
 	tracer      trace.Tracer
 	maxInFlight int64
 	maxRequest  int64 // the encoded size of one export request, at most
 	backoff     config.Backoff
-	version     string
 	budget      *semaphore.Weighted
 	queue       chan *exportItem
 	stop        chan struct{}
@@ -47,11 +44,12 @@ type OTLPSink struct {
 	stopOnce    sync.Once
 	closed      atomic.Bool
 
-	mu        sync.Mutex
-	providers map[*logs.Meta]otellog.Logger
-
-	recs []sdklog.Record // the request being exported; the exporter goroutine's
-	segs []segment       // the request being packed; the exporter goroutine's
+	resources resourceCache
+	scope     []byte    // the encoded scope of every record
+	items     sync.Pool // of *exportItem, their buffers reused
+	segs      []segment // the request being packed; the exporter goroutine's
+	body      []byte    // the request being sent; the exporter goroutine's
+	groups    []group   // the request's resources; the exporter goroutine's
 
 	counters otlpCounters
 }
@@ -62,7 +60,7 @@ var _ logs.Sink = (*OTLPSink)(nil)
 // Healthy read it.
 type otlpCounters struct {
 	exported        atomic.Int64 // records the backend accepted
-	rejected        atomic.Int64 // records refused as invalid, or too large to send alone
+	rejected        atomic.Int64 // records refused as invalid, too large to send alone, or in a partial success
 	rejectedBatches atomic.Int64 // refusals that dropped records
 	failures        atomic.Int64 // failed export attempts (retried)
 	inFlightBytes   atomic.Int64
@@ -85,11 +83,11 @@ type OTLPStats struct {
 	InFlightBytes int64
 }
 
-// recordOverhead is what a queued record holds in memory besides its body
-// (which the SDK record holds a copy of), for the in-flight bound: the
-// converted SDK record's struct, with room for five attributes inline (584
-// bytes with the SDK of go.mod), and a little for the allocator's rounding.
-var recordOverhead = int64(unsafe.Sizeof(sdklog.Record{})) + 32
+// recordOverhead is what a queued record holds in memory besides its body,
+// for the in-flight bound: its encoding's fields (at most 45 bytes: tags,
+// lengths, two timestamps, two attributes), its offset and timestamp in its
+// batch (12 bytes), rounded up.
+const recordOverhead = 64
 
 // maxBatchRecords bounds one export request by records (otlp.max_request_bytes
 // bounds it by bytes); queueItems bounds the batches queued for the exporter
@@ -106,12 +104,20 @@ type exportItem struct {
 	id      string
 	name    string
 	cursor  logs.Cursor
-	records []sdklog.Record
-	resSize int64 // the encoded size of its resource and scope (an upper bound)
-	size    int64 // resSize and its records' encoded sizes (an upper bound)
+	res     []byte  // its container's encoded resource (shared, read only)
+	buf     []byte  // its records' encoded log_records fields, in order
+	offs    []int32 // record i is buf[offs[i]:offs[i+1]]
+	ts      []int64 // record i's timestamp, UnixNano
+	size    int64   // the encoded size of a request of its records alone
 	weight  int64
 	settled int // records delivered or dropped so far
 }
+
+// records is the number of the item's records.
+func (it *exportItem) records() int { return len(it.ts) }
+
+// recordSize is the encoded size of record i's log_records field.
+func (it *exportItem) recordSize(i int) int { return int(it.offs[i+1] - it.offs[i]) }
 
 // NewOTLPSink starts the sink's exporter goroutine; Shutdown stops it. cfg
 // bounds the bytes in flight (MaxInFlightBytes) and the encoded size of each
@@ -120,18 +126,18 @@ type exportItem struct {
 // version of the exported records. The sink traces each export request with
 // set's tracer, logs to set's logger and reports its counters, lag and
 // in-flight bytes as observable instruments of set's meter provider.
-func NewOTLPSink(exp sdklog.Exporter, acker logs.Acker, cfg config.Export, bo config.Backoff, set telemetry.Settings) (*OTLPSink, error) {
+func NewOTLPSink(exp Exporter, acker logs.Acker, cfg config.Export, bo config.Backoff, set telemetry.Settings) (*OTLPSink, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &OTLPSink{
 		exp: exp, acker: acker, log: set.Logger, tracer: set.Tracer(),
-		maxInFlight: cfg.MaxInFlightBytes, maxRequest: cfg.OTLP.MaxRequestBytes, backoff: bo, version: set.Version,
+		maxInFlight: cfg.MaxInFlightBytes, maxRequest: cfg.OTLP.MaxRequestBytes, backoff: bo,
 		budget:    semaphore.NewWeighted(cfg.MaxInFlightBytes),
 		queue:     make(chan *exportItem, queueItems),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		runCtx:    ctx,
 		cancelRun: cancel,
-		providers: make(map[*logs.Meta]otellog.Logger),
+		scope:     encodeScope(set.Version),
 	}
 	if err := s.registerInstruments(set.Meter()); err != nil {
 		cancel()
@@ -209,30 +215,26 @@ func (s *OTLPSink) Healthy() (bool, string) {
 // errSinkClosed says Consume was called after Shutdown.
 var errSinkClosed = errors.New("otlp sink is shut down")
 
-// Consume copies the batch into the export queue. It blocks while the
+// Consume encodes the batch into the export queue. It blocks while the
 // in-flight bound is reached.
 func (s *OTLPSink) Consume(ctx context.Context, b *logs.Batch) error {
 	if s.closed.Load() {
 		return errSinkClosed
 	}
-	// The weight is what the batch holds once converted: each body (copied
-	// into its SDK record) and each record's structs.
-	var weight int64
+	// The weight is what the batch holds once encoded: each body and each
+	// record's fields.
+	var bodies int64
 	for i := range b.Records {
-		weight += int64(len(b.Records[i].Body)) + recordOverhead
+		bodies += int64(len(b.Records[i].Body))
 	}
+	weight := bodies + recordOverhead*int64(len(b.Records))
 	weight = min(weight, s.maxInFlight) // a huge batch alone still passes
 	if err := s.budget.Acquire(ctx, weight); err != nil {
 		return fmt.Errorf("wait for in-flight room: %w", err)
 	}
 	s.counters.inFlightBytes.Add(weight)
-	it := &exportItem{id: b.Meta.ID, name: b.Meta.Name, cursor: b.Cursor, weight: weight}
-	it.records = s.convert(b)
-	it.resSize = resourceSize(b.Meta, s.version)
-	it.size = it.resSize
-	for i := range it.records {
-		it.size += recordSize(&it.records[i])
-	}
+	it := s.encode(b, int(bodies))
+	it.weight = weight
 	select {
 	case s.queue <- it:
 		return nil
@@ -242,10 +244,46 @@ func (s *OTLPSink) Consume(ctx context.Context, b *logs.Batch) error {
 	}
 }
 
+// encode builds the queue item of a batch: its records encoded, in a buffer
+// of a previous item when one is free.
+func (s *OTLPSink) encode(b *logs.Batch, bodies int) *exportItem {
+	it, _ := s.items.Get().(*exportItem)
+	if it == nil {
+		it = &exportItem{}
+	}
+	*it = exportItem{id: b.Meta.ID, name: b.Meta.Name, cursor: b.Cursor, res: s.resources.get(b.Meta),
+		buf: it.buf[:0], offs: append(it.offs[:0], 0), ts: it.ts[:0]}
+	need := bodies + 48*len(b.Records)
+	if cap(it.buf) > 2*need+64<<10 {
+		// A buffer much larger than the batch would hold more than its
+		// weight says while it is queued.
+		it.buf = nil
+	}
+	it.buf = slices.Grow(it.buf, need)
+	for i := range b.Records {
+		r := &b.Records[i]
+		it.buf = appendOTLPRecord(it.buf, r)
+		it.offs = append(it.offs, int32(len(it.buf)))
+		it.ts = append(it.ts, r.Timestamp.UnixNano())
+	}
+	it.size = int64(group{res: it.res, records: len(it.buf)}.size(len(s.scope)))
+	return it
+}
+
+// release returns an item's weight to the in-flight bound, and its buffers
+// to the pool.
 func (s *OTLPSink) release(it *exportItem) {
 	s.budget.Release(it.weight)
 	s.counters.inFlightBytes.Add(-it.weight)
+	if cap(it.buf) <= maxPooledItem {
+		it.res = nil
+		s.items.Put(it)
+	}
 }
+
+// maxPooledItem bounds the buffer of an item kept for reuse: a batch of huge
+// lines is not held on to.
+const maxPooledItem = 1 << 20
 
 // run is the exporter goroutine: it sends the queue in order and
 // acknowledges what was delivered.
@@ -266,13 +304,13 @@ func (s *OTLPSink) run() {
 				return
 			}
 		}
-		n, size := len(items[0].records), items[0].size
+		n, size := items[0].records(), items[0].size
 	more:
 		for n < maxBatchRecords && size < s.maxRequest {
 			select {
 			case it := <-s.queue:
 				items = append(items, it)
-				n += len(it.records)
+				n += it.records()
 				size += it.size
 			default:
 				break more

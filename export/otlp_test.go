@@ -17,7 +17,6 @@ import (
 	"github.com/berthlog/berth/logs"
 	"github.com/berthlog/berth/telemetry"
 	"go.opentelemetry.io/otel/attribute"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -27,17 +26,23 @@ import (
 // fakeExporter records what it exports; its answers are scripted.
 type fakeExporter struct {
 	mu       sync.Mutex
-	exported []sdklog.Record
+	exported []exportedRecord
 	calls    int
 	answers  []error       // per call; past the end: nil
 	gate     chan struct{} // if set, each Export waits for a value (or ctx)
 	// judge, if set, answers each call past the scripted answers.
-	judge func(recs []sdklog.Record) error
+	judge func(recs []exportedRecord) error
 	// bodyBytes is the bodies' bytes of each call the fake accepted.
 	bodyBytes []int
+	// sizes is the encoded size of each request the fake accepted.
+	sizes []int
 }
 
-func (f *fakeExporter) Export(ctx context.Context, recs []sdklog.Record) error {
+func (f *fakeExporter) Export(ctx context.Context, body []byte) error {
+	recs, err := decodeRecords(body)
+	if err != nil {
+		panic(err) // the sink encoded a malformed request
+	}
 	if f.gate != nil {
 		select {
 		case <-f.gate:
@@ -63,10 +68,10 @@ func (f *fakeExporter) Export(ctx context.Context, recs []sdklog.Record) error {
 		total += bodyLen(r.Body())
 	}
 	f.bodyBytes = append(f.bodyBytes, total)
+	f.sizes = append(f.sizes, len(body))
 	return nil
 }
-func (f *fakeExporter) Shutdown(context.Context) error   { return nil }
-func (f *fakeExporter) ForceFlush(context.Context) error { return nil }
+func (f *fakeExporter) Shutdown(context.Context) error { return nil }
 
 func (f *fakeExporter) callCount() int {
 	f.mu.Lock()
@@ -114,7 +119,7 @@ func batchOf(meta *logs.Meta, pos int, bodies ...string) *logs.Batch {
 
 // newTestSink is a sink with berth's defaults: in a synctest bubble, the
 // default backoff (500ms, doubling, up to 30s) costs no real time.
-func newTestSink(t testing.TB, exp sdklog.Exporter, acker logs.Acker, set telemetry.Settings) *OTLPSink {
+func newTestSink(t testing.TB, exp Exporter, acker logs.Acker, set telemetry.Settings) *OTLPSink {
 	t.Helper()
 	def := config.Default()
 	s, err := NewOTLPSink(exp, acker, def.Export, def.Backoff, withVersion(set))
@@ -430,10 +435,12 @@ func TestClassifyExportError(t *testing.T) {
 		{"grpc message larger than max after decompression", status.Error(codes.ResourceExhausted, "grpc: received message after decompression larger than max (5242880 vs. 4194304)"), exportTooLarge, 0},
 		{"grpc message larger than max (client side)", fmt.Errorf("export: %w", status.Error(codes.ResourceExhausted, "grpc: trying to send message larger than max (2147483648 vs. 2147483647)")), exportTooLarge, 0},
 		{"grpc message exceeds maximum size (grpc-java)", status.Error(codes.ResourceExhausted, "gRPC message exceeds maximum size 4194304: 5242880"), exportTooLarge, 0},
-		{"http 400", errors.New("failed to send logs to http://127.0.0.1:4318/v1/logs: 400 Bad Request (body: bad)"), exportInvalid, 0},
-		{"http 413", errors.New("failed to send logs to http://h/v1/logs: 413 Request Entity Too Large (body: x)"), exportTooLarge, 0},
-		{"http 401 waits for a fix", errors.New("failed to send logs to http://h/v1/logs: 401 Unauthorized (body: x)"), exportRetry, 0},
-		{"http 404 waits for a fix", errors.New("failed to send logs to http://h/v1/logs: 404 Not Found (body: x)"), exportRetry, 0},
+		{"http 400", &HTTPStatusError{URL: "http://127.0.0.1:4318/v1/logs", Code: 400, Status: "400 Bad Request", Body: "bad"}, exportInvalid, 0},
+		{"http 413", &HTTPStatusError{URL: "http://h/v1/logs", Code: 413, Status: "413 Request Entity Too Large", Body: "x"}, exportTooLarge, 0},
+		{"http 401 waits for a fix", &HTTPStatusError{URL: "http://h/v1/logs", Code: 401, Status: "401 Unauthorized", Body: "x"}, exportRetry, 0},
+		{"http 404 waits for a fix", &HTTPStatusError{URL: "http://h/v1/logs", Code: 404, Status: "404 Not Found", Body: "x"}, exportRetry, 0},
+		{"http 503 with Retry-After", fmt.Errorf("export: %w", &HTTPStatusError{URL: "http://h/v1/logs", Code: 503, Status: "503 Service Unavailable", RetryAfter: 7 * time.Second}), exportRetry, 7 * time.Second},
+		{"http 429 with Retry-After", &HTTPStatusError{URL: "http://h/v1/logs", Code: 429, Status: "429 Too Many Requests", RetryAfter: 2 * time.Second}, exportRetry, 2 * time.Second},
 		{"retries exhausted", errors.New("max retry time elapsed: retry-able request failure: body: x"), exportRetry, 0},
 		{"connection refused", errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), exportRetry, 0},
 	}
@@ -473,7 +480,7 @@ func TestOTLPSinkExportsSelectedLabels(t *testing.T) {
 	if len(exp.exported) != 3 {
 		t.Fatalf("exported %d records, want 3", len(exp.exported))
 	}
-	labelsOf := func(r sdklog.Record) map[string]string {
+	labelsOf := func(r exportedRecord) map[string]string {
 		got := map[string]string{}
 		for _, kv := range r.Resource().Attributes() {
 			if k, ok := strings.CutPrefix(string(kv.Key), "container.label."); ok {
@@ -503,7 +510,7 @@ func TestContainerResourceLabels(t *testing.T) {
 		ID: "c1", Name: "web", ImageName: "app", ImageTags: []string{"1.0"}, ServiceName: "web", HostName: "h",
 		SelectedLabels: []logs.Label{{Key: "service.name", Value: "a label, not the service"}, {Key: "team", Value: "payments"}},
 	}
-	res := containerResource(m)
+	res := decodedResource(t, m)
 	got := map[string]string{}
 	for _, kv := range res.Attributes() {
 		got[string(kv.Key)] = kv.Value.Emit()
@@ -522,4 +529,40 @@ func TestContainerResourceLabels(t *testing.T) {
 func withVersion(set telemetry.Settings) telemetry.Settings {
 	set.Version = "test"
 	return set
+}
+
+// TestOTLPSinkPartialSuccess: a partial success is an acceptance: the batch
+// is acknowledged and not sent again; the records the backend says it
+// rejected count as rejected, the others as exported.
+func TestOTLPSinkPartialSuccess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		exp := &fakeExporter{answers: []error{&PartialSuccess{Rejected: 1, Message: "one too old"}}}
+		acks := &ackLog{}
+		var logBuf strings.Builder
+		set := telemetry.NopSettings()
+		set.Logger = slogTo(&logBuf)
+		s := newTestSink(t, exp, acks, set)
+		ctx := context.Background()
+		if err := s.Consume(ctx, batchOf(testMeta, 1, "a", "b", "c")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := acks.list(); fmt.Sprint(got) != "[c1@1]" {
+			t.Fatalf("acks %v, want the batch's", got)
+		}
+		if n := exp.callCount(); n != 1 {
+			t.Fatalf("%d export calls, want 1: a partial success is not retried", n)
+		}
+		if st := s.Stats(); st.Exported != 2 || st.Rejected != 1 || st.Failures != 0 {
+			t.Fatalf("stats %+v, want 2 exported, 1 rejected, no failure", st)
+		}
+		if !strings.Contains(logBuf.String(), "one too old") {
+			t.Fatalf("the partial success is not logged: %s", logBuf.String())
+		}
+		if ok, _ := s.Healthy(); !ok {
+			t.Fatal("a partial success makes the sink unhealthy")
+		}
+	})
 }

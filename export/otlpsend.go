@@ -1,15 +1,15 @@
 package export
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -28,41 +28,58 @@ type segment struct {
 // send); then it acknowledges the items whose records were all delivered or
 // dropped, and releases them all.
 func (s *OTLPSink) exportItems(items []*exportItem) {
+	scope := len(s.scope)
 	var (
-		req   = s.segs[:0]
-		n     int   // records in req
-		size  int64 // req's encoded size
-		err   error // the shutdown deadline passed: stop
-		flush = func() {
+		req    = s.segs[:0]
+		n      int   // records in req
+		closed int   // the encoded size of req's groups before the last
+		last   group // req's last group
+		err    error // the shutdown deadline passed: stop
+		flush  = func() {
 			if len(req) > 0 && err == nil {
 				err = s.send(req)
 			}
 			clear(req)
-			req, n, size = req[:0], 0, 0
+			req, n, closed, last = req[:0], 0, 0, group{}
 		}
 	)
 	for _, it := range items {
-		for i := range it.records {
+		for i := range it.records() {
 			if err != nil {
 				break
 			}
-			rs := recordSize(&it.records[i])
-			if it.resSize+rs > s.maxRequest {
+			rs := it.recordSize(i)
+			if alone := (group{res: it.res, records: rs}).size(scope); int64(alone) > s.maxRequest {
 				// Alone it is over the bound: send what precedes it, drop it.
 				flush()
 				if err == nil {
-					s.drop([]segment{{it, i, i + 1}}, fmt.Errorf("%w: %d bytes encoded, more than otlp.max_request_bytes (%d)", errTooLarge, it.resSize+rs, s.maxRequest), "too large")
+					s.drop([]segment{{it, i, i + 1}}, fmt.Errorf("%w: %d bytes encoded, more than otlp.max_request_bytes (%d)", errTooLarge, alone, s.maxRequest), "too large")
 				}
 				continue
 			}
-			open := len(req) > 0 && req[len(req)-1].it == it && req[len(req)-1].hi == i
-			add := rs
-			if !open {
-				add += it.resSize
+			same := len(req) > 0 && sameResource(last.res, it.res)
+			open := same && req[len(req)-1].it == it && req[len(req)-1].hi == i
+			var size int
+			if same {
+				size = closed + group{res: last.res, records: last.records + rs}.size(scope)
+			} else {
+				size = closed + group{res: it.res, records: rs}.size(scope)
+				if len(req) > 0 {
+					size += last.size(scope)
+				}
 			}
-			if n+1 > maxBatchRecords || size+add > s.maxRequest {
+			if n+1 > maxBatchRecords || int64(size) > s.maxRequest {
 				flush()
-				open, add = false, rs+it.resSize
+				same, open = false, false
+			}
+			switch {
+			case same:
+				last.records += rs
+			default:
+				if len(req) > 0 {
+					closed += last.size(scope)
+				}
+				last = group{res: it.res, records: rs}
 			}
 			if open {
 				req[len(req)-1].hi++
@@ -70,21 +87,65 @@ func (s *OTLPSink) exportItems(items []*exportItem) {
 				req = append(req, segment{it, i, i + 1})
 			}
 			n++
-			size += add
 		}
 	}
 	flush()
 	s.segs = req[:0]
 	for _, it := range items {
-		if it.settled == len(it.records) && s.acker != nil {
+		if it.settled == it.records() && s.acker != nil {
 			s.acker.Ack(it.id, it.cursor)
 		}
 		// Otherwise the shutdown deadline passed: not delivered, not
 		// acknowledged. They are read again after the restart.
 		s.release(it)
-		it.records = nil
 	}
 }
+
+// sameResource reports whether two encoded resources are the same: the
+// records of consecutive segments of one container share one ResourceLogs.
+func sameResource(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0] || bytes.Equal(a, b))
+}
+
+// encodeRequest builds req's ExportLogsServiceRequest into s.body: a
+// ResourceLogs for each run of segments of one resource, its ScopeLogs
+// holding their records' encoded fields as they are.
+func (s *OTLPSink) encodeRequest(req []segment) []byte {
+	groups := s.groups[:0]
+	size := 0
+	for k, seg := range req {
+		b := int(seg.it.offs[seg.hi] - seg.it.offs[seg.lo])
+		if k > 0 && sameResource(groups[len(groups)-1].res, seg.it.res) {
+			groups[len(groups)-1].records += b
+			continue
+		}
+		groups = append(groups, group{res: seg.it.res, records: b})
+	}
+	for _, g := range groups {
+		size += g.size(len(s.scope))
+	}
+	body := slices.Grow(s.body[:0], size)
+	k := 0
+	for _, g := range groups {
+		body = appendGroupHeader(body, g, s.scope)
+		for n := 0; n < g.records; k++ {
+			seg := req[k]
+			recs := seg.it.buf[seg.it.offs[seg.lo]:seg.it.offs[seg.hi]]
+			body = append(body, recs...)
+			n += len(recs)
+		}
+	}
+	s.groups = groups[:0]
+	if cap(body) <= maxKeptRequest {
+		s.body = body
+	} else {
+		s.body = nil
+	}
+	return body
+}
+
+// maxKeptRequest bounds the request buffer the sink keeps between requests.
+const maxKeptRequest = 8 << 20
 
 // send exports one request, retrying retryable failures (see
 // exportWithRetry). A request the backend refuses as too large is split in
@@ -94,21 +155,18 @@ func (s *OTLPSink) exportItems(items []*exportItem) {
 // container's lines. It returns an error only when the shutdown deadline
 // passed.
 func (s *OTLPSink) send(req []segment) error {
-	recs := s.recs[:0]
 	var weight int64
-	containers := 0
+	containers, records := 0, 0
 	for k, seg := range req {
-		recs = append(recs, seg.it.records[seg.lo:seg.hi]...)
-		weight += seg.it.weight * int64(seg.hi-seg.lo) / int64(max(1, len(seg.it.records)))
+		records += seg.hi - seg.lo
+		weight += seg.it.weight * int64(seg.hi-seg.lo) / int64(max(1, seg.it.records()))
 		if k == 0 || seg.it.id != req[k-1].it.id {
 			containers++
 		}
 	}
-	s.recs = recs
-	defer clear(recs) // drop references to the records' memory
 	_, span := s.tracer.Start(s.runCtx, "berth.export", trace.WithAttributes(
-		attribute.Int("records", len(recs)), attribute.Int64("bytes", weight), attribute.Int("containers", containers)))
-	err := s.exportWithRetry(recs)
+		attribute.Int("records", records), attribute.Int64("bytes", weight), attribute.Int("containers", containers)))
+	partial, err := s.exportWithRetry(req, records)
 	var ref *refusal
 	if err != nil {
 		ref = asRefusal(err)
@@ -116,7 +174,7 @@ func (s *OTLPSink) send(req []segment) error {
 	outcome := "ok"
 	switch {
 	case err == nil:
-	case ref != nil && ref.tooLarge && len(recs) > 1:
+	case ref != nil && ref.tooLarge && records > 1:
 		outcome = "split"
 	case ref != nil && !ref.tooLarge && containers > 1:
 		outcome = "split"
@@ -125,6 +183,9 @@ func (s *OTLPSink) send(req []segment) error {
 	default:
 		outcome = "undelivered"
 	}
+	if partial != nil {
+		span.SetAttributes(attribute.Int64("rejected", partial.Rejected))
+	}
 	span.SetAttributes(attribute.String("outcome", outcome))
 	if err != nil {
 		span.SetStatus(otelcodes.Error, err.Error())
@@ -132,16 +193,23 @@ func (s *OTLPSink) send(req []segment) error {
 	span.End()
 	switch outcome {
 	case "ok":
-		s.counters.exported.Add(int64(len(recs)))
+		rejected := int64(0)
+		if partial != nil {
+			rejected = min(max(partial.Rejected, 0), int64(records))
+			s.counters.rejected.Add(rejected)
+			s.log.Warn("the backend accepted a request but rejected some of its records; they are not retried",
+				"records", records, "rejected", partial.Rejected, "err", partial)
+		}
+		s.counters.exported.Add(int64(records) - rejected)
 		var newest int64
-		for i := range recs {
-			newest = max(newest, recs[i].Timestamp().UnixNano())
+		for _, seg := range req {
+			for _, t := range seg.it.ts[seg.lo:seg.hi] {
+				newest = max(newest, t)
+			}
+			seg.it.settled += seg.hi - seg.lo
 		}
 		if newest > s.counters.newest.Load() {
 			s.counters.newest.Store(newest)
-		}
-		for _, seg := range req {
-			seg.it.settled += seg.hi - seg.lo
 		}
 		return nil
 	case "rejected":
@@ -156,7 +224,7 @@ func (s *OTLPSink) send(req []segment) error {
 	}
 	var a, b []segment
 	if ref.tooLarge {
-		a, b = splitRecords(req, len(recs)/2)
+		a, b = splitRecords(req, records/2)
 	} else {
 		a, b = splitContainers(req)
 	}
@@ -208,12 +276,9 @@ func (s *OTLPSink) drop(req []segment, err error, reason string) {
 		seg.it.settled += n
 		s.counters.rejected.Add(int64(n))
 		if reason == "too large" {
-			var bytes int64
-			for i := seg.lo; i < seg.hi; i++ {
-				bytes += recordSize(&seg.it.records[i])
-			}
+			encoded := int64(seg.it.offs[seg.hi] - seg.it.offs[seg.lo])
 			s.log.Error("a record is too large for the backend even alone; it is dropped (raise the backend's limit and otlp.max_request_bytes, or lower max_line_bytes)",
-				"container", seg.it.name, "id", shortID(seg.it.id), "records", n, "encoded_bytes", bytes, "err", err)
+				"container", seg.it.name, "id", shortID(seg.it.id), "records", n, "encoded_bytes", encoded, "err", err)
 			continue
 		}
 		s.log.Error("the backend rejected records as invalid; they are not retried",
@@ -248,50 +313,53 @@ func asRefusal(err error) *refusal {
 	return nil
 }
 
-func (s *OTLPSink) exportWithRetry(recs []sdklog.Record) error {
+// exportWithRetry sends req (records records) until the backend accepts it
+// (partial says what it rejected of it, if it did), refuses it for good (a
+// *refusal), or the shutdown deadline passes. Retryable failures wait on
+// berth's backoff, or longer if the backend asked (Retry-After, RetryInfo).
+func (s *OTLPSink) exportWithRetry(req []segment, records int) (partial *PartialSuccess, err error) {
 	// It never gives up: the queue waits, the logs stay in Docker.
 	bo := s.backoff.NewExponentialBackOff()
 	for attempt := 1; ; attempt++ {
-		err := s.exp.Export(s.runCtx, recs)
+		body := s.encodeRequest(req)
+		err := s.exp.Export(s.runCtx, body)
+		if errors.As(err, &partial) {
+			err = nil
+		}
 		s.counters.lastFailed.Store(err != nil)
 		if err != nil {
 			msg := err.Error()
 			s.counters.lastError.Store(&msg)
+			s.body = nil // the transport may still hold it
 		}
 		if err == nil {
 			if attempt > 1 {
 				s.log.Info("export recovered", "attempts", attempt)
 			}
-			return nil
+			return partial, nil
 		}
 		if s.runCtx.Err() != nil {
-			return s.runCtx.Err()
+			return nil, s.runCtx.Err()
 		}
 		verdict, throttle := classifyExportError(err)
 		if verdict != exportRetry {
-			return &refusal{tooLarge: verdict == exportTooLarge, err: err}
+			return nil, &refusal{tooLarge: verdict == exportTooLarge, err: err}
 		}
 		s.counters.failures.Add(1)
 		d := max(bo.NextBackOff(), throttle)
 		if attempt == 1 || attempt%10 == 0 {
 			s.log.Warn("export failed; retrying (reading pauses when the in-flight bound is reached)",
-				"records", len(recs), "attempt", attempt, "retry_in", d.Round(time.Millisecond), "err", err)
+				"records", records, "attempt", attempt, "retry_in", d.Round(time.Millisecond), "err", err)
 		}
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
 		case <-s.runCtx.Done():
 			t.Stop()
-			return s.runCtx.Err()
+			return nil, s.runCtx.Err()
 		}
 	}
 }
-
-// httpStatus finds the status code in an OTLP/HTTP exporter's error
-// ("failed to send logs to URL: 400 Bad Request (body: ...)"): the exporter
-// does not expose it as a value. This is the one place where berth reads an
-// export error's words.
-var httpStatus = regexp.MustCompile(`failed to send logs to \S+: ([1-5][0-9][0-9]) `)
 
 // exportVerdict is what berth does after a failed export.
 type exportVerdict int
@@ -319,8 +387,19 @@ var tooLargeMessage = regexp.MustCompile(`(?i)larger than max|exceeds maximum|to
 // as invalid (HTTP 400, gRPC INVALID_ARGUMENT) are not retried.
 // Authentication, authorization and not-found answers are retried: they are
 // configuration faults, and berth waits for them to be fixed rather than drop
-// records.
+// records. Throttling (HTTP 429 and 503 with Retry-After, gRPC RetryInfo) is
+// honoured.
 func classifyExportError(err error) (verdict exportVerdict, throttle time.Duration) {
+	var he *HTTPStatusError
+	if errors.As(err, &he) {
+		switch he.Code {
+		case 400:
+			return exportInvalid, 0
+		case 413:
+			return exportTooLarge, 0
+		}
+		return exportRetry, he.RetryAfter
+	}
 	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
 		for _, d := range st.Details() {
 			if ri, ok := d.(*errdetails.RetryInfo); ok && ri.RetryDelay != nil {
@@ -334,14 +413,6 @@ func classifyExportError(err error) (verdict exportVerdict, throttle time.Durati
 			return exportTooLarge, 0
 		}
 		return exportRetry, throttle
-	}
-	if m := httpStatus.FindStringSubmatch(err.Error()); m != nil {
-		switch code, _ := strconv.Atoi(m[1]); code {
-		case 400:
-			return exportInvalid, 0
-		case 413:
-			return exportTooLarge, 0
-		}
 	}
 	return exportRetry, 0
 }

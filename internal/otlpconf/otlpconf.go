@@ -140,6 +140,10 @@ func EndpointOptions[O any](c config.OTLP, signalPath string,
 	return opts
 }
 
+// SignalURL joins a base endpoint URL, as otlp.endpoint and
+// OTEL_EXPORTER_OTLP_ENDPOINT give it, with a signal's path (see signalURL).
+func SignalURL(base, signalPath string) string { return signalURL(base, signalPath) }
+
 // signalURL joins a base endpoint URL, as otlp.endpoint and
 // OTEL_EXPORTER_OTLP_ENDPOINT give it, with a signal's path: for OTLP/HTTP
 // http://host:4318 sends logs to http://host:4318/v1/logs, and
