@@ -113,9 +113,65 @@ func selected(key string, selectors []string) bool {
 type Record struct {
 	Timestamp time.Time // Docker's timestamp of the line's first chunk
 	Observed  time.Time // when berth read it
-	Body      []byte    // the line without its newline; valid only during Sink.Consume
+	// Body is the line without its newline, or, of a parsed line, its
+	// message field (see package parse); valid only during Sink.Consume.
+	Body      []byte
 	Stream    Stream
 	Truncated bool // the line was longer than max_line_bytes and was cut
+
+	// The fields below are set only for a line parsed as JSON or logfmt
+	// (the berth.parse label or the parse.format setting); their bytes are
+	// valid only during Sink.Consume, like Body's.
+
+	// Severity is the SeverityNumber the line's level field maps to; 0 if
+	// it has none, or one berth does not know.
+	Severity Severity
+	// SeverityText is the level field's value as written; nil if none.
+	SeverityText []byte
+	// Attrs are the line's other fields, in the order written. With
+	// BodyMap they are every field of the line, and are the body.
+	Attrs []Attr
+	// BodyMap says that the record's body is the map of Attrs (the whole
+	// object; Body then holds the line as written).
+	BodyMap bool
+	// Unparsed says that the line was to be parsed and is not in the
+	// format: it is sent as it is.
+	Unparsed bool
+}
+
+// Severity is a SeverityNumber of the OpenTelemetry log data model: 1-4
+// TRACE, 5-8 DEBUG, 9-12 INFO, 13-16 WARN, 17-20 ERROR, 21-24 FATAL; 0 is
+// unspecified.
+type Severity uint8
+
+// The first SeverityNumber of each range.
+const (
+	SeverityTrace Severity = 1
+	SeverityDebug Severity = 5
+	SeverityInfo  Severity = 9
+	SeverityWarn  Severity = 13
+	SeverityError Severity = 17
+	SeverityFatal Severity = 21
+)
+
+// Kind says what a field's value is, and how its bytes are written.
+type Kind uint8
+
+// The kinds of a field's value.
+const (
+	KindString Kind = iota // Value is the string, decoded (UTF-8)
+	KindInt                // Value is a JSON integer as written (it may not fit in 64 bits)
+	KindDouble             // Value is a JSON number with a fraction or exponent, as written
+	KindBool               // Value is true or false
+	KindNull               // Value is null
+	KindJSON               // Value is a JSON object or array, as written (valid JSON)
+)
+
+// Attr is one field of a parsed line: its key and its value.
+type Attr struct {
+	Key   []byte
+	Value []byte
+	Kind  Kind
 }
 
 // Batch is a run of records of one container, handed to a Sink.
