@@ -22,6 +22,7 @@ import (
 	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
 	"github.com/berthlog/berth/multiline"
+	"github.com/berthlog/berth/parse"
 	"github.com/berthlog/berth/telemetry"
 )
 
@@ -115,12 +116,16 @@ func (p *BurstProgress) NewestTime() time.Time {
 // BurstResult reports how a burst went. Cursor is the position after the last
 // batch the sink accepted: the next burst starts there.
 type BurstResult struct {
-	ID       string
-	Follow   bool
-	Cursor   logs.Cursor
-	End      EndReason
-	Err      error
-	Lines    int64 // records accepted by the sink
+	ID     string
+	Follow bool
+	Cursor logs.Cursor
+	End    EndReason
+	Err    error
+	Lines  int64 // records accepted by the sink
+	// Unparsed counts the accepted records whose line was to be parsed
+	// (berth.parse, parse.format) and was not in the format: they were
+	// sent as they are.
+	Unparsed int64
 	Bytes    int64 // bytes read from the daemon
 	Requests int   // logs requests made (more than one when the tail was widened)
 	Duration time.Duration
@@ -145,6 +150,16 @@ type Collector struct {
 	state    sync.Pool // *burstState, reused across bursts
 	rules    sync.Map  // multiline.Spec -> *multiline.Rules, compiled once
 	nrules   atomic.Int64
+	format   parse.Format // parse.format: the format of a container without a berth.parse label
+	body     parse.Body   // parse.body
+}
+
+// formatFor returns how the lines of the container meta describes are
+// parsed: by its berth.parse label, else by the configuration. A bad label
+// falls back to the configuration (events reports it).
+func (c *Collector) formatFor(meta *logs.Meta) parse.Format {
+	f, _ := parse.FromLabels(meta.Labels, c.format)
+	return f
 }
 
 // maxCachedRules bounds the compiled multiline rules kept: beyond it (a
@@ -185,6 +200,7 @@ func NewCollector(src LogSource, sink logs.Sink, cfg config.Bursts, hostName str
 		return nil, fmt.Errorf("collector: %w", err)
 	}
 	c := &Collector{src: src, sink: sink, cfg: cfg, hostName: hostName, tracer: set.Tracer(), inst: inst}
+	c.format, c.body = cfg.Parse.Formats()
 	c.state.New = func() any { return newBurstState() }
 	return c, nil
 }
@@ -316,6 +332,7 @@ func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, r
 			}
 		}
 		st.start(body, meta.TTY, gone, c.cfg.MaxLineBytes, c.rulesFor(meta))
+		st.format, st.body = c.formatFor(meta), c.body
 		err = c.read(ctx, st, spec.Meta, tail != TailAll, reqStart, res)
 		_ = body.Close()
 		if errors.Is(err, errWiden) {
@@ -423,6 +440,7 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 			// The flusher counts its records apart, so that res does not
 			// escape to the heap on the path without rules.
 			res.Lines += st.flushed.Lines
+			res.Unparsed += st.flushed.Unparsed
 		}()
 		defer f.stop()       // second: the flusher may wait for mu
 		defer st.mu.Unlock() // first
@@ -512,12 +530,20 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 	}
 	res.Lines += int64(len(st.batch.Records))
 	var n, b [2]int64
+	var unparsed int64
 	for i := range st.batch.Records {
 		r := &st.batch.Records[i]
 		n[r.Stream-1]++
 		b[r.Stream-1] += int64(len(r.Body))
+		if r.Unparsed {
+			unparsed++
+		}
 	}
 	c.inst.read(n, b)
+	if unparsed > 0 {
+		res.Unparsed += unparsed
+		c.inst.unparsedLines(unparsed)
+	}
 	st.committed.CopyFrom(&st.cursor)
 	if st.progress != nil {
 		st.progress.Lines.Add(int64(len(st.batch.Records)))
@@ -527,6 +553,7 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 	}
 	st.batch.Records = st.batch.Records[:0]
 	st.arena = st.arena[:0]
+	st.attrs = st.attrs[:0]
 	st.batchBytes = 0
 	st.observed = time.Time{}
 	return nil
@@ -644,6 +671,12 @@ type burstState struct {
 	// batchBytes is the bodies' bytes in the batch (the arena's length,
 	// counting the blocks it left when it grew).
 	batchBytes int
+	// format is how the response's lines are parsed, body what becomes
+	// a parsed line's body; attrs holds the fields of the batch's parsed
+	// records (each record's Attrs is a part of it).
+	format parse.Format
+	body   parse.Body
+	attrs  []logs.Attr
 }
 
 // pendingLine is a line whose chunks are still arriving.
@@ -710,6 +743,9 @@ func (st *burstState) release() {
 	st.frames.r, st.raw.r, st.msgs = nil, nil, nil
 	st.progress = nil
 	st.rules, st.arm, st.flushErr = nil, nil, nil
+	st.format = parse.None
+	clear(st.attrs[:cap(st.attrs)]) // no reference to the last batch's bytes
+	st.attrs = st.attrs[:0]
 	st.batch = logs.Batch{Records: st.batch.Records[:0]}
 	st.giveArena()
 	st.batchBytes = 0
@@ -851,11 +887,16 @@ func (st *burstState) emit(s logs.Stream, ts time.Time, body []byte, truncated b
 	if st.arena == nil {
 		st.takeArena()
 	}
-	if len(st.arena)+len(body) > cap(st.arena) {
+	need := len(body)
+	if st.format != parse.None {
+		// Room for the strings parsing decodes, never longer than the line.
+		need *= 2
+	}
+	if len(st.arena)+need > cap(st.arena) {
 		// Earlier records keep the old block; the new one is reused from now
 		// on. A batch is flushed at maxBatchBytes: no block need be larger,
 		// unless one line is.
-		st.arena = make([]byte, 0, max(min(2*cap(st.arena), maxBatchBytes), len(body)))
+		st.arena = make([]byte, 0, max(min(2*cap(st.arena), maxBatchBytes), need))
 	}
 	st.batchBytes += len(body)
 	off := len(st.arena)
@@ -872,4 +913,22 @@ func (st *burstState) emit(s logs.Stream, ts time.Time, body []byte, truncated b
 		Stream:    s,
 		Truncated: truncated,
 	})
+	if st.format != parse.None {
+		st.structure(&st.batch.Records[len(st.batch.Records)-1])
+	}
+}
+
+// structure parses a record's line in the response's format: its fields
+// refer to the line in the arena, and the strings parsing decodes go to the
+// arena after it (emit made room: the arena does not move). A line not in
+// the format stays as it is, marked Unparsed.
+func (st *burstState) structure(r *logs.Record) {
+	n0 := len(st.attrs)
+	arena, attrs, ok := parse.Fields(st.format, r.Body, st.arena, st.attrs)
+	if !ok {
+		r.Unparsed = true
+		return
+	}
+	st.arena, st.attrs = arena, attrs
+	parse.Structure(r, attrs[n0:len(attrs):len(attrs)], st.body)
 }

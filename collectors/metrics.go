@@ -18,6 +18,7 @@ type instruments struct {
 	bytesRead        metric.Int64Counter     // berth.bytes.read, by log.iostream
 	burstDuration    metric.Float64Histogram // berth.burst.duration, by end_reason
 	deadlineExpiries metric.Int64Counter     // berth.deadline.expiries, by kind
+	unparsed         metric.Int64Counter     // berth.records.unparsed
 
 	byStream [2][]metric.AddOption // indexed by logs.Stream-1
 	byEnd    map[EndReason][]metric.RecordOption
@@ -47,6 +48,9 @@ func newInstruments(meter metric.Meter) (instruments, error) {
 	inst.deadlineExpiries, err = meter.Int64Counter("berth.deadline.expiries", metric.WithUnit("{expiry}"),
 		metric.WithDescription("Log bursts ended by a connection deadline, by kind (idle or max_burst)."))
 	errs = append(errs, err)
+	inst.unparsed, err = meter.Int64Counter("berth.records.unparsed", metric.WithUnit("{record}"),
+		metric.WithDescription("Log records whose line was to be parsed (berth.parse, parse.format) and was not in the format: sent as they are."))
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return instruments{}, fmt.Errorf("instruments: %w", err)
 	}
@@ -74,6 +78,12 @@ func (inst *instruments) read(lines, bytes [2]int64) {
 			inst.bytesRead.Add(ctx, bytes[i], inst.byStream[i]...)
 		}
 	}
+}
+
+// unparsedLines counts records sent as they are because their line was not
+// in the container's format.
+func (inst *instruments) unparsedLines(n int64) {
+	inst.unparsed.Add(context.Background(), n)
 }
 
 // burstEnded records a burst's duration by its end and counts an end at a

@@ -2,6 +2,7 @@ package events
 
 import (
 	"github.com/berthlog/berth/multiline"
+	"github.com/berthlog/berth/parse"
 	"github.com/berthlog/berth/selection"
 )
 
@@ -33,7 +34,7 @@ func labelsOf(attrs map[string]string) map[string]string {
 // decide sets whether ct is collected, and why, from berth's own container
 // ID and the selection's rules, and says what changed: at Info when the
 // container becomes excluded or collected (a rename), once at Warn for a bad
-// berth.enable or berth.multiline.* label. A container that becomes excluded while a burst reads
+// berth.enable, berth.multiline.* or berth.parse label. A container that becomes excluded while a burst reads
 // it has that burst ended at once (its lines up to then are delivered);
 // transition then makes it excluded. One that becomes collected is read
 // from where berth would have started it (its checkpoint, else its first
@@ -55,6 +56,13 @@ func (r *run) decide(ct *container) {
 	labelError := d.LabelError
 	if _, err := multiline.FromLabels(ct.labels, multiline.Spec{}); err != nil {
 		// The collector falls back to the configured rule on its own.
+		if labelError != "" {
+			labelError += "; "
+		}
+		labelError += err.Error()
+	}
+	if _, err := parse.FromLabels(ct.labels, parse.None); err != nil {
+		// The collector falls back to the configured format on its own.
 		if labelError != "" {
 			labelError += "; "
 		}

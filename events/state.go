@@ -131,9 +131,12 @@ type container struct {
 	starts         int
 	startsAtLaunch int // starts when the active burst was launched
 
-	lines   int64 // lines of its finished bursts
-	lastErr string
-	lastEnd collectors.EndReason
+	lines int64 // lines of its finished bursts
+	// unparsed counts its lines sent as they are because they were not in
+	// its berth.parse (or parse.format) format.
+	unparsed int64
+	lastErr  string
+	lastEnd  collectors.EndReason
 	// progress is what the active burst has delivered so far. The burst
 	// updates it per batch (BurstSpec.Progress); the manager reads it for
 	// Status and resets it when it launches a burst and when it takes the
@@ -191,6 +194,7 @@ func (r *run) finish(res collectors.BurstResult) {
 	// The burst has returned: its progress no longer moves, and res holds
 	// the same.
 	ct.lines += res.Lines
+	ct.unparsed += res.Unparsed
 	ct.resetProgress()
 	ct.lastEnd = res.End
 	if res.Gone {

@@ -36,6 +36,10 @@ type ContainerStatus struct {
 	// LabelErrors are its labels berth could not use, e.g. a berth.enable
 	// that is neither true nor false (it is then collected).
 	LabelErrors []string `json:"label_errors,omitempty"`
+	// Unparsed counts its lines that were to be parsed (berth.parse,
+	// parse.format) and were not in the format: they were sent as they
+	// are, never dropped.
+	Unparsed int64 `json:"unparsed_lines,omitempty"`
 }
 
 // Status asks the running manager for a snapshot.
@@ -64,7 +68,7 @@ func (r *run) status() Status {
 		s.Containers = append(s.Containers, ContainerStatus{
 			ID: short(ct.id), Name: ct.name, State: ct.state, Lines: ct.lines + ct.progress.Lines.Load(),
 			Newest: laterOf(ct.cursor.Newest(), ct.progress.NewestTime()), LastEnd: string(ct.lastEnd), LastError: ct.lastErr,
-			SelectedBy: ct.selectedBy, ExcludedBy: ct.excludedBy,
+			SelectedBy: ct.selectedBy, ExcludedBy: ct.excludedBy, Unparsed: ct.unparsed,
 		})
 		if ct.labelError != "" {
 			s.Containers[len(s.Containers)-1].LabelErrors = []string{ct.labelError}

@@ -209,7 +209,7 @@ func tooLargeOver(limit int, err error) func([]sdklog.Record) error {
 	return func(recs []sdklog.Record) error {
 		n := 0
 		for _, r := range recs {
-			n += bodyLen(r.Body())
+			n += valueSize(r.Body())
 		}
 		if n > limit {
 			return err

@@ -60,7 +60,7 @@ func (f *fakeExporter) Export(ctx context.Context, recs []sdklog.Record) error {
 	total := 0
 	for _, r := range recs {
 		f.exported = append(f.exported, r.Clone())
-		total += bodyLen(r.Body())
+		total += valueSize(r.Body())
 	}
 	f.bodyBytes = append(f.bodyBytes, total)
 	return nil
@@ -510,7 +510,7 @@ func TestContainerResourceLabels(t *testing.T) {
 	}
 	want := map[string]string{
 		"container.id": "c1", "container.name": "web", "container.image.name": "app", "container.image.tags": `["1.0"]`,
-		"container.runtime": "docker", "service.name": "web", "host.name": "h",
+		"container.runtime.name": "docker", "container.runtime": "docker", "service.name": "web", "host.name": "h",
 		"container.label.service.name": "a label, not the service", "container.label.team": "payments",
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -34,16 +34,40 @@ const (
 )
 
 // recordSize bounds the encoded size of one record, its resource excepted.
+// A parsed line's fields (attributes, or a map body) are measured: the
+// frame of each is keyValueFrame beside its key and value.
 func recordSize(r *sdklog.Record) int64 {
-	return int64(bodyLen(r.Body()) + recordFrame + attrFrame*r.AttributesLen())
+	n := valueSize(r.Body()) + recordFrame + len(r.SeverityText())
+	r.WalkAttributes(func(kv attribute.KeyValue) bool {
+		n += attrFrame + len(kv.Key) + valueSize(kv.Value)
+		return true
+	})
+	return int64(n)
 }
 
-// bodyLen is the length of a body as berth sets it: a string, or bytes.
-func bodyLen(v attribute.Value) int {
-	if v.Type() == attribute.BYTESLICE {
+// valueSize bounds the encoded size of a value besides its frame: a
+// string's or bytes' length, a number's 9 bytes, each element of a slice
+// or map with its own frame.
+func valueSize(v attribute.Value) int {
+	switch v.Type() {
+	case attribute.BYTESLICE:
 		return len(v.AsByteSlice())
+	case attribute.STRING:
+		return len(v.AsString())
+	case attribute.SLICE:
+		n := 0
+		for _, e := range v.AsSlice() {
+			n += keyValueFrame + valueSize(e)
+		}
+		return n
+	case attribute.MAP:
+		n := 0
+		for _, kv := range v.AsMap() {
+			n += keyValueFrame + len(kv.Key) + valueSize(kv.Value)
+		}
+		return n
 	}
-	return len(v.AsString())
+	return 9
 }
 
 // resourceSize bounds the encoded size of a container's resource and scope
@@ -54,14 +78,22 @@ func resourceSize(m *logs.Meta, version string) int64 {
 	kv("container.id", m.ID)
 	kv("container.name", m.Name)
 	kv("container.image.name", m.ImageName)
-	kv("container.runtime", "docker")
+	kv("container.runtime.name", runtimeName)
+	kv("container.runtime", runtimeName)
 	kv("service.name", m.ServiceName)
+	kv("service.namespace", m.ServiceNamespace)
 	kv("host.name", m.HostName)
-	if len(m.ImageTags) > 0 {
-		kv("container.image.tags", "")
-		for _, t := range m.ImageTags {
-			n += keyValueFrame + len(t)
+	kv("container.image.id", m.ImageID)
+	for key, list := range map[string][]string{"container.image.tags": m.ImageTags, "container.image.repo_digests": m.ImageRepoDigests} {
+		if len(list) > 0 {
+			kv(key, "")
+			for _, t := range list {
+				n += keyValueFrame + len(t)
+			}
 		}
+	}
+	for _, l := range m.Static {
+		kv(l.Key, l.Value)
 	}
 	for _, l := range m.SelectedLabels {
 		kv(labelAttributePrefix+l.Key, l.Value)

@@ -42,10 +42,17 @@ type Meta struct {
 	ImageName   string // the image reference without its tag or digest
 	ImageTags   []string
 	ServiceName string // compose service label, else the container name
-	HostName    string
-	Labels      map[string]string // every label of the container
-	TTY         bool              // raw stream instead of stdcopy frames
-	Running     bool              // the container's state when it was inspected
+	// ServiceNamespace is the compose project label; "" if none.
+	ServiceNamespace string
+	// ImageID is the ID of the container's image (sha256:...), if known.
+	ImageID string
+	// ImageRepoDigests are the image's repo digests (name@sha256:...), as
+	// the daemon's image inspect gives them; none for a local build.
+	ImageRepoDigests []string
+	HostName         string
+	Labels           map[string]string // every label of the container
+	TTY              bool              // raw stream instead of stdcopy frames
+	Running          bool              // the container's state when it was inspected
 	// AutoRemove says the daemon removes the container, and deletes its
 	// log, as soon as it stops (docker run --rm). A logs request for it
 	// once it has stopped makes Docker re-create its log file, which can
@@ -59,6 +66,26 @@ type Meta struct {
 	// output's order is deterministic and the sinks, which encode a Meta's
 	// resource once, walk it without sorting.
 	SelectedLabels []Label
+	// Static are the resource attributes every container's records carry
+	// (the resource_attributes setting), sorted by key.
+	Static []Label
+}
+
+// The compose labels a Meta's service is named from.
+const (
+	LabelComposeService = "com.docker.compose.service"
+	LabelComposeProject = "com.docker.compose.project"
+)
+
+// SetService names m's service from its compose labels: service.name is
+// the compose service (else the container's name), service.namespace the
+// compose project.
+func (m *Meta) SetService() {
+	m.ServiceName = m.Name
+	if s := m.Labels[LabelComposeService]; s != "" {
+		m.ServiceName = s
+	}
+	m.ServiceNamespace = m.Labels[LabelComposeProject]
 }
 
 // Renamed returns a copy of m named name; a service name that was the
