@@ -10,7 +10,8 @@
 // -invalid-utf8 line, then -n normal lines (0 = until SIGTERM/SIGINT). Then,
 // with -then-rate, it goes on writing numbered lines slowly; with
 // -sleep-after, it stays alive quietly. With -trace NAME it writes only
-// numbered stdout lines around a stack trace (see lines.Traces). SIGTERM/SIGINT end it at a line
+// numbered stdout lines around a stack trace (see lines.Traces); with
+// -structured NAME only the lines lines.Structured[NAME]. SIGTERM/SIGINT end it at a line
 // boundary with exit status 0, after flushing.
 package main
 
@@ -47,6 +48,7 @@ type options struct {
 	waitUSR1    bool
 	trace       string
 	tracePause  time.Duration
+	structured  string
 }
 
 var (
@@ -72,6 +74,7 @@ func main() {
 	flag.BoolVar(&o.waitUSR1, "wait-usr1", false, "write nothing until SIGUSR1 (a quiet container that speaks when the test says so)")
 	flag.StringVar(&o.trace, "trace", "", "write, instead of the other output, lines.TracePlain numbered stdout lines, the stack trace lines.Traces[NAME] (java, python, go), and lines.TracePlain more")
 	flag.DurationVar(&o.tracePause, "trace-pause", 0, "with -trace, pause this long after the trace's first lines.JavaHalf lines")
+	flag.StringVar(&o.structured, "structured", "", "write, instead of the other output, the stdout lines lines.Structured[NAME] (json, logfmt)")
 	flag.Parse()
 	if o.runID == "" {
 		o.runID = strconv.FormatInt(time.Now().UnixNano(), 10)
@@ -119,6 +122,19 @@ func main() {
 func run(o options) error {
 	if o.trace != "" {
 		return traces(o)
+	}
+	if o.structured != "" {
+		ls, ok := lines.Structured[o.structured]
+		if !ok {
+			return fmt.Errorf("-structured %q: no such lines; use json or logfmt", o.structured)
+		}
+		out := newWriter(os.Stdout, true)
+		for _, l := range ls {
+			if err := out.line(l); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	out := newWriter(os.Stdout, o.rate > 0)
 	errw := newWriter(os.Stderr, o.rate > 0)
