@@ -145,3 +145,61 @@ func TestConvertParsedRecord(t *testing.T) {
 		}
 	}
 }
+
+// FuzzJSONSinkParsed: a line parsed as JSON (or logfmt), with either body,
+// is written by the sink as one line of valid JSON whose body, severity
+// text and attributes are the parsed ones (numbers, nested objects and
+// arrays copied as written must stay valid JSON).
+func FuzzJSONSinkParsed(f *testing.F) {
+	for _, s := range []string{structuredLine, `{"msg":"a\nb","level":"\u0041"}`, `{"x":[{"y":-1.5e-3}],"message":"m"}`,
+		`level=info msg="q \"x\"" k=v`, "{\"a\":\"\\u2028\",\"msg\":\"\\ud83d\\ude00\"}"} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, line []byte, asMap bool) {
+		body := parse.BodyMessage
+		if asMap {
+			body = parse.BodyMap
+		}
+		for _, format := range []parse.Format{parse.JSON, parse.Logfmt} {
+			r := logs.Record{Body: line, Stream: logs.Stdout}
+			_, fields, ok := parse.Fields(format, line, nil, nil)
+			if !ok {
+				continue
+			}
+			parse.Structure(&r, fields, body)
+			var tf timeFormatter
+			out := appendRecord(nil, &r, appendResource(nil, &logs.Meta{ID: "c"}), &tf)
+			if bytes.IndexByte(out, '\n') != len(out)-1 {
+				t.Fatalf("%q: the record is not one line: %q", line, out)
+			}
+			var rec struct {
+				Body       json.RawMessage `json:"body"`
+				Text       *string         `json:"severity_text"`
+				Attributes map[string]any  `json:"attributes"`
+			}
+			if err := json.Unmarshal(out, &rec); err != nil {
+				t.Fatalf("%q: the record is not JSON (%v): %s", line, err, out)
+			}
+			if asMap {
+				var m map[string]any
+				if err := json.Unmarshal(rec.Body, &m); err != nil {
+					t.Fatalf("%q: a map body is not an object (%v): %s", line, err, rec.Body)
+				}
+				continue
+			}
+			var b string
+			if err := json.Unmarshal(rec.Body, &b); err != nil || b != string(r.Body) {
+				t.Fatalf("%q: body %s, want %q (%v)", line, rec.Body, r.Body, err)
+			}
+			if (rec.Text == nil) != (r.SeverityText == nil) || (rec.Text != nil && *rec.Text != string(r.SeverityText)) {
+				t.Fatalf("%q: severity_text %v, want %q", line, rec.Text, r.SeverityText)
+			}
+			for _, a := range r.Attrs {
+				if _, ok := rec.Attributes[string(a.Key)]; !ok {
+					t.Fatalf("%q: attribute %q missing from %s", line, a.Key, out)
+				}
+			}
+		}
+	})
+}
