@@ -921,14 +921,20 @@ func (st *burstState) emit(s logs.Stream, ts time.Time, body []byte, truncated b
 // structure parses a record's line in the response's format: its fields
 // refer to the line in the arena, and the strings parsing decodes go to the
 // arena after it (emit made room: the arena does not move). A line not in
-// the format stays as it is, marked Unparsed.
+// the format stays as it is, marked Unparsed; so does one whose fields
+// could not be sent in an export request (see parse.EncodedBound).
 func (st *burstState) structure(r *logs.Record) {
-	n0 := len(st.attrs)
-	arena, attrs, ok := parse.Fields(st.format, r.Body, st.arena, st.attrs)
+	n0, line := len(st.attrs), r.Body
+	arena, attrs, ok := parse.Fields(st.format, line, st.arena, st.attrs)
 	if !ok {
 		r.Unparsed = true
 		return
 	}
-	st.arena, st.attrs = arena, attrs
 	parse.Structure(r, attrs[n0:len(attrs):len(attrs)], st.body)
+	if parse.EncodedBound(r) > st.maxLine {
+		clear(attrs[n0:]) // nothing refers to them, nor to the bytes decoded
+		*r = logs.Record{Timestamp: r.Timestamp, Observed: r.Observed, Body: line, Stream: r.Stream, Truncated: r.Truncated, Unparsed: true}
+		return
+	}
+	st.arena, st.attrs = arena, attrs
 }

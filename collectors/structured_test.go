@@ -192,3 +192,34 @@ func TestUnparsedMetric(t *testing.T) {
 		t.Errorf("berth.records.unparsed = %d %s, want 2 {record}", n, m.Unit)
 	}
 }
+
+// TestBurstSendsOversizedFieldsAsLine: a JSON line whose fields would cost
+// more than max_line_bytes in an export request (thousands of tiny fields,
+// or a dense nested array) is sent as it is, counted as unparsed; a line
+// of the same length with few fields is parsed.
+func TestBurstSendsOversizedFieldsAsLine(t *testing.T) {
+	var dense, nested strings.Builder
+	dense.WriteString(`{"msg":"m"`)
+	for i := range 150 {
+		fmt.Fprintf(&dense, `,"k%d":1`, i)
+	}
+	dense.WriteString("}")
+	nested.WriteString(`{"msg":"m","a":[1` + strings.Repeat(",1", 200) + `]}`)
+	few := `{"msg":"` + strings.Repeat("x", 1000) + `","a":1}`
+	d := &fakeDaemon{log: []fakeMsg{
+		{logs.Stdout, at(1), dense.String() + "\n"}, {logs.Stdout, at(2), nested.String() + "\n"}, {logs.Stdout, at(3), few + "\n"},
+	}, labels: map[string]string{"berth.parse": "json"}}
+	sink := &memSink{}
+	res := newCollector(t, d, sink, testBursts(2048, 10), telemetry.NopSettings()).Burst(context.Background(), spec(logs.BeginningCursor(), false))
+	if res.Err != nil || len(sink.records) != 3 || res.Unparsed != 2 {
+		t.Fatalf("err %v, %d records, %d unparsed; want 3 and 2", res.Err, len(sink.records), res.Unparsed)
+	}
+	for i, want := range []string{dense.String(), nested.String()} {
+		if r := sink.records[i]; string(r.Body) != want || len(r.Attrs) != 0 || r.Severity != 0 || !r.Unparsed {
+			t.Errorf("record %d: body %.40q attrs %d unparsed %v, want the line as it is", i, r.Body, len(r.Attrs), r.Unparsed)
+		}
+	}
+	if r := sink.records[2]; len(r.Body) != 1000 || attrsOf(r) != "a=1(1)" || r.Unparsed {
+		t.Errorf("the line with few fields: body of %d bytes, attrs %s, unparsed %v", len(r.Body), attrsOf(r), r.Unparsed)
+	}
+}

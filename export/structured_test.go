@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,6 +200,43 @@ func FuzzJSONSinkParsed(f *testing.F) {
 				if _, ok := rec.Attributes[string(a.Key)]; !ok {
 					t.Fatalf("%q: attribute %q missing from %s", line, a.Key, out)
 				}
+			}
+		}
+	})
+}
+
+// plainFrame bounds the estimate of a record besides its body: the record's
+// frame, log.iostream and log.truncated.
+const plainFrame = recordFrame + (attrFrame + len("log.iostream") + len("stdout")) + (attrFrame + len("log.truncated") + 9)
+
+// FuzzParsedRecordSize: the export's estimate of a parsed record is at most
+// a plain record's frame plus parse.EncodedBound, the bound the collector
+// holds each parsed record to (max_line_bytes): a parsed record fits in an
+// export request wherever a line of max_line_bytes does.
+func FuzzParsedRecordSize(f *testing.F) {
+	for _, s := range []string{structuredLine, `{"a":[1,1,1,1,[],{},[[[[1]]]]],"":{"":{"":null}}}`, `{"a":1,"b":1,"c":1,"d":1}`, `a= b= c=`,
+		`{"level":"` + strings.Repeat("x", 100) + `","msg":""}`} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	s := newTestSink(f, &fakeExporter{}, nil, telemetry.NopSettings())
+	f.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	meta := &logs.Meta{ID: "c"}
+	f.Fuzz(func(t *testing.T, line []byte, asMap bool) {
+		body := parse.BodyMessage
+		if asMap {
+			body = parse.BodyMap
+		}
+		for _, format := range []parse.Format{parse.JSON, parse.Logfmt} {
+			r := logs.Record{Body: line, Stream: logs.Stdout, Truncated: true}
+			_, fields, ok := parse.Fields(format, line, nil, nil)
+			if !ok {
+				continue
+			}
+			parse.Structure(&r, fields, body)
+			recs := s.convert(&logs.Batch{Meta: meta, Records: []logs.Record{r}})
+			if est, bound := recordSize(&recs[0]), int64(plainFrame+parse.EncodedBound(&r)); est > bound {
+				t.Fatalf("%q: estimated %d bytes, more than the frame and parse.EncodedBound (%d)", line, est, bound)
 			}
 		}
 	})

@@ -176,3 +176,28 @@ func remove(fields []logs.Attr, i int) []logs.Attr {
 	copy(fields[i:], fields[i+1:])
 	return fields[:len(fields)-1]
 }
+
+// EncodedBound bounds what an OTLP export request holds of a parsed
+// record's body, severity text and fields beyond the frame of a plain
+// record: per field 64 bytes besides its key and value (9 for a number, a
+// boolean or null), a nested object or array 18 times the length of its
+// text (each of its elements takes at least 2 of its bytes and costs at
+// most 33 more). The collector sends a line whose bound exceeds
+// max_line_bytes as it is, so that a parsed record, like a plain line of
+// max_line_bytes, fits in an export request.
+func EncodedBound(r *logs.Record) int {
+	n := len(r.SeverityText)
+	if !r.BodyMap {
+		n += len(r.Body)
+	}
+	for i := range r.Attrs {
+		a := &r.Attrs[i]
+		n += 64 + len(a.Key)
+		if a.Kind == logs.KindJSON {
+			n += 18 * len(a.Value)
+		} else {
+			n += len(a.Value) + 9
+		}
+	}
+	return n
+}

@@ -361,3 +361,26 @@ func FuzzLogfmt(f *testing.F) {
 		}
 	})
 }
+
+func TestEncodedBound(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		body Body
+		want int
+	}{
+		{`{"msg":"hello"}`, BodyMessage, 5},
+		{`{"msg":"hello","level":"info","n":12}`, BodyMessage, 5 + 4 + 64 + 1 + 2 + 9},
+		{`{"msg":"hello","a":[1,2]}`, BodyMessage, 5 + 64 + 1 + 18*5},
+		{`{"msg":"hello","level":"info"}`, BodyMap, 4 + (64 + 3 + 5 + 9) + (64 + 5 + 4 + 9)},
+	} {
+		r := logs.Record{Body: []byte(tc.line)}
+		_, fields, ok := Fields(JSON, r.Body, nil, nil)
+		if !ok {
+			t.Fatalf("%q does not parse", tc.line)
+		}
+		Structure(&r, fields, tc.body)
+		if got := EncodedBound(&r); got != tc.want {
+			t.Errorf("EncodedBound(%s) = %d, want %d", tc.line, got, tc.want)
+		}
+	}
+}
