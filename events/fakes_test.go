@@ -257,6 +257,7 @@ type outcome struct {
 	Stopped  bool
 	Gone     bool
 	Lines    int64
+	Unparsed int64
 	Cursor   *logs.Cursor
 	Duration time.Duration
 }
@@ -394,7 +395,7 @@ func (c *fakeCollector) Burst(ctx context.Context, spec collectors.BurstSpec) co
 	}
 	res := collectors.BurstResult{
 		ID: spec.ID, Follow: spec.Follow, Cursor: b.spec.Cursor.Clone(),
-		End: o.End, Err: o.Err, Lines: o.Lines, Stopped: o.Stopped, Gone: o.Gone,
+		End: o.End, Err: o.Err, Lines: o.Lines, Unparsed: o.Unparsed, Stopped: o.Stopped, Gone: o.Gone,
 		Duration: o.Duration, Requests: 1,
 	}
 	if o.Cursor != nil {
