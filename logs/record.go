@@ -136,33 +136,37 @@ func selected(key string, selectors []string) bool {
 	return false
 }
 
-// Record is one log line.
+// Record is one log line. Its fields are ordered so that the flags share
+// one word (128 bytes in all): a batch holds up to 1024 records.
 type Record struct {
 	Timestamp time.Time // Docker's timestamp of the line's first chunk
 	Observed  time.Time // when berth read it
 	// Body is the line without its newline, or, of a parsed line, its
 	// message field (see package parse); valid only during Sink.Consume.
-	Body      []byte
-	Stream    Stream
-	Truncated bool // the line was longer than max_line_bytes and was cut
+	Body []byte
 
-	// The fields below are set only for a line parsed as JSON or logfmt
-	// (the berth.parse label or the parse.format setting); their bytes are
-	// valid only during Sink.Consume, like Body's.
+	// SeverityText and Attrs, like Severity and BodyMap below, are set
+	// only for a line parsed as JSON or logfmt (the berth.parse label or
+	// the parse.format setting); their bytes are valid only during
+	// Sink.Consume, like Body's.
 
-	// Severity is the SeverityNumber the line's level field maps to; 0 if
-	// it has none, or one berth does not know.
-	Severity Severity
 	// SeverityText is the level field's value as written; nil if none.
 	SeverityText []byte
 	// Attrs are the line's other fields, in the order written. With
 	// BodyMap they are every field of the line, and are the body.
 	Attrs []Attr
+
+	Stream    Stream
+	Truncated bool // the line was longer than max_line_bytes and was cut
+	// Severity is the SeverityNumber the line's level field maps to; 0 if
+	// it has none, or one berth does not know.
+	Severity Severity
 	// BodyMap says that the record's body is the map of Attrs (the whole
 	// object; Body then holds the line as written).
 	BodyMap bool
 	// Unparsed says that the line was to be parsed and is not in the
-	// format: it is sent as it is.
+	// format (or its fields would not fit in an export request): it is
+	// sent as it is.
 	Unparsed bool
 }
 
