@@ -84,14 +84,16 @@ func resourceSize(m *logs.Meta, version string) int64 {
 	kv("service.namespace", m.ServiceNamespace)
 	kv("host.name", m.HostName)
 	kv("container.image.id", m.ImageID)
-	for key, list := range map[string][]string{"container.image.tags": m.ImageTags, "container.image.repo_digests": m.ImageRepoDigests} {
-		if len(list) > 0 {
-			kv(key, "")
-			for _, t := range list {
-				n += keyValueFrame + len(t)
+	list := func(k string, vs []string) {
+		if len(vs) > 0 {
+			kv(k, "")
+			for _, v := range vs {
+				n += keyValueFrame + len(v)
 			}
 		}
 	}
+	list("container.image.tags", m.ImageTags)
+	list("container.image.repo_digests", m.ImageRepoDigests)
 	for _, l := range m.Static {
 		kv(l.Key, l.Value)
 	}
