@@ -755,3 +755,38 @@ func TestLoadNaNAndInf(t *testing.T) {
 		})
 	}
 }
+
+// TestReadmeParseExamples: the README's parse and resource_attributes
+// examples load and validate as written, and say what the README says.
+func TestReadmeParseExamples(t *testing.T) {
+	data, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func(name string) string {
+		_, rest, ok := strings.Cut(string(data), "<!-- example-"+name+":begin -->\n")
+		b, _, ok2 := strings.Cut(rest, "<!-- example-"+name+":end -->")
+		if !ok || !ok2 {
+			t.Fatalf("README.md has no example-%s block", name)
+		}
+		_, body, _ := strings.Cut(strings.TrimSpace(b), "\n")
+		return strings.TrimSuffix(body, "```")
+	}
+	for name, check := range map[string]func(Config) bool{
+		"parse": func(c Config) bool { return c.Parse == Parse{Format: "json", Body: "message"} },
+		"resource": func(c Config) bool {
+			return c.ResourceAttributes["deployment.environment"] == "prod" && c.ResourceAttributes["team"] == "payments"
+		},
+	} {
+		cfg, err := Load(writeFile(t, name+".yaml", block(name)), nil, nil)
+		if err != nil {
+			t.Fatalf("example-%s: %v", name, err)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("example-%s: %v", name, err)
+		}
+		if !check(cfg) {
+			t.Errorf("example-%s loads as parse %+v, resource_attributes %v", name, cfg.Parse, cfg.ResourceAttributes)
+		}
+	}
+}
