@@ -24,6 +24,7 @@ import (
 	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
 	"github.com/berthlog/berth/multiline"
+	"github.com/berthlog/berth/parse"
 	"github.com/berthlog/berth/telemetry"
 )
 
@@ -132,13 +133,17 @@ func (p *BurstProgress) NewestTime() time.Time {
 // BurstResult reports how a burst went. Cursor is the position after the last
 // batch the sink accepted: the next burst starts there.
 type BurstResult struct {
-	ID       string
-	Follow   bool
-	Cursor   logs.Cursor
-	End      EndReason
-	Err      error
-	Lines    int64 // records accepted by the sink
-	Dropped  int64 // records dropped by the rate limit, the cursor past them
+	ID      string
+	Follow  bool
+	Cursor  logs.Cursor
+	End     EndReason
+	Err     error
+	Lines   int64 // records accepted by the sink
+	Dropped int64 // records dropped by the rate limit, the cursor past them
+	// Unparsed counts the accepted records whose line was to be parsed
+	// (berth.parse, parse.format) and was not in the format: they were
+	// sent as they are.
+	Unparsed int64
 	Bytes    int64 // bytes read from the daemon
 	Requests int   // logs requests made (more than one when the tail was widened)
 	Duration time.Duration
@@ -173,6 +178,16 @@ type Collector struct {
 	// read what is waiting (max_concurrent_attaches each): a slot is a
 	// value sent; nil: no bound.
 	attaches, drains chan struct{}
+	format           parse.Format // parse.format: the format of a container without a berth.parse label
+	body             parse.Body   // parse.body
+}
+
+// formatFor returns how the lines of the container meta describes are
+// parsed: by its berth.parse label, else by the configuration. A bad label
+// falls back to the configuration (events reports it).
+func (c *Collector) formatFor(meta *logs.Meta) parse.Format {
+	f, _ := parse.FromLabels(meta.Labels, c.format)
+	return f
 }
 
 // maxCachedRules bounds the compiled multiline rules kept: beyond it (a
@@ -217,6 +232,7 @@ func NewCollector(src LogSource, sink logs.Sink, cfg config.Bursts, hostName str
 		return nil, fmt.Errorf("collector: %w", err)
 	}
 	c := &Collector{src: src, sink: sink, cfg: cfg, hostName: hostName, tracer: set.Tracer(), inst: inst, drops: drops}
+	c.format, c.body = cfg.Parse.Formats()
 	c.state.New = func() any { return newBurstState() }
 	if n := cfg.MaxConcurrentAttaches; n > 0 {
 		c.attaches, c.drains = make(chan struct{}, n), make(chan struct{}, n)
@@ -405,6 +421,7 @@ func (c *Collector) burst(ctx context.Context, spec BurstSpec, st *burstState, r
 		}
 		st.start(body, meta.TTY, gone, c.cfg.MaxLineBytes, c.rulesFor(meta))
 		st.limit = c.limiterFor(st, spec, meta)
+		st.format, st.parseBody = c.formatFor(meta), c.body
 		err = c.read(ctx, st, spec.Meta, tail != TailAll, reqStart, res)
 		_ = body.Close()
 		if errors.Is(err, errWiden) {
@@ -525,6 +542,7 @@ func (c *Collector) read(ctx context.Context, st *burstState, meta *atomic.Point
 			// The flusher counts its records apart, so that res does not
 			// escape to the heap.
 			res.Lines += st.flushed.Lines
+			res.Unparsed += st.flushed.Unparsed
 		}
 	}()
 	first := true
@@ -645,12 +663,20 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 		c.countDropped(st, st.batch.Meta)
 	}
 	var n, b [2]int64
+	var unparsed int64
 	for i := range st.batch.Records {
 		r := &st.batch.Records[i]
 		n[r.Stream-1]++
 		b[r.Stream-1] += int64(len(r.Body))
+		if r.Unparsed {
+			unparsed++
+		}
 	}
 	c.inst.read(n, b)
+	if unparsed > 0 {
+		res.Unparsed += unparsed
+		c.inst.unparsedLines(unparsed)
+	}
 	st.committed.CopyFrom(&st.cursor)
 	if st.progress != nil {
 		st.progress.Lines.Add(int64(len(st.batch.Records)))
@@ -660,6 +686,7 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 	}
 	st.batch.Records = st.batch.Records[:0]
 	st.arena = st.arena[:0]
+	st.attrs = st.attrs[:0]
 	st.batchBytes = 0
 	st.observed = time.Time{}
 	return nil
@@ -796,6 +823,12 @@ type burstState struct {
 	rate         RateState
 	dropped      int64
 	droppedTotal int64
+	// format is how the response's lines are parsed, parseBody what becomes
+	// a parsed line's body; attrs holds the fields of the batch's parsed
+	// records (each record's Attrs is a part of it).
+	format    parse.Format
+	parseBody parse.Body
+	attrs     []logs.Attr
 }
 
 // pendingLine is a line whose chunks are still arriving.
@@ -991,6 +1024,9 @@ func (st *burstState) release() {
 	st.progress = nil
 	st.rules, st.arm, st.flushErr = nil, nil, nil
 	st.limit, st.rate, st.dropped = nil, RateState{}, 0
+	st.format = parse.None
+	clear(st.attrs[:cap(st.attrs)]) // no reference to the last batch's bytes
+	st.attrs = st.attrs[:0]
 	st.batch = logs.Batch{Records: st.batch.Records[:0]}
 	st.giveArena()
 	st.batchBytes = 0
@@ -1155,11 +1191,16 @@ func (st *burstState) emit(s logs.Stream, ts time.Time, body []byte, truncated b
 	if st.arena == nil {
 		st.takeArena()
 	}
-	if len(st.arena)+len(body) > cap(st.arena) {
+	need := len(body)
+	if st.format != parse.None {
+		// Room for the strings parsing decodes, never longer than the line.
+		need *= 2
+	}
+	if len(st.arena)+need > cap(st.arena) {
 		// Earlier records keep the old block; the new one is reused from now
 		// on. A batch is flushed at maxBatchBytes: no block need be larger,
 		// unless one line is.
-		st.arena = make([]byte, 0, max(min(2*cap(st.arena), maxBatchBytes), len(body)))
+		st.arena = make([]byte, 0, max(min(2*cap(st.arena), maxBatchBytes), need))
 	}
 	st.batchBytes += len(body)
 	off := len(st.arena)
@@ -1176,4 +1217,28 @@ func (st *burstState) emit(s logs.Stream, ts time.Time, body []byte, truncated b
 		Stream:    s,
 		Truncated: truncated,
 	})
+	if st.format != parse.None {
+		st.structure(&st.batch.Records[len(st.batch.Records)-1])
+	}
+}
+
+// structure parses a record's line in the response's format: its fields
+// refer to the line in the arena, and the strings parsing decodes go to the
+// arena after it (emit made room: the arena does not move). A line not in
+// the format stays as it is, marked Unparsed; so does one whose fields
+// could not be sent in an export request (see parse.EncodedBound).
+func (st *burstState) structure(r *logs.Record) {
+	n0, line := len(st.attrs), r.Body
+	arena, attrs, ok := parse.Fields(st.format, line, st.arena, st.attrs)
+	if !ok {
+		r.Unparsed = true
+		return
+	}
+	parse.Structure(r, attrs[n0:len(attrs):len(attrs)], st.parseBody)
+	if parse.EncodedBound(r) > st.maxLine {
+		clear(attrs[n0:]) // nothing refers to them, nor to the bytes decoded
+		*r = logs.Record{Timestamp: r.Timestamp, Observed: r.Observed, Body: line, Stream: r.Stream, Truncated: r.Truncated, Unparsed: true}
+		return
+	}
+	st.arena, st.attrs = arena, attrs
 }

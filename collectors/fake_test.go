@@ -189,6 +189,12 @@ func (s *memSink) Consume(_ context.Context, b *logs.Batch) error {
 	}
 	for _, r := range b.Records {
 		r.Body = bytes.Clone(r.Body)
+		r.SeverityText = bytes.Clone(r.SeverityText)
+		attrs := make([]logs.Attr, len(r.Attrs))
+		for i, a := range r.Attrs {
+			attrs[i] = logs.Attr{Key: bytes.Clone(a.Key), Value: bytes.Clone(a.Value), Kind: a.Kind}
+		}
+		r.Attrs = attrs
 		s.records = append(s.records, r)
 	}
 	return nil

@@ -21,6 +21,7 @@ type instruments struct {
 	logsRequests     metric.Int64Counter     // berth.logs.requests
 	gapCount         metric.Int64Counter     // berth.log.gaps, by log.iostream
 	gapSeconds       metric.Float64Counter   // berth.log.gap.duration, by log.iostream
+	unparsed         metric.Int64Counter     // berth.records.unparsed
 
 	byStream [2][]metric.AddOption // indexed by logs.Stream-1
 	byEnd    map[EndReason][]metric.RecordOption
@@ -59,6 +60,9 @@ func newInstruments(meter metric.Meter) (instruments, error) {
 	inst.gapSeconds, err = meter.Float64Counter("berth.log.gap.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time spanned by the stretches of container logs Docker had rotated away before berth read them, by log.iostream."))
 	errs = append(errs, err)
+	inst.unparsed, err = meter.Int64Counter("berth.records.unparsed", metric.WithUnit("{record}"),
+		metric.WithDescription("Log records whose line was to be parsed (berth.parse, parse.format) and was not in the format: sent as they are."))
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return instruments{}, fmt.Errorf("instruments: %w", err)
 	}
@@ -91,6 +95,12 @@ func (inst *instruments) read(lines, bytes [2]int64) {
 // logsRequest counts a logs request sent.
 func (inst *instruments) logsRequest() {
 	inst.logsRequests.Add(context.Background(), 1)
+}
+
+// unparsedLines counts records sent as they are because their line was not
+// in the container's format.
+func (inst *instruments) unparsedLines(n int64) {
+	inst.unparsed.Add(context.Background(), n)
 }
 
 // burstEnded records a burst's duration by its end and counts an end at a

@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"os"
@@ -23,7 +24,9 @@ import (
 	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
 
+	"github.com/berthlog/berth/logs"
 	"github.com/berthlog/berth/multiline"
+	"github.com/berthlog/berth/parse"
 	"github.com/berthlog/berth/selection"
 )
 
@@ -71,6 +74,24 @@ type Docker struct {
 	// with it. Empty: no label. In the environment, a comma-separated list:
 	// BERTH_LABELS=com.example.*,team.
 	Labels []string `koanf:"labels"`
+	// ResourceAttributes are resource attributes every record carries,
+	// e.g. deployment.environment: prod. A key may not be one berth sets
+	// from the container (container.*, service.name, service.namespace,
+	// host.name). In the environment, the form of OTEL_RESOURCE_ATTRIBUTES:
+	// BERTH_RESOURCE_ATTRIBUTES=deployment.environment=prod,team=payments.
+	ResourceAttributes map[string]string `koanf:"resource_attributes"`
+}
+
+// StaticResource returns the resource attributes, sorted by key.
+func (d Docker) StaticResource() []logs.Label {
+	if len(d.ResourceAttributes) == 0 {
+		return nil
+	}
+	out := make([]logs.Label, 0, len(d.ResourceAttributes))
+	for _, k := range slices.Sorted(maps.Keys(d.ResourceAttributes)) {
+		out = append(out, logs.Label{Key: k, Value: d.ResourceAttributes[k]})
+	}
+	return out
 }
 
 // DockerTLS names the files of TLS to a tcp:// daemon. Setting any of its
@@ -130,6 +151,28 @@ type Bursts struct {
 	// RateLimit bounds each container's records per second (see
 	// ratelimit.go); the label berth.rate_limit overrides its lines.
 	RateLimit RateLimit `koanf:"rate_limit"`
+	// Parse is how structured lines (JSON, logfmt) become records' fields;
+	// the label berth.parse overrides its format per container.
+	Parse Parse `koanf:"parse"`
+}
+
+// Parse is how every container's lines are parsed (see package parse),
+// unless a container's berth.parse label says otherwise.
+type Parse struct {
+	// Format is json, logfmt or none. A line not in the format is sent as
+	// it is, and counted.
+	Format string `koanf:"format"`
+	// Body is what becomes a parsed line's body: message (its msg or
+	// message field; the other fields are attributes) or map (the whole
+	// object).
+	Body string `koanf:"body"`
+}
+
+// Formats returns the parse format and body configured; p is validated.
+func (p Parse) Formats() (parse.Format, parse.Body) {
+	f, _ := parse.FormatOf(p.Format)
+	b, _ := parse.BodyOf(p.Body)
+	return f, b
 }
 
 // Multiline is how the lines of every container's streams are joined into
@@ -285,6 +328,7 @@ func Default() Config {
 			PartialFlushTimeout:   5 * time.Second,
 			Multiline:             Multiline{Timeout: time.Second, MaxLines: 500},
 			RateLimit:             RateLimit{Burst: time.Second, Mode: RateModeThrottle},
+			Parse:                 Parse{Format: parse.NameNone, Body: parse.NameBodyMessage},
 		},
 		Containers: Containers{InitialPosition: InitialPositionEnd},
 		Export: Export{
@@ -341,7 +385,7 @@ func Load(path string, environ []string, flags map[string]any) (Config, error) {
 	}
 	var cfg Config
 	dc := &mapstructure.DecoderConfig{
-		DecodeHook:       mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc(), stringToList, stringToMap, boolToString),
+		DecodeHook:       mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc(), stringToList, stringToMap, flattenMap, boolToString),
 		WeaklyTypedInput: true,
 		ErrorUnused:      true,
 		Result:           &cfg,
@@ -422,6 +466,33 @@ func stringToList(from, to reflect.Type, data any) (any, error) {
 		list[i] = strings.TrimSpace(list[i])
 	}
 	return list, nil
+}
+
+// flattenMap decodes a nested map into a map of strings
+// (resource_attributes) by joining the keys with dots: a file's
+// deployment.environment: prod reaches the decoder nested, since the
+// configuration's keys are split at dots, and is its one key again.
+func flattenMap(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.Map || to.Kind() != reflect.Map || to.Elem().Kind() != reflect.String {
+		return data, nil
+	}
+	m, ok := data.(map[string]any)
+	if !ok {
+		return data, nil
+	}
+	out := make(map[string]any, len(m))
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			if sub, ok := v.(map[string]any); ok {
+				walk(prefix+k+".", sub)
+				continue
+			}
+			out[prefix+k] = v
+		}
+	}
+	walk("", m)
+	return out, nil
 }
 
 // boolToString decodes a YAML boolean into a string key as written, so that
@@ -611,10 +682,35 @@ func (c Config) Validate() error {
 			bad("labels", "entry %q has a * that is not its last character; a * may only end an entry, to select every label starting with what comes before it (com.example.*)", l)
 		}
 	}
+	if _, err := parse.FormatOf(c.Parse.Format); err != nil || c.Parse.Format == "" {
+		badDefault("parse.format", "%q is not allowed; use %s", c.Parse.Format, strings.Join(parse.Names, ", "))
+	}
+	if _, err := parse.BodyOf(c.Parse.Body); err != nil {
+		badDefault("parse.body", "%v", err)
+	}
+	validateResource(c.ResourceAttributes, bad)
 	if _, err := selection.New(c.Include, c.Exclude, c.OptIn); err != nil {
 		errs = append(errs, err) // its messages name the key and the entry
 	}
 	return errors.Join(errs...)
+}
+
+// validateResource reports a resource_attributes entry berth cannot send:
+// an empty key or one with white space, a key berth sets from the container
+// itself, a value with a line break.
+func validateResource(attrs map[string]string, bad func(key, format string, args ...any)) {
+	for _, k := range slices.Sorted(maps.Keys(attrs)) {
+		switch {
+		case strings.TrimSpace(k) == "":
+			bad("resource_attributes", "an attribute has an empty key; write key: value, e.g. deployment.environment: prod")
+		case strings.ContainsAny(k, " \t\r\n="):
+			bad("resource_attributes", "key %q contains white space or =; a key is one word, e.g. deployment.environment", k)
+		case strings.HasPrefix(k, "container.") || k == "service.name" || k == "service.namespace" || k == "host.name":
+			bad("resource_attributes."+k, "berth sets %s from each container (or host); choose another key", k)
+		case strings.ContainsAny(attrs[k], "\r\n"):
+			bad("resource_attributes."+k, "the value contains a line break; remove it")
+		}
+	}
 }
 
 // validateEndpoint reports an otlp.endpoint berth cannot use: a URL whose

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -143,6 +144,14 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		{"multiline.continue not a regexp", func(c *Config) { c.Multiline.Continue = "[" }, "multiline.continue"},
 		{"multiline.timeout zero", func(c *Config) { c.Multiline.Timeout = 0 }, "multiline.timeout"},
 		{"multiline.max_lines one", func(c *Config) { c.Multiline.MaxLines = 1 }, "multiline.max_lines"},
+		{"parse.format unknown", func(c *Config) { c.Parse.Format = "xml" }, "parse.format"},
+		{"parse.format empty", func(c *Config) { c.Parse.Format = "" }, "parse.format"},
+		{"parse.body unknown", func(c *Config) { c.Parse.Body = "object" }, "parse.body"},
+		{"resource_attributes empty key", func(c *Config) { c.ResourceAttributes = map[string]string{"": "x"} }, "resource_attributes"},
+		{"resource_attributes key with a space", func(c *Config) { c.ResourceAttributes = map[string]string{"a b": "x"} }, "resource_attributes"},
+		{"resource_attributes berth's own key", func(c *Config) { c.ResourceAttributes = map[string]string{"service.name": "x"} }, "resource_attributes.service.name"},
+		{"resource_attributes container key", func(c *Config) { c.ResourceAttributes = map[string]string{"container.id": "x"} }, "resource_attributes.container.id"},
+		{"resource_attributes line break", func(c *Config) { c.ResourceAttributes = map[string]string{"team": "a\nb"} }, "resource_attributes.team"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()
@@ -474,6 +483,45 @@ func TestLoadSelection(t *testing.T) {
 	}
 }
 
+// TestLoadResourceAttributes: resource_attributes from a file (a key with
+// dots is one key) and from the environment (the form of
+// OTEL_RESOURCE_ATTRIBUTES); parse from a file and the environment.
+func TestLoadResourceAttributes(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		yaml    string
+		environ []string
+		want    map[string]string
+		parse   Parse
+	}{
+		{name: "file", yaml: "resource_attributes:\n  deployment.environment: prod\n  team: payments\n  cost.center.id: 42\nparse:\n  format: json\n  body: map\n",
+			want: map[string]string{"deployment.environment": "prod", "team": "payments", "cost.center.id": "42"}, parse: Parse{Format: "json", Body: "map"}},
+		{name: "environment", environ: []string{"BERTH_RESOURCE_ATTRIBUTES=deployment.environment=prod, team=payments", "BERTH_PARSE__FORMAT=logfmt"},
+			want: map[string]string{"deployment.environment": "prod", "team": "payments"}, parse: Parse{Format: "logfmt", Body: "message"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.yaml != "" {
+				path = writeFile(t, "berth.yaml", tc.yaml)
+			}
+			cfg, err := Load(path, tc.environ, nil)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if !maps.Equal(cfg.ResourceAttributes, tc.want) || cfg.Parse != tc.parse {
+				t.Errorf("resource_attributes %v parse %+v; want %v %+v", cfg.ResourceAttributes, cfg.Parse, tc.want, tc.parse)
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Errorf("Validate: %v", err)
+			}
+		})
+	}
+	d := Docker{ResourceAttributes: map[string]string{"b": "2", "a": "1"}}
+	if got := d.StaticResource(); len(got) != 2 || got[0].Key != "a" || got[1].Key != "b" {
+		t.Errorf("StaticResource = %v, want sorted by key", got)
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "absent.yaml")
 	_, err := Load(p, nil, nil)
@@ -753,5 +801,40 @@ func TestLoadNaNAndInf(t *testing.T) {
 				t.Errorf("Validate() = %v, want an error naming %s", err, tc.key)
 			}
 		})
+	}
+}
+
+// TestReadmeParseExamples: the README's parse and resource_attributes
+// examples load and validate as written, and say what the README says.
+func TestReadmeParseExamples(t *testing.T) {
+	data, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func(name string) string {
+		_, rest, ok := strings.Cut(string(data), "<!-- example-"+name+":begin -->\n")
+		b, _, ok2 := strings.Cut(rest, "<!-- example-"+name+":end -->")
+		if !ok || !ok2 {
+			t.Fatalf("README.md has no example-%s block", name)
+		}
+		_, body, _ := strings.Cut(strings.TrimSpace(b), "\n")
+		return strings.TrimSuffix(body, "```")
+	}
+	for name, check := range map[string]func(Config) bool{
+		"parse": func(c Config) bool { return c.Parse == Parse{Format: "json", Body: "message"} },
+		"resource": func(c Config) bool {
+			return c.ResourceAttributes["deployment.environment"] == "prod" && c.ResourceAttributes["team"] == "payments"
+		},
+	} {
+		cfg, err := Load(writeFile(t, name+".yaml", block(name)), nil, nil)
+		if err != nil {
+			t.Fatalf("example-%s: %v", name, err)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("example-%s: %v", name, err)
+		}
+		if !check(cfg) {
+			t.Errorf("example-%s loads as parse %+v, resource_attributes %v", name, cfg.Parse, cfg.ResourceAttributes)
+		}
 	}
 }

@@ -27,20 +27,21 @@ const (
 // as the documentation states it; "" means the key has no default at all
 // (the README says none, or names the OTEL_* variable it falls back to).
 var resolved = map[string]string{
-	"docker_host":      DefaultDockerHost,
-	"otlp.endpoint":    "",
-	"otlp.headers":     "",
-	"otlp.protocol":    "http/protobuf",
-	"otlp.compression": "gzip",
-	"otlp.timeout":     "10s", // the OTLP exporters' own default
-	"labels":           "",
-	"include":          "",
-	"exclude":          "",
+	"docker_host":         DefaultDockerHost,
+	"otlp.endpoint":       "",
+	"otlp.headers":        "",
+	"otlp.protocol":       "http/protobuf",
+	"otlp.compression":    "gzip",
+	"otlp.timeout":        "10s", // the OTLP exporters' own default
+	"labels":              "",
+	"include":             "",
+	"exclude":             "",
+	"resource_attributes": "",
 }
 
 // examples are keys that berth.yaml shows with an example value (commented
 // out), not their default, which is empty.
-var examples = []string{"otlp.endpoint", "otlp.headers", "labels", "include", "exclude"}
+var examples = []string{"otlp.endpoint", "otlp.headers", "labels", "include", "exclude", "resource_attributes"}
 
 // defaultSettings returns every key of Default() with its default as the
 // documentation writes it.
@@ -55,7 +56,7 @@ func defaultSettings(t *testing.T) map[string]string {
 		out[key] = formatValue(k.Get(key))
 	}
 	for key, v := range resolved {
-		if _, ok := out[key]; !ok && key != "otlp.headers" && key != "labels" {
+		if _, ok := out[key]; !ok && key != "otlp.headers" && key != "labels" && key != "resource_attributes" {
 			t.Errorf("resolved lists %s, which is not a key of Default()", key)
 		}
 		out[key] = v
@@ -180,7 +181,7 @@ func TestDocsListEverySetting(t *testing.T) {
 		}
 	}
 	for _, key := range sortedKeys(yml) {
-		if _, ok := want[key]; !ok && !strings.HasPrefix(key, "otlp.headers.") {
+		if _, ok := want[key]; !ok && !strings.HasPrefix(key, "otlp.headers.") && !strings.HasPrefix(key, "resource_attributes.") {
 			t.Errorf("%s lists %s, which is not a setting", packageYAMLPath, key)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,11 +47,16 @@ var (
 // policy: control calls, the events stream and log bursts. None has an
 // overall http.Client timeout: the connections bound every read instead.
 type Client struct {
-	docker  config.Docker // its Labels are the client's own copy
-	bursts  config.Bursts
-	control engine // never the SDK client itself: see engine
-	logs    engine
-	events  *http.Client
+	docker config.Docker // its Labels are the client's own copy
+	bursts config.Bursts
+	desc   describer // what a Meta carries besides the daemon's answer
+	// digests caches the repo digests of each image ID (an image inspect
+	// per image, not per container or burst), up to maxCachedDigests.
+	digestsMu sync.Mutex
+	digests   map[string][]string
+	control   engine // never the SDK client itself: see engine
+	logs      engine
+	events    *http.Client
 	// transports are the three clients' connection pools. The Docker
 	// clients' own Close cannot reach them (it only knows a bare
 	// *http.Transport, and ours is wrapped), so Close closes them here.
@@ -105,7 +111,8 @@ func New(docker config.Docker, bursts config.Bursts, getenv func(string) string)
 		scheme = "https"
 	}
 	docker.Labels = slices.Clone(docker.Labels) // the caller's slice may change
-	c := &Client{docker: docker, bursts: bursts, tls: settings, scheme: scheme, urlHost: u.Host, basePath: u.Path}
+	c := &Client{docker: docker, bursts: bursts, tls: settings, scheme: scheme, urlHost: u.Host, basePath: u.Path,
+		desc: describer{selectors: docker.Labels, static: docker.StaticResource()}, digests: make(map[string][]string)}
 	if network == "unix" {
 		c.urlHost = client.DummyHost
 	}
@@ -179,18 +186,63 @@ func (c *Client) Inspect(ctx context.Context, id string) (*logs.Meta, error) {
 	if err != nil {
 		return nil, classify(err)
 	}
-	return metaOf(info, c.docker.Labels), nil
+	m := metaOf(info, c.desc)
+	m.ImageRepoDigests = c.repoDigests(ctx, m.ImageID)
+	return m, nil
 }
 
-// metaOf maps an inspect answer to the resource of the container's records;
-// selectors choose the labels exported with them.
-func metaOf(info container.InspectResponse, selectors []string) *logs.Meta {
-	m := &logs.Meta{ID: info.ID, Name: strings.TrimPrefix(info.Name, "/")}
+// maxCachedDigests bounds the image digests cache; it is emptied when full.
+const maxCachedDigests = 1024
+
+// repoDigests returns the repo digests of the image id, as the daemon's
+// image inspect gives them (none for an image built locally and never
+// pushed or pulled by digest). They are optional: an image that cannot be
+// inspected (removed meanwhile, Podman's answer) has none, and is asked
+// again next time.
+func (c *Client) repoDigests(ctx context.Context, id string) []string {
+	if id == "" {
+		return nil
+	}
+	c.digestsMu.Lock()
+	d, ok := c.digests[id]
+	c.digestsMu.Unlock()
+	if ok {
+		return d
+	}
+	img, err := c.control.ImageInspect(ctx, id)
+	if err != nil {
+		return nil
+	}
+	d = slices.Clone(img.RepoDigests)
+	slices.Sort(d)
+	c.digestsMu.Lock()
+	if len(c.digests) >= maxCachedDigests {
+		clear(c.digests)
+	}
+	c.digests[id] = d
+	c.digestsMu.Unlock()
+	return d
+}
+
+// describer is what the client adds to a container's Meta from the
+// configuration: the labels exported (docker.Labels) and the static
+// resource attributes (resource_attributes).
+type describer struct {
+	selectors []string
+	static    []logs.Label
+}
+
+// metaOf maps an inspect answer to the resource of the container's records.
+func metaOf(info container.InspectResponse, d describer) *logs.Meta {
+	m := &logs.Meta{ID: info.ID, Name: strings.TrimPrefix(info.Name, "/"), Static: d.static}
 	if info.Config != nil {
 		m.TTY = info.Config.Tty
 		m.Labels = info.Config.Labels
-		m.SelectedLabels = logs.SelectLabels(m.Labels, selectors)
+		m.SelectedLabels = logs.SelectLabels(m.Labels, d.selectors)
 		m.ImageName, m.ImageTags = splitImage(info.Config.Image)
+	}
+	if info.ContainerJSONBase != nil {
+		m.ImageID = info.Image
 	}
 	if info.State != nil {
 		m.Running = info.State.Running
@@ -199,28 +251,31 @@ func metaOf(info container.InspectResponse, selectors []string) *logs.Meta {
 	if info.ContainerJSONBase != nil && info.HostConfig != nil {
 		m.AutoRemove = info.HostConfig.AutoRemove
 	}
-	m.ServiceName = m.Name
-	if s := m.Labels["com.docker.compose.service"]; s != "" {
-		m.ServiceName = s
-	}
+	m.SetService()
 	return m
 }
 
 // splitImage splits an image reference into its name and tags:
-// "registry:5000/app:1.2" is ("registry:5000/app", ["1.2"]); a digest is
-// dropped from the name; no tag gives no tags.
+// "registry:5000/app:1.2" is ("registry:5000/app", ["1.2"]); "app" is
+// ("app", ["latest"]), the tag Docker gives a reference without one; a
+// digest is dropped from the name, and a reference by digest alone
+// ("app@sha256:...") has no tag.
 func splitImage(ref string) (string, []string) {
-	if strings.HasPrefix(ref, "sha256:") {
+	if strings.HasPrefix(ref, "sha256:") || ref == "" {
 		return ref, nil // created from an image ID: no name, no tag
 	}
+	digest := false
 	if i := strings.IndexByte(ref, '@'); i >= 0 {
-		ref = ref[:i]
+		ref, digest = ref[:i], true
 	}
 	slash := strings.LastIndexByte(ref, '/')
 	if colon := strings.LastIndexByte(ref, ':'); colon > slash {
 		return ref[:colon], []string{ref[colon+1:]}
 	}
-	return ref, nil
+	if digest {
+		return ref, nil
+	}
+	return ref, []string{"latest"}
 }
 
 // Logs opens a logs response with timestamps. Every Read of its body has a
@@ -410,13 +465,13 @@ func (c *Client) Subscribe(ctx context.Context, since time.Time) (events.EventSt
 		_ = resp.Body.Close()
 		return nil, fmt.Errorf("subscribe to docker events: %s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
-	return &eventStream{body: resp.Body, dec: json.NewDecoder(resp.Body), selectors: c.docker.Labels}, nil
+	return &eventStream{body: resp.Body, dec: json.NewDecoder(resp.Body), desc: c.desc}, nil
 }
 
 type eventStream struct {
-	body      io.ReadCloser
-	dec       *json.Decoder
-	selectors []string // docker.Labels: the labels exported with records
+	body io.ReadCloser
+	dec  *json.Decoder
+	desc describer // what a Meta carries besides the event's attributes
 }
 
 // wireEvent is the part of the daemon's event message berth reads.
@@ -449,7 +504,7 @@ func (s *eventStream) Next() (events.Event, error) {
 		action, _, _ := strings.Cut(w.Action, ":")
 		ev := events.Event{ID: w.Actor.ID, Action: dockerAction(strings.TrimSpace(action)), Time: t, Attributes: w.Actor.Attributes}
 		if ev.Action == "create" || ev.Action == "start" {
-			ev.Meta = metaOfEvent(ev.ID, ev.Attributes, s.selectors)
+			ev.Meta = metaOfEvent(ev.ID, ev.Attributes, s.desc)
 		}
 		return ev, nil
 	}
@@ -459,23 +514,20 @@ func (s *eventStream) Next() (events.Event, error) {
 // start event: the daemon puts the container's labels there, next to its
 // name and image. Its TTY, state and start time are not known. nil if the
 // attributes do not name the container.
-func metaOfEvent(id string, attrs map[string]string, selectors []string) *logs.Meta {
+func metaOfEvent(id string, attrs map[string]string, d describer) *logs.Meta {
 	name := attrs["name"]
 	if name == "" {
 		return nil
 	}
-	m := &logs.Meta{ID: id, Name: strings.TrimPrefix(name, "/"), Labels: make(map[string]string, len(attrs))}
+	m := &logs.Meta{ID: id, Name: strings.TrimPrefix(name, "/"), Labels: make(map[string]string, len(attrs)), Static: d.static}
 	for k, v := range attrs {
 		if k != "name" && k != "image" {
 			m.Labels[k] = v
 		}
 	}
-	m.SelectedLabels = logs.SelectLabels(m.Labels, selectors)
+	m.SelectedLabels = logs.SelectLabels(m.Labels, d.selectors)
 	m.ImageName, m.ImageTags = splitImage(attrs["image"])
-	m.ServiceName = m.Name
-	if s := m.Labels["com.docker.compose.service"]; s != "" {
-		m.ServiceName = s
-	}
+	m.SetService()
 	return m
 }
 

@@ -414,8 +414,9 @@ func TestSplitImage(t *testing.T) {
 		{"app@sha256:0123456789abcdef", "app", nil},
 		{"app:1.2@sha256:0123456789abcdef", "app", []string{"1.2"}},
 		{"registry:5000/app@sha256:0123456789abcdef", "registry:5000/app", nil},
-		{"nginx", "nginx", nil},
-		{"registry:5000/name", "registry:5000/name", nil},
+		{"nginx", "nginx", []string{"latest"}}, // Docker's tag for a reference without one
+		{"registry:5000/name", "registry:5000/name", []string{"latest"}},
+		{"sha256:0123456789abcdef", "sha256:0123456789abcdef", nil},
 		{"", "", nil},
 	} {
 		name, tags := splitImage(tc.ref)

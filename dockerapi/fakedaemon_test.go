@@ -65,6 +65,9 @@ type fakeDaemon struct {
 	// libpod, when set, is the Libpod-Api-Version header of the ping
 	// answer: the daemon is Podman.
 	libpod string
+	// images answer image inspects by ID; nimage counts them.
+	images map[string]map[string]any
+	nimage int
 }
 
 // shortSocketPath returns a socket path under t.TempDir(), or under a shorter
@@ -112,6 +115,7 @@ func startFakeDaemon(t *testing.T, ln net.Listener, sock string) *fakeDaemon {
 		release:    make(chan struct{}),
 		methods:    map[string]int{},
 		containers: map[string]map[string]any{},
+		images:     map[string]map[string]any{},
 	}
 	mux := http.NewServeMux()
 	v := "/v" + fakeAPIVersion
@@ -119,6 +123,7 @@ func startFakeDaemon(t *testing.T, ln net.Listener, sock string) *fakeDaemon {
 	mux.HandleFunc("GET "+v+"/containers/json", d.containerList)
 	mux.HandleFunc("GET "+v+"/containers/{id}/json", d.containerInspect)
 	mux.HandleFunc("GET "+v+"/containers/{id}/logs", d.containerLogs)
+	mux.HandleFunc("GET "+v+"/images/{id}/json", d.imageInspect)
 	mux.HandleFunc("GET "+v+"/events", d.eventsStream)
 	d.srv = &http.Server{Handler: d.record(mux), ReadHeaderTimeout: 10 * time.Second}
 	d.served.Add(1)
@@ -266,6 +271,31 @@ func (d *fakeDaemon) containerList(w http.ResponseWriter, _ *http.Request) {
 		list = []map[string]any{}
 	}
 	writeJSON(w, http.StatusOK, list)
+}
+
+func (d *fakeDaemon) setImage(id string, inspect map[string]any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.images[id] = inspect
+}
+
+func (d *fakeDaemon) imageInspects() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.nimage
+}
+
+func (d *fakeDaemon) imageInspect(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	d.mu.Lock()
+	info, ok := d.images[id]
+	d.nimage++
+	d.mu.Unlock()
+	if !ok {
+		notFound(w, id)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (d *fakeDaemon) containerInspect(w http.ResponseWriter, r *http.Request) {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
 )
 
 // engine is all of the Docker SDK client that berth may call: reads, each a
@@ -21,13 +23,14 @@ import (
 // where no transport sees it. Adding a method here is adding a call to the
 // daemon; TestEngineIsReadOnly lists the ones allowed.
 type engine interface {
-	Ping(ctx context.Context) (types.Ping, error)                                                    // HEAD /_ping (GET if refused)
-	NegotiateAPIVersionPing(p types.Ping)                                                            // no request
-	ClientVersion() string                                                                           // no request
-	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)              // GET /containers/{id}/json
-	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)      // GET /containers/json
-	ContainerLogs(ctx context.Context, id string, opts container.LogsOptions) (io.ReadCloser, error) // GET /containers/{id}/logs
-	Close() error                                                                                    // no request
+	Ping(ctx context.Context) (types.Ping, error)                                                                  // HEAD /_ping (GET if refused)
+	NegotiateAPIVersionPing(p types.Ping)                                                                          // no request
+	ClientVersion() string                                                                                         // no request
+	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)                            // GET /containers/{id}/json
+	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)                    // GET /containers/json
+	ContainerLogs(ctx context.Context, id string, opts container.LogsOptions) (io.ReadCloser, error)               // GET /containers/{id}/logs
+	ImageInspect(ctx context.Context, id string, opts ...client.ImageInspectOption) (image.InspectResponse, error) // GET /images/{id}/json
+	Close() error                                                                                                  // no request
 }
 
 // errMethodRefused says that berth's transport refused a request that would

@@ -38,7 +38,7 @@ func sdkOf(t *testing.T, e engine) *client.Client {
 func TestEngineIsReadOnly(t *testing.T) {
 	allowed := []string{
 		"ClientVersion", "Close", "ContainerInspect", "ContainerList", "ContainerLogs",
-		"NegotiateAPIVersionPing", "Ping",
+		"ImageInspect", "NegotiateAPIVersionPing", "Ping",
 	}
 	typ := reflect.TypeFor[engine]()
 	var got []string

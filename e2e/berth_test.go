@@ -446,6 +446,8 @@ type Record struct {
 	Timestamp         string         `json:"timestamp"`
 	ObservedTimestamp string         `json:"observed_timestamp"`
 	Body              string         `json:"body"`
+	SeverityNumber    int            `json:"severity_number"`
+	SeverityText      string         `json:"severity_text"`
 	Attributes        map[string]any `json:"attributes"`
 	Resource          map[string]any `json:"resource"`
 	Line              int            `json:"-"` // 1-based line number in stdout

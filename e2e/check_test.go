@@ -124,6 +124,9 @@ func checkRecordMeta(t *testing.T, c *Ctr, recs []Record) {
 		if got := r.res("container.runtime"); got != "docker" {
 			errs = append(errs, fmt.Sprintf("container.runtime %q", got))
 		}
+		if got := r.res("container.runtime.name"); got != "docker" {
+			errs = append(errs, fmt.Sprintf("container.runtime.name %q", got))
+		}
 		if got := r.res("service.name"); got != c.Name {
 			errs = append(errs, fmt.Sprintf("service.name %q (want the container name)", got))
 		}

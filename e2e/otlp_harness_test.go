@@ -143,6 +143,9 @@ type otlpStatusDoc struct {
 		Name  string `json:"name"`
 		State string `json:"state"`
 		Lines int64  `json:"lines"`
+		// Unparsed counts the lines not in the container's berth.parse
+		// format, sent as they are.
+		Unparsed int64 `json:"unparsed_lines"`
 	} `json:"containers"`
 }
 
@@ -373,6 +376,7 @@ func fromBackend(x logrecord.Record) Record {
 	r := Record{
 		Timestamp: nanoTime(x.TimeUnixNano), ObservedTimestamp: nanoTime(x.ObservedTimeUnixNano),
 		Body: x.Body, Attributes: x.Attributes, Resource: x.Resource,
+		SeverityNumber: int(x.SeverityNumber), SeverityText: x.SeverityText,
 	}
 	if x.BodyKind == "bytes" {
 		r.Body = string(x.BodyBytes)

@@ -258,6 +258,7 @@ type outcome struct {
 	Gone     bool
 	Lines    int64
 	Dropped  int64
+	Unparsed int64
 	Cursor   *logs.Cursor
 	Duration time.Duration
 	Gaps     [2]collectors.Gap
@@ -396,7 +397,7 @@ func (c *fakeCollector) Burst(ctx context.Context, spec collectors.BurstSpec) co
 	}
 	res := collectors.BurstResult{
 		ID: spec.ID, Follow: spec.Follow, Cursor: b.spec.Cursor.Clone(),
-		End: o.End, Err: o.Err, Lines: o.Lines, Dropped: o.Dropped, Stopped: o.Stopped, Gone: o.Gone,
+		End: o.End, Err: o.Err, Lines: o.Lines, Dropped: o.Dropped, Unparsed: o.Unparsed, Stopped: o.Stopped, Gone: o.Gone,
 		Duration: o.Duration, Requests: 1, Gaps: o.Gaps,
 	}
 	if o.Cursor != nil {

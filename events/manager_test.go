@@ -884,7 +884,7 @@ func TestStatusLinesMoveDuringBurst(t *testing.T) {
 	}
 	cur1 := logs.BeginningCursor()
 	cur1.Streams[0].Time = t0.Add(5 * time.Second)
-	a.end(t, outcome{End: collectors.EndIdle, Lines: 5, Cursor: &cur1})
+	a.end(t, outcome{End: collectors.EndIdle, Lines: 5, Unparsed: 2, Cursor: &cur1})
 
 	// The idle end re-attaches at once; the next burst starts from 5.
 	b := h.col.waitBurst(t, "c1", 2)
@@ -893,9 +893,14 @@ func TestStatusLinesMoveDuringBurst(t *testing.T) {
 	waitStatus("status to show burst #1's 5 lines plus the 4 running burst #2 delivered, newest at +9s", 9, t0.Add(9*time.Second))
 	cur2 := cur1
 	cur2.Streams[0].Time = t0.Add(9 * time.Second)
-	b.end(t, outcome{End: collectors.EndIdle, Lines: 4, Cursor: &cur2})
+	b.end(t, outcome{End: collectors.EndIdle, Lines: 4, Unparsed: 1, Cursor: &cur2})
 	h.col.waitBurst(t, "c1", 3)
 	waitStatus("status to show 9 lines after burst #2 ended", 9, t0.Add(9*time.Second))
+	// The lines sent as they are (not in the berth.parse format) add up
+	// over the bursts.
+	if c, _ := h.container("c1"); c.Unparsed != 3 {
+		t.Errorf("unparsed_lines %d after bursts that sent 2 and 1, want 3", c.Unparsed)
+	}
 }
 
 // TestQuietContainerPositionIsSeeded: a container that exists when berth

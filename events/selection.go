@@ -3,6 +3,7 @@ package events
 import (
 	"github.com/berthlog/berth/collectors"
 	"github.com/berthlog/berth/multiline"
+	"github.com/berthlog/berth/parse"
 	"github.com/berthlog/berth/selection"
 )
 
@@ -34,7 +35,7 @@ func labelsOf(attrs map[string]string) map[string]string {
 // decide sets whether ct is collected, and why, from berth's own container
 // ID and the selection's rules, and says what changed: at Info when the
 // container becomes excluded or collected (a rename), once at Warn for a bad
-// berth.enable, berth.multiline.* or berth.rate_limit label. A container
+// berth.enable, berth.multiline.*, berth.rate_limit or berth.parse label. A container
 // that becomes excluded while a burst reads it has that burst ended at once
 // (its lines up to then are delivered); transition then makes it excluded.
 // One that becomes collected is read from where berth would have started it
@@ -63,6 +64,13 @@ func (r *run) decide(ct *container) {
 	}
 	if _, _, err := collectors.RateLimitFromLabels(ct.labels); err != nil {
 		// The collector applies the configured limit on its own.
+		if labelError != "" {
+			labelError += "; "
+		}
+		labelError += err.Error()
+	}
+	if _, err := parse.FromLabels(ct.labels, parse.None); err != nil {
+		// The collector falls back to the configured format on its own.
 		if labelError != "" {
 			labelError += "; "
 		}

@@ -35,13 +35,14 @@ func TestSelectionAtStart(t *testing.T) {
 		selected("bad", "web-3", "nginx:1.25", selection.EnableLabel, "yes"),
 		selected("self", "berth", "berth:latest"),
 		selected("ml", "web-4", "app:1", "berth.multiline.preset", "cobol"),
+		selected("px", "web-5", "app:1", "berth.parse", "xml"),
 	)
 	cfg := testConfig()
 	cfg.Include = []string{"name=web-*"}
 	cfg.Exclude = []string{"name=*-debug"}
 	h.start(cfg)
 	s := h.src.waitStream(t, 1)
-	for _, id := range []string{"web", "on", "bad", "ml"} {
+	for _, id := range []string{"web", "on", "bad", "ml", "px"} {
 		h.col.waitBurst(t, id, 1)
 	}
 	st := h.sync(s)
@@ -60,6 +61,8 @@ func TestSelectionAtStart(t *testing.T) {
 		// A bad multiline label is reported; the container is collected
 		// (with the configured rule).
 		"ml": {StateStreaming, "include name=web-*", "", `berth.multiline.preset: unknown preset "cobol"`},
+		// So is a bad berth.parse (the configured format applies).
+		"px": {StateStreaming, "include name=web-*", "", `berth.parse: "xml" is not a format`},
 	}
 	for id, w := range want {
 		c, ok := lookup(st, id)

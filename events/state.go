@@ -136,9 +136,12 @@ type container struct {
 	// longer for a byte. A line, another end or a start resets it.
 	quiet int
 
-	lines   int64 // lines of its finished bursts
-	lastErr string
-	lastEnd collectors.EndReason
+	lines int64 // lines of its finished bursts
+	// unparsed counts its lines sent as they are because they were not in
+	// its berth.parse (or parse.format) format.
+	unparsed int64
+	lastErr  string
+	lastEnd  collectors.EndReason
 	// progress is what the active burst has delivered so far. The burst
 	// updates it per batch (BurstSpec.Progress); the manager reads it for
 	// Status and resets it when it launches a burst and when it takes the
@@ -209,6 +212,7 @@ func (r *run) finish(res collectors.BurstResult) {
 	// the same.
 	ct.lines += res.Lines
 	ct.dropped += res.Dropped
+	ct.unparsed += res.Unparsed
 	ct.resetProgress()
 	ct.lastEnd = res.End
 	if res.Follow && res.Lines == 0 && (res.End == collectors.EndIdle || res.End == collectors.EndMaxBurst) {

@@ -42,6 +42,10 @@ type ContainerStatus struct {
 	// LastGap is the last stretch of its log Docker had rotated away
 	// before berth read it; absent when none.
 	LastGap *GapStatus `json:"last_gap,omitempty"`
+	// Unparsed counts its lines that were to be parsed (berth.parse,
+	// parse.format) and were not in the format: they were sent as they
+	// are, never dropped.
+	Unparsed int64 `json:"unparsed_lines,omitempty"`
 }
 
 // Status asks the running manager for a snapshot.
@@ -70,7 +74,7 @@ func (r *run) status() Status {
 		s.Containers = append(s.Containers, ContainerStatus{
 			ID: short(ct.id), Name: ct.name, State: ct.state, Lines: ct.lines + ct.progress.Lines.Load(),
 			Newest: laterOf(ct.cursor.Newest(), ct.progress.NewestTime()), LastEnd: string(ct.lastEnd), LastError: ct.lastErr,
-			SelectedBy: ct.selectedBy, ExcludedBy: ct.excludedBy, LastGap: gapStatus(ct),
+			SelectedBy: ct.selectedBy, ExcludedBy: ct.excludedBy, LastGap: gapStatus(ct), Unparsed: ct.unparsed,
 		})
 		if ct.labelError != "" {
 			s.Containers[len(s.Containers)-1].LabelErrors = []string{ct.labelError}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/berthlog/berth/config"
 	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/parse"
 	"github.com/berthlog/berth/telemetry"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -43,6 +44,23 @@ func TestRequestSizeIsExact(t *testing.T) {
 		}()},
 		{"two containers", []*logs.Batch{batchOf(labelled, 1, "a", "b"), batchOf(plain, 2, "c"), batchOf(labelled, 3, "d")}},
 		{"many small records", []*logs.Batch{batchOf(plain, 1, strings.Split(strings.Repeat("seq=000001 hello,", 1000), ",")...)}},
+		{"parsed lines: attributes, severity, map bodies, a full resource", func() []*logs.Batch {
+			full := &logs.Meta{ID: strings.Repeat("c", 64), Name: "api", ImageName: "app", ImageTags: []string{"latest"}, ImageID: "sha256:" + strings.Repeat("d", 64),
+				ImageRepoDigests: []string{"app@sha256:" + strings.Repeat("e", 64)}, ServiceName: "api", ServiceNamespace: "shop", HostName: "h",
+				Static: []logs.Label{{Key: "deployment.environment", Value: "prod"}}}
+			b := &logs.Batch{Meta: full}
+			for i, line := range []string{structuredLine, `{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"level":"info"}`,
+				`{"nested":[[[[1]]],{"k":{"k":{"k":"v"}}},"` + long[:5000] + `"],"msg":""}`, `k=v l= m="` + long[:300] + `" level=error`} {
+				for _, body := range []parse.Body{parse.BodyMessage, parse.BodyMap} {
+					f := parse.JSON
+					if i == 3 {
+						f = parse.Logfmt
+					}
+					b.Records = append(b.Records, parsedRecord(t, f, body, line))
+				}
+			}
+			return []*logs.Batch{b}
+		}()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			recs := 0

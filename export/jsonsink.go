@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -25,6 +26,10 @@ const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 //
 // A body that is not valid UTF-8 is written as the base64 of its exact bytes,
 // with the attribute "log.body.encoding":"base64", so nothing is replaced.
+// A parsed line (see package parse) adds "severity_number" and
+// "severity_text" when it has a level, and its fields to "attributes", each
+// with its JSON type; with parse.body map the body is the object of its
+// fields.
 // Each batch is written with one Write: lines of concurrent bursts never
 // interleave.
 type JSONSink struct {
@@ -80,17 +85,28 @@ func appendRecord(buf []byte, r *logs.Record, resource []byte, tf *timeFormatter
 	buf = append(buf, `","observed_timestamp":"`...)
 	buf = tf.append(buf, r.Observed)
 	buf = append(buf, `","body":`...)
-	valid := utf8.Valid(r.Body)
-	if valid {
+	valid := r.BodyMap || utf8.Valid(r.Body)
+	switch {
+	case r.BodyMap:
+		buf = append(buf, '{')
+		buf = appendFields(buf, r.Attrs, false)
+		buf = append(buf, '}')
+	case valid:
 		buf = appendString(buf, r.Body)
-	} else {
+	default:
 		buf = append(buf, '"')
 		buf = base64.StdEncoding.AppendEncode(buf, r.Body)
 		buf = append(buf, '"')
 	}
+	if r.Severity != 0 || r.SeverityText != nil {
+		buf = appendSeverity(buf, r)
+	}
 	buf = append(buf, `,"attributes":{"log.iostream":"`...)
 	buf = append(buf, r.Stream.String()...)
 	buf = append(buf, '"')
+	if !r.BodyMap && len(r.Attrs) > 0 {
+		buf = appendFields(buf, r.Attrs, true)
+	}
 	if r.Truncated {
 		buf = append(buf, `,"log.truncated":true`...)
 	}
@@ -103,6 +119,39 @@ func appendRecord(buf []byte, r *logs.Record, resource []byte, tf *timeFormatter
 	buf = append(buf, `},"resource":`...)
 	buf = append(buf, resource...)
 	return append(buf, "}\n"...)
+}
+
+// appendSeverity appends a parsed record's severity_number and
+// severity_text.
+func appendSeverity(buf []byte, r *logs.Record) []byte {
+	buf = append(buf, `,"severity_number":`...)
+	buf = strconv.AppendUint(buf, uint64(r.Severity), 10)
+	if r.SeverityText != nil {
+		buf = append(buf, `,"severity_text":`...)
+		buf = appendString(buf, r.SeverityText)
+	}
+	return buf
+}
+
+// appendFields appends a parsed line's fields as JSON members (after a
+// comma each if comma, else between commas): a string as a string, a
+// number, boolean, null, object or array as written (the parser validated
+// them, and every string is valid UTF-8).
+func appendFields(buf []byte, attrs []logs.Attr, comma bool) []byte {
+	for i := range attrs {
+		a := &attrs[i]
+		if comma || i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendString(buf, a.Key)
+		buf = append(buf, ':')
+		if a.Kind == logs.KindString {
+			buf = appendString(buf, a.Value)
+		} else {
+			buf = append(buf, a.Value...)
+		}
+	}
+	return buf
 }
 
 // appendResource encodes a container's resource attributes (OpenTelemetry
@@ -127,12 +176,37 @@ func appendResource(buf []byte, m *logs.Meta) []byte {
 		}
 		buf = appendString(buf, []byte(t))
 	}
-	buf = append(buf, "],"...)
-	buf = kv(buf, "container.runtime", "docker")
+	buf = append(buf, ']')
+	if m.ImageID != "" {
+		buf = append(buf, ',')
+		buf = kv(buf, "container.image.id", m.ImageID)
+	}
+	if len(m.ImageRepoDigests) > 0 {
+		buf = append(buf, `,"container.image.repo_digests":[`...)
+		for i, d := range m.ImageRepoDigests {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendString(buf, []byte(d))
+		}
+		buf = append(buf, ']')
+	}
+	buf = append(buf, ',')
+	buf = kv(buf, "container.runtime.name", runtimeName)
+	buf = append(buf, ',')
+	buf = kv(buf, "container.runtime", runtimeName)
 	buf = append(buf, ',')
 	buf = kv(buf, "service.name", m.ServiceName)
+	if m.ServiceNamespace != "" {
+		buf = append(buf, ',')
+		buf = kv(buf, "service.namespace", m.ServiceNamespace)
+	}
 	buf = append(buf, ',')
 	buf = kv(buf, "host.name", m.HostName)
+	for _, l := range m.Static {
+		buf = append(buf, ',')
+		buf = kv(buf, l.Key, l.Value)
+	}
 	for _, l := range m.SelectedLabels {
 		buf = append(buf, ',')
 		buf = kv(buf, labelAttributePrefix+l.Key, l.Value)

@@ -70,7 +70,7 @@ func TestJSONSinkSchema(t *testing.T) {
 		}
 		want := map[string]any{
 			"container.id": "abc", "container.name": "web-1", "container.image.name": "registry:5000/app",
-			"container.image.tags": []any{"1.2"}, "container.runtime": "docker", "service.name": "web", "host.name": "h1",
+			"container.image.tags": []any{"1.2"}, "container.runtime.name": "docker", "container.runtime": "docker", "service.name": "web", "host.name": "h1",
 		}
 		if got, _ := json.Marshal(r.Resource); string(got) != mustJSON(want) {
 			t.Fatalf("resource %s, want %s", got, mustJSON(want))
@@ -136,7 +136,7 @@ func TestTimeFormatterMatchesTimeFormat(t *testing.T) {
 func TestJSONSinkLabels(t *testing.T) {
 	base := logs.Meta{ID: "abc", Name: "web-1", ImageName: "app", ServiceName: "web", HostName: "h1",
 		Labels: map[string]string{"team": "payments", "com.example.tier": "edge", "secret": "s", "q": `a "quoted" \ value`}}
-	const head = `"resource":{"container.id":"abc","container.name":"web-1","container.image.name":"app","container.image.tags":[],"container.runtime":"docker","service.name":"web","host.name":"h1"`
+	const head = `"resource":{"container.id":"abc","container.name":"web-1","container.image.name":"app","container.image.tags":[],"container.runtime.name":"docker","container.runtime":"docker","service.name":"web","host.name":"h1"`
 	for _, tc := range []struct {
 		name     string
 		selected []logs.Label

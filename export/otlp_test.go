@@ -517,7 +517,7 @@ func TestContainerResourceLabels(t *testing.T) {
 	}
 	want := map[string]string{
 		"container.id": "c1", "container.name": "web", "container.image.name": "app", "container.image.tags": `["1.0"]`,
-		"container.runtime": "docker", "service.name": "web", "host.name": "h",
+		"container.runtime.name": "docker", "container.runtime": "docker", "service.name": "web", "host.name": "h",
 		"container.label.service.name": "a label, not the service", "container.label.team": "payments",
 	}
 	if !reflect.DeepEqual(got, want) {

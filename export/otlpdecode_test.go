@@ -55,15 +55,34 @@ func anyValue2attr(v *commonpb.AnyValue) attribute.Value {
 		return attribute.ByteSliceValue(x.BytesValue)
 	case *commonpb.AnyValue_BoolValue:
 		return attribute.BoolValue(x.BoolValue)
+	case *commonpb.AnyValue_IntValue:
+		return attribute.Int64Value(x.IntValue)
+	case *commonpb.AnyValue_DoubleValue:
+		return attribute.Float64Value(x.DoubleValue)
 	case *commonpb.AnyValue_ArrayValue:
 		var ss []string
+		vals := make([]attribute.Value, 0, len(x.ArrayValue.GetValues()))
+		strs := true
 		for _, e := range x.ArrayValue.GetValues() {
+			_, isStr := e.GetValue().(*commonpb.AnyValue_StringValue)
+			strs = strs && isStr
 			ss = append(ss, e.GetStringValue())
+			vals = append(vals, anyValue2attr(e))
 		}
-		return attribute.StringSliceValue(ss)
+		if strs {
+			return attribute.StringSliceValue(ss)
+		}
+		return attribute.SliceValue(vals...)
+	case *commonpb.AnyValue_KvlistValue:
+		return attribute.MapValue(kvs2attrs(x.KvlistValue.GetValues())...)
 	}
 	return attribute.Value{}
 }
+
+// Severity and SeverityText are the record's severity_number and
+// severity_text.
+func (r exportedRecord) Severity() int32      { return int32(r.rec.GetSeverityNumber()) }
+func (r exportedRecord) SeverityText() string { return r.rec.GetSeverityText() }
 
 func kvs2attrs(kvs []*commonpb.KeyValue) []attribute.KeyValue {
 	out := make([]attribute.KeyValue, 0, len(kvs))

@@ -48,6 +48,12 @@ const (
 	fieldPartialMessage      = 2 // ExportLogsPartialSuccess.error_message
 )
 
+// runtimeName is the container.runtime.name of every record (semantic
+// conventions 1.37 and later). The deprecated container.runtime it replaces
+// is sent too, with the same value, for one release, so that queries on it
+// keep working while they move; the release after drops it.
+const runtimeName = "docker"
+
 // labelAttributePrefix starts the resource attribute of each selected
 // container label: container.label.<key>.
 const labelAttributePrefix = "container.label."
@@ -96,17 +102,30 @@ func encodeResource(m *logs.Meta) []byte {
 		key string
 		v   anyValue
 	}
-	attrs := make([]kv, 0, 7+len(m.SelectedLabels))
+	attrs := make([]kv, 0, 11+len(m.Static)+len(m.SelectedLabels))
 	attrs = append(attrs,
 		kv{"container.id", stringValue(m.ID)},
 		kv{"container.name", stringValue(m.Name)},
 		kv{"container.image.name", stringValue(m.ImageName)},
-		kv{"container.runtime", stringValue("docker")},
+		kv{"container.runtime.name", stringValue(runtimeName)},
+		kv{"container.runtime", stringValue(runtimeName)}, // deprecated; see runtimeName
 		kv{"service.name", stringValue(m.ServiceName)},
 		kv{"host.name", stringValue(m.HostName)},
 	)
 	if len(m.ImageTags) > 0 {
 		attrs = append(attrs, kv{"container.image.tags", stringArrayValue(m.ImageTags)})
+	}
+	if m.ImageID != "" {
+		attrs = append(attrs, kv{"container.image.id", stringValue(m.ImageID)})
+	}
+	if len(m.ImageRepoDigests) > 0 {
+		attrs = append(attrs, kv{"container.image.repo_digests", stringArrayValue(m.ImageRepoDigests)})
+	}
+	if m.ServiceNamespace != "" {
+		attrs = append(attrs, kv{"service.namespace", stringValue(m.ServiceNamespace)})
+	}
+	for _, l := range m.Static {
+		attrs = append(attrs, kv{l.Key, stringValue(l.Value)})
 	}
 	for _, l := range m.SelectedLabels {
 		attrs = append(attrs, kv{labelAttributePrefix + l.Key, stringValue(l.Value)})
@@ -167,6 +186,9 @@ func unixNano(t time.Time) uint64 {
 // its body (a string if it is valid UTF-8, else bytes, exactly) and its
 // attributes (log.iostream, log.truncated, log.partial).
 func appendOTLPRecord(b []byte, r *logs.Record) []byte {
+	if r.BodyMap || len(r.Attrs) > 0 || r.Severity != 0 || r.SeverityText != nil {
+		return appendParsedRecord(b, r)
+	}
 	ts, obs := unixNano(r.Timestamp), unixNano(r.Observed)
 	bodyField := fieldAnyString
 	if !utf8.Valid(r.Body) {

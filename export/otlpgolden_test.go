@@ -11,8 +11,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berthlog/berth/logs"
+	"github.com/berthlog/berth/parse"
 	"github.com/berthlog/berth/telemetry"
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
@@ -37,6 +39,36 @@ func goldenCases() []struct {
 	mixed.Records[1].Truncated = true
 	mixed.Records[2].Stream = logs.Stderr
 	mixed.Records[2].Truncated = true
+	full := &logs.Meta{ID: strings.Repeat("c", 64), Name: "api", ImageName: "app", ImageTags: []string{"latest"}, ImageID: "sha256:" + strings.Repeat("d", 64),
+		ImageRepoDigests: []string{"app@sha256:" + strings.Repeat("e", 64), "mirror/app@sha256:" + strings.Repeat("f", 64)}, ServiceName: "api",
+		ServiceNamespace: "shop", HostName: "h", Static: []logs.Label{{Key: "deployment.environment", Value: "prod"}, {Key: "team", Value: "payments"}},
+		SelectedLabels: []logs.Label{{Key: "tier", Value: "web"}}}
+	parsed := &logs.Batch{Meta: full}
+	structure := func(f parse.Format, body parse.Body, line string) logs.Record {
+		r := logs.Record{Observed: time.Unix(1714558831, 0), Body: []byte(line)}
+		_, fields, ok := parse.Fields(f, r.Body, nil, nil)
+		if !ok {
+			panic("golden case does not parse: " + line)
+		}
+		parse.Structure(&r, fields, body)
+		return r
+	}
+	for _, line := range []string{structuredLine, `{"a":1,"b":-2,"c":3.25,"d":true,"e":null,"f":"x","level":"info"}`,
+		`{"nested":[[[[1]]],{"k":{"k":{"k":"v"}}},"s",2.5,-7,false,null],"msg":"m","big":-123456789012345678901,"e":1e400}`,
+		`{"severity":"WARNING","message":"w\u00e9","x":"\ud83d\ude00"}`, `{"level":50,"msg":"n"}`, `{"lvl":"bogus","msg":"b"}`, `{"msg":"no level"}`} {
+		for _, body := range []parse.Body{parse.BodyMessage, parse.BodyMap} {
+			parsed.Records = append(parsed.Records, structure(parse.JSON, body, line))
+		}
+	}
+	for _, line := range []string{`k=v l= m="a \"q\" b" level=error`, `lvl=debug msg=hi n=3`} {
+		for _, body := range []parse.Body{parse.BodyMessage, parse.BodyMap} {
+			parsed.Records = append(parsed.Records, structure(parse.Logfmt, body, line))
+		}
+	}
+	for i := range parsed.Records {
+		parsed.Records[i].Timestamp = time.Unix(1714558830, int64(i))
+		parsed.Records[i].Stream = logs.Stream(i % 2)
+	}
 	return []struct {
 		name    string
 		batches []*logs.Batch
@@ -46,6 +78,7 @@ func goldenCases() []struct {
 		{"invalid UTF-8, truncated, stderr", []*logs.Batch{mixed}},
 		{"two containers", []*logs.Batch{batchOf(labelled, 1, "a", "b"), batchOf(plain, 2, "c"), batchOf(labelled, 3, "d")}},
 		{"lengths at varint steps", []*logs.Batch{batchOf(labelled, 1, long[:127], long[:128], long[:16383], long[:16384])}},
+		{"parsed lines, a full resource", []*logs.Batch{parsed}},
 	}
 }
 

@@ -11,7 +11,8 @@
 // the -progress bar and the -unterminated text, neither ending its line. Then,
 // with -then-rate, it goes on writing numbered lines slowly; with
 // -sleep-after, it stays alive quietly. With -trace NAME it writes only
-// numbered stdout lines around a stack trace (see lines.Traces). SIGTERM/SIGINT end it at a line
+// numbered stdout lines around a stack trace (see lines.Traces); with
+// -structured NAME only the lines lines.Structured[NAME]. SIGTERM/SIGINT end it at a line
 // boundary with exit status 0, after flushing.
 package main
 
@@ -50,6 +51,7 @@ type options struct {
 	tracePause  time.Duration
 	progress    int
 	unterm      string
+	structured  string
 }
 
 var (
@@ -77,6 +79,7 @@ func main() {
 	flag.DurationVar(&o.tracePause, "trace-pause", 0, "with -trace, pause this long after the trace's first lines.JavaHalf lines")
 	flag.IntVar(&o.progress, "progress", 0, "after the -n lines, write lines.Progress(N) to stdout: a progress bar of at least N bytes, no newline")
 	flag.StringVar(&o.unterm, "unterminated", "", "after the -n lines (and -progress), write this to stdout with no newline")
+	flag.StringVar(&o.structured, "structured", "", "write, instead of the other output, the stdout lines lines.Structured[NAME] (json, logfmt)")
 	flag.Parse()
 	if o.runID == "" {
 		o.runID = strconv.FormatInt(time.Now().UnixNano(), 10)
@@ -124,6 +127,19 @@ func main() {
 func run(o options) error {
 	if o.trace != "" {
 		return traces(o)
+	}
+	if o.structured != "" {
+		ls, ok := lines.Structured[o.structured]
+		if !ok {
+			return fmt.Errorf("-structured %q: no such lines; use json or logfmt", o.structured)
+		}
+		out := newWriter(os.Stdout, true)
+		for _, l := range ls {
+			if err := out.line(l); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	out := newWriter(os.Stdout, o.rate > 0)
 	errw := newWriter(os.Stderr, o.rate > 0)

@@ -190,3 +190,22 @@ func Progress(size int) string {
 	b.WriteString("progress done")
 	return b.String()
 }
+
+// Structured are the lines loggen -structured NAME writes on stdout, in
+// order: structured lines of the format (json or logfmt), one that is not
+// in it (kept as it is), and more after it.
+var Structured = map[string][]string{
+	"json": {
+		`{"time":"2026-11-30T01:02:03Z","level":"info","msg":"user logged in","user":"alice","attempt":1}`,
+		`{"severity":"WARNING","message":"disk \"low\"\u00e9","free_mb":12.5,"ok":false}`,
+		`{"level":50,"msg":"boom","err":{"code":7,"tags":["a","b"]}}`,
+		`not JSON {at all`,
+		`{"lvl":"debug","msg":"last","n":3}`,
+	},
+	"logfmt": {
+		`level=info msg="user logged in" user=alice`,
+		`lvl=error msg=boom code=7`,
+		`plain text, not logfmt`,
+		`log.level=warn msg="a \"quoted\" word" empty=`,
+	},
+}
