@@ -323,8 +323,9 @@ func (b *Berth) openFDs(t *testing.T) int {
 
 // runFault starts berth (its endpoint set by the caller, which also starts
 // the collector), waits until it exports, starts the writer, takes the
-// baseline, runs fault(on) for faultWindow, and during it waits until
-// /status shows the failures; then fault(off).
+// baseline, turns the fault on, waits until /status shows the failures
+// (unhealthy, the failure count up) and until faultWindow has passed, and
+// turns the fault off.
 func runFault(t *testing.T, col *otelcolrun.Collector, endpoint, protocol string, fault func(on bool)) *faultRun {
 	t.Helper()
 	cfg := BerthConfig{Extra: append(otlpYAML(endpoint, protocol), "  timeout: 2s",
@@ -346,7 +347,9 @@ func runFault(t *testing.T, col *otelcolrun.Collector, endpoint, protocol string
 	fault(true)
 	start := time.Now()
 	var sawUnhealthy, lastErr string
-	waitFor(t, "berth's /status to show the failed exports", faultWindow, func() (bool, string) {
+	// The fault lasts its window, or until /status shows it if that takes
+	// longer.
+	waitFor(t, "berth's /status to show the failed exports", faultWindow+10*time.Second, func() (bool, string) {
 		st := f.b.otlpStatus(t)
 		if !st.Exporter.Healthy && sawUnhealthy == "" {
 			sawUnhealthy = time.Since(start).Round(time.Millisecond).String()
@@ -356,7 +359,7 @@ func runFault(t *testing.T, col *otelcolrun.Collector, endpoint, protocol string
 			fmt.Sprintf("healthy %v, failures %d (%d before), last error %q", st.Exporter.Healthy, st.Exporter.Failures, f.base.Exporter.Failures, st.Exporter.LastError)
 	})
 	t.Logf("/status unhealthy %s into the fault: %s", sawUnhealthy, lastErr)
-	time.Sleep(time.Until(start.Add(faultWindow))) // the fault lasts its window, whatever berth does
+	time.Sleep(time.Until(start.Add(faultWindow)))
 	fault(false)
 	f.faultEnd = time.Now()
 	return f
