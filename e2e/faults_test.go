@@ -328,7 +328,11 @@ func (b *Berth) openFDs(t *testing.T) int {
 // turns the fault off.
 func runFault(t *testing.T, col *otelcolrun.Collector, endpoint, protocol string, fault func(on bool)) *faultRun {
 	t.Helper()
-	cfg := BerthConfig{Extra: append(otlpYAML(endpoint, protocol), "  timeout: 2s",
+	// Only this test's containers: the daemon is shared, and others'
+	// containers would move the goroutine and fd counts.
+	u := uniqueName(t, "x") // berth-e2e-<test>-x-<6 hex digits>
+	prefix := strings.TrimSuffix(u[:len(u)-6], "-x-")
+	cfg := BerthConfig{Extra: append(otlpYAML(endpoint, protocol), "  timeout: 2s", "include:", "  - "+quote("name="+prefix+"-*"),
 		"telemetry_otlp: false", "trace_sampling: 0", "backoff:", "  initial: 200ms", "  max: 1s")}
 	f := &faultRun{col: col, v: collectorView(col.OutputPath)}
 	f.b = startBerthOTLP(t, cfg, otlpRun{})
@@ -377,10 +381,12 @@ func (f *faultRun) recover(t *testing.T) (caughtUp time.Duration) {
 		return st.Exporter.Healthy && st.Exporter.InFlightBytes == 0, fmt.Sprintf("%+v", st.Exporter)
 	})
 	var g, fds int
-	waitFor(t, fmt.Sprintf("goroutines and open fds back to the baseline (%d, %d) + 2", f.baseG, f.baseFDs), 30*time.Second, func() (bool, string) {
+	if ok, state := waitUntil(30*time.Second, func() (bool, string) {
 		g, fds = f.b.goroutines(t), f.b.openFDs(t)
 		return g <= f.baseG+2 && fds <= f.baseFDs+2, fmt.Sprintf("goroutines %d, open fds %d", g, fds)
-	})
+	}); !ok {
+		t.Errorf("goroutines and open fds not back to the baseline (%d, %d) + 2 30 s after the catch-up: %s", f.baseG, f.baseFDs, state)
+	}
 	t.Logf("goroutines %d before the fault, %d after; open fds %d before, %d after", f.baseG, g, f.baseFDs, fds)
 	return caughtUp
 }
