@@ -369,13 +369,40 @@ func runFault(t *testing.T, col *otelcolrun.Collector, endpoint, protocol string
 	return f
 }
 
-// recover waits until every line is at the collector and /status is healthy,
-// then until the goroutines and open FDs are back to their baseline (+2),
-// and returns how long the catch-up took.
+// recover waits until berth has caught up (returning how long after the
+// fault's end), then until every line is at the collector and /status is
+// healthy, then until the goroutines and open FDs are back to their
+// baseline (+2).
 func (f *faultRun) recover(t *testing.T) (caughtUp time.Duration) {
 	t.Helper()
-	waitAll(t, f.b, f.v, []*Ctr{f.c}, f.n, 90*time.Second)
+	// Caught up: the collector holds a line written after the fault ended
+	// and every line before it.
+	if ok, state := waitUntil(90*time.Second, func() (bool, string) {
+		f.v.poll(t)
+		have := map[int]bool{}
+		after := -1
+		for _, r := range f.v.records(f.c.Name) {
+			p, ok := lines.Parse(r.Body)
+			ts, err := time.Parse(time.RFC3339Nano, r.Timestamp)
+			if !ok || err != nil {
+				continue
+			}
+			have[p.Seq] = true
+			if !ts.Before(f.faultEnd) && (after < 0 || p.Seq < after) {
+				after = p.Seq
+			}
+		}
+		for q := range after {
+			if !have[q] {
+				return false, fmt.Sprintf("seq %d missing, %d written after the fault", q, after)
+			}
+		}
+		return after >= 0, fmt.Sprintf("%d seqs, none written after the fault", len(have))
+	}); !ok {
+		t.Fatalf("berth did not catch up within 90 s of the fault's end: %s", state)
+	}
 	caughtUp = time.Since(f.faultEnd)
+	waitAll(t, f.b, f.v, []*Ctr{f.c}, f.n, 90*time.Second)
 	waitFor(t, "berth healthy, nothing in flight", 30*time.Second, func() (bool, string) {
 		st := f.b.otlpStatus(t)
 		return st.Exporter.Healthy && st.Exporter.InFlightBytes == 0, fmt.Sprintf("%+v", st.Exporter)
