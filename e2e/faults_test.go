@@ -402,7 +402,19 @@ func (f *faultRun) recover(t *testing.T) (caughtUp time.Duration) {
 		t.Fatalf("berth did not catch up within 90 s of the fault's end: %s", state)
 	}
 	caughtUp = time.Since(f.faultEnd)
-	waitAll(t, f.b, f.v, []*Ctr{f.c}, f.n, 90*time.Second)
+	// Every line: distinct sequence numbers (a count of records would be
+	// reached early by the duplicates of a slow backend).
+	waitFor(t, fmt.Sprintf("each of the %d lines at the collector", f.n), 90*time.Second, func() (bool, string) {
+		f.v.poll(t)
+		f.b.checkAlive(t)
+		have := map[int]bool{}
+		for _, r := range f.v.records(f.c.Name) {
+			if p, ok := lines.Parse(r.Body); ok && p.Seq < f.n {
+				have[p.Seq] = true
+			}
+		}
+		return len(have) == f.n, fmt.Sprintf("%d of %d distinct lines", len(have), f.n)
+	})
 	waitFor(t, "berth healthy, nothing in flight", 30*time.Second, func() (bool, string) {
 		st := f.b.otlpStatus(t)
 		return st.Exporter.Healthy && st.Exporter.InFlightBytes == 0, fmt.Sprintf("%+v", st.Exporter)
