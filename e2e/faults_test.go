@@ -263,7 +263,7 @@ func (p *slowProxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // faultRun is what the two fault tests share: a collector, berth in front of
-// it through endpoint with otlp.timeout 2s, one container writing
+// it through a proxy, one container writing
 // sequence-numbered lines, and the baseline taken before the fault.
 type faultRun struct {
 	col      *otelcolrun.Collector
@@ -284,6 +284,8 @@ const (
 	// shows in berth's failure count over HTTP too.
 	faultWindow = 20 * time.Second
 	faultRate   = 100 // lines/s
+	// resetTimeout is TestOTLPConnectionReset's otlp.timeout.
+	resetTimeout = 30 * time.Second
 )
 
 func startCollector(t *testing.T) *otelcolrun.Collector {
@@ -326,13 +328,13 @@ func (b *Berth) openFDs(t *testing.T) int {
 // baseline, turns the fault on, waits until /status shows the failures
 // (unhealthy, the failure count up) and until faultWindow has passed, and
 // turns the fault off.
-func runFault(t *testing.T, col *otelcolrun.Collector, endpoint, protocol string, fault func(on bool)) *faultRun {
+func runFault(t *testing.T, col *otelcolrun.Collector, endpoint, protocol string, timeout time.Duration, fault func(on bool)) *faultRun {
 	t.Helper()
 	// Only this test's containers: the daemon is shared, and others'
 	// containers would move the goroutine and fd counts.
 	u := uniqueName(t, "x") // berth-e2e-<test>-x-<6 hex digits>
 	prefix := strings.TrimSuffix(u[:len(u)-6], "-x-")
-	cfg := BerthConfig{Extra: append(otlpYAML(endpoint, protocol), "  timeout: 2s", "include:", "  - "+quote("name="+prefix+"-*"),
+	cfg := BerthConfig{Extra: append(otlpYAML(endpoint, protocol), "  timeout: "+quote(timeout.String()), "include:", "  - "+quote("name="+prefix+"-*"),
 		"telemetry_otlp: false", "trace_sampling: 0", "backoff:", "  initial: 200ms", "  max: 1s")}
 	f := &faultRun{col: col, v: collectorView(col.OutputPath)}
 	f.b = startBerthOTLP(t, cfg, otlpRun{})
@@ -470,7 +472,7 @@ func TestOTLPSlowBackend(t *testing.T) {
 		t.Run(strings.Split(protocol, "/")[0], func(t *testing.T) {
 			col := startCollector(t)
 			p := startSlowProxy(t, col, faultTimeout)
-			f := runFault(t, col, p.endpoint(protocol), protocol, p.setHolding)
+			f := runFault(t, col, p.endpoint(protocol), protocol, faultTimeout, p.setHolding)
 			caughtUp := f.recover(t)
 			counts, failures := f.finalCounts(t)
 			reqs, errs := p.snapshot()
@@ -521,7 +523,7 @@ func TestOTLPSlowBackend(t *testing.T) {
 	}
 }
 
-// TestOTLPConnectionReset: a TCP proxy between berth (otlp.timeout 2s) and
+// TestOTLPConnectionReset: a TCP proxy between berth (otlp.timeout 30s) and
 // the collector resets every connection in the middle of a request's body
 // (half of the body forwarded, then RST both ways) for 20 s, while a
 // container writes 100 numbered lines/s; /status shows the failures. After
@@ -541,7 +543,11 @@ func TestOTLPConnectionReset(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = px.Close() })
-			f := runFault(t, col, "http://"+px.Addr(), protocol, func(on bool) {
+			// otlp.timeout is longer than the exporter's own retries (15
+			// s): no attempt ends by its deadline, so no request can be
+			// taken by the collector and answered too late (the slow
+			// backend's duplicate), and each line must arrive once.
+			f := runFault(t, col, "http://"+px.Addr(), protocol, resetTimeout, func(on bool) {
 				if on {
 					px.Cut(faultproxy.CutAll)
 				} else {
