@@ -3,12 +3,12 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
+	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -17,60 +17,32 @@ import (
 // is 100 on every Linux architecture Go supports.
 const clockTicks = 100
 
-// dockerdPID finds the daemon behind the suite's socket: a process named
-// dockerd holding the listening socket, else the only process named dockerd.
+// dockerdPID finds the daemon behind the suite's socket: the process at the
+// other end of a connection to it (SO_PEERCRED), so that a private daemon
+// (DOCKER_HOST) is measured, never another dockerd on the machine.
 func dockerdPID(t *testing.T) int {
 	t.Helper()
-	inodes := socketInodes(suite.sock, "/var/run/docker.sock", "/run/docker.sock")
-	var byName []int
-	procs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range procs {
-		pid, err := strconv.Atoi(filepath.Base(p))
-		if err != nil {
-			continue
-		}
-		comm, err := os.ReadFile(filepath.Join(p, "comm"))
-		if err != nil || strings.TrimSpace(string(comm)) != "dockerd" {
-			continue
-		}
-		byName = append(byName, pid)
-		fds, _ := os.ReadDir(filepath.Join(p, "fd"))
-		for _, fd := range fds {
-			link, err := os.Readlink(filepath.Join(p, "fd", fd.Name()))
-			if err == nil && inodes[link] {
-				return pid
-			}
-		}
-	}
-	if len(byName) == 1 {
-		return byName[0]
-	}
-	t.Fatalf("cannot find the dockerd behind /var/run/docker.sock (dockerd processes: %v)", byName)
-	return 0
-}
-
-// socketInodes returns "socket:[inode]" of the listening unix sockets bound
-// to any of paths (/proc/net/unix).
-func socketInodes(paths ...string) map[string]bool {
-	out := map[string]bool{}
-	f, err := os.Open("/proc/net/unix")
+	conn, err := net.DialTimeout("unix", suite.sock, 5*time.Second)
 	if err != nil {
-		return out
+		t.Fatalf("connecting to %s to find the daemon's pid: %v", suite.sock, err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fl := strings.Fields(sc.Text())
-		if len(fl) < 8 {
-			continue
-		}
-		for _, p := range paths {
-			if fl[7] == p {
-				out["socket:["+fl[6]+"]"] = true
-			}
-		}
+	defer conn.Close()
+	raw, err := conn.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		t.Fatalf("the daemon's pid: %v", err)
 	}
-	return out
+	var cred *syscall.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil || credErr != nil {
+		t.Fatalf("the daemon's pid (SO_PEERCRED on %s): %v %v", suite.sock, err, credErr)
+	}
+	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cred.Pid))
+	if c := strings.TrimSpace(string(comm)); c != "dockerd" {
+		t.Fatalf("the process serving %s is %q (pid %d), not dockerd", suite.sock, c, cred.Pid)
+	}
+	return int(cred.Pid)
 }
 
 // procCPU returns utime+stime of pid (all its threads).
