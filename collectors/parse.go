@@ -255,6 +255,9 @@ type rawReader struct {
 	off   int    // start of the unreturned bytes in acc
 	limit int    // a message that grows beyond this without a boundary is cut
 	drop  bool   // discarding the rest of a cut message up to its newline
+	// end is the error that ended the stream (io.EOF): acc holds all that
+	// is left of it.
+	end error
 }
 
 func (rr *rawReader) buffered() bool {
@@ -265,6 +268,14 @@ func (rr *rawReader) next() (logs.Stream, []byte, bool, error) {
 	for {
 		if msg, truncated, ok := rr.cut(); ok {
 			return logs.Stdout, msg, truncated, nil
+		}
+		if rr.end != nil {
+			// What is left after the last boundary is the stream's last
+			// message, a chunk without a newline.
+			if msg := rr.rest(); len(msg) > 0 {
+				return logs.Stdout, msg, false, nil
+			}
+			return 0, nil, false, rr.end
 		}
 		if rr.off > 0 {
 			rr.acc = append(rr.acc[:0], rr.acc[rr.off:]...)
@@ -280,10 +291,11 @@ func (rr *rawReader) next() (logs.Stream, []byte, bool, error) {
 		}
 		switch {
 		case err == nil || errors.Is(err, bufio.ErrBufferFull):
-		case errors.Is(err, io.EOF) && rr.off < len(rr.acc):
-			msg := rr.acc[rr.off:]
-			rr.off = len(rr.acc)
-			return logs.Stdout, msg, false, nil
+		case errors.Is(err, io.EOF):
+			// The bytes that came with the end may hold several messages
+			// (a partial chunk, then the container's last output): they
+			// are cut at their boundaries like any others.
+			rr.end = err
 		default:
 			return 0, nil, false, err
 		}

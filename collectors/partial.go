@@ -89,12 +89,21 @@ func (st *burstState) idlePartials(idle, partial time.Duration) {
 		return
 	}
 	if st.tty {
-		if msg := st.raw.rest(); len(msg) > 0 {
-			if ts, content, complete, err := st.ts.parseMessage(msg); err == nil {
-				h := logs.MessageHash(content)
-				if !st.cursor.Seen(logs.Stdout, ts, h) {
-					st.add(logs.Stdout, ts, h, content, complete, false)
-				}
+		// The bytes held may be several messages (two chunks of one line):
+		// each is cut at its boundary, so that its position is its own and
+		// a re-attach recognises it.
+		for {
+			msg, cut := st.raw.held()
+			if len(msg) == 0 {
+				break
+			}
+			ts, content, complete, err := st.ts.parseMessage(msg)
+			if err != nil {
+				break
+			}
+			h := logs.MessageHash(content)
+			if !st.cursor.Seen(logs.Stdout, ts, h) {
+				st.add(logs.Stdout, ts, h, content, complete || cut, cut)
 			}
 		}
 	}
@@ -112,6 +121,17 @@ func (c *Collector) endPartials(ctx context.Context, st *burstState, meta *atomi
 	if err := c.flush(ctx, st, meta, res); err != nil {
 		res.End, res.Err = EndError, err
 	}
+}
+
+// held returns the next message the raw reader holds, without reading:
+// one cut at its boundary, else all it holds (a stream quiet for
+// idle_timeout has sent its last message whole); nil when it holds none.
+// cut says the message was cut at the line limit.
+func (rr *rawReader) held() (msg []byte, cut bool) {
+	if msg, cut, ok := rr.cut(); ok {
+		return msg, cut
+	}
+	return rr.rest(), false
 }
 
 // rest returns the bytes the raw reader holds that it has not returned, and

@@ -172,3 +172,55 @@ func TestPartialAtIdleEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestPartialTTYChunkThenEnd: a TTY's progress bar whose first 16 KiB chunk
+// was sent partial at an idle end, and whose rest comes when the container
+// stops. The raw stream brings the replayed chunk, the rest and the end
+// together, and the end does not spare the cut between them: the chunk is
+// known again by its own position and hash, and only the rest is sent.
+// Two chunks held at an idle end are cut the same way.
+func TestPartialTTYChunkThenEnd(t *testing.T) {
+	chunk1 := strings.Repeat("progress 10%\r", chunkSize/10)[:chunkSize]
+	chunk2 := strings.Repeat("progress 20%\r", chunkSize/10)[:chunkSize]
+	for _, tc := range []struct {
+		name   string
+		chunks []string // the bar's 16 KiB chunks, all read before the first burst's idle end
+		want   []string
+	}{
+		{"one chunk", []string{chunk1}, []string{"x", chunk1, "rest"}},
+		{"two chunks at the idle end", []string{chunk1, chunk2}, []string{"x", chunk1 + chunk2, "rest"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := []fakeMsg{{logs.Stdout, at(1), "x\n"}}
+			for i, c := range tc.chunks {
+				log = append(log, fakeMsg{logs.Stdout, at(2 + i), c})
+			}
+			log = append(log, fakeMsg{logs.Stdout, at(2 + len(tc.chunks)), "rest"})
+			d := &fakeDaemon{tty: true, running: true, cutAfter: []int{len(log) - 1}, log: log}
+			sink := &memSink{}
+			cfg := partialBursts(5 * time.Second)
+			cfg.MaxLineBytes = 64 << 10
+			c := newCollector(t, d, sink, cfg, telemetry.NopSettings())
+			res := c.Burst(context.Background(), spec(logs.BeginningCursor(), true))
+			if res.End != EndIdle || res.Err != nil || partialMarks(sink) != "-p" {
+				t.Fatalf("first burst ended %v (%v) with %d records (%s), want idle, the line and a partial one", res.End, res.Err, len(sink.bodies()), partialMarks(sink))
+			}
+			d.mu.Lock()
+			d.running = false
+			d.mu.Unlock()
+			res = c.Burst(context.Background(), spec(res.Cursor, false))
+			if res.End != EndEOF || res.Err != nil {
+				t.Fatalf("read to the end ended %v (%v)", res.End, res.Err)
+			}
+			got := sink.bodies()
+			if len(got) != len(tc.want) || partialMarks(sink) != "-pp" {
+				t.Fatalf("%d records (%s), want %d (-pp)", len(got), partialMarks(sink), len(tc.want))
+			}
+			for i, w := range tc.want {
+				if got[i] != "stdout:"+w {
+					t.Errorf("record %d: %d bytes (%.20q...), want %d (%.20q...)", i, len(got[i])-len("stdout:"), got[i], len(w), "stdout:"+w)
+				}
+			}
+		})
+	}
+}
