@@ -113,10 +113,14 @@ start_private_dockerd() {
     log "the Docker daemon at ${DOCKER_HOST:-unix:///var/run/docker.sock} answers pings but not GET /networks within 20s (wedged); restart it and run again"
     return 1
   fi
-  local dir driver
+  local dir driver wedged="${DOCKER_HOST:-unix:///var/run/docker.sock}"
   dir=$(mktemp -d /tmp/berth-private-dockerd.XXXXXX)
-  driver=$(curl -fsS --max-time 5 --unix-socket "${DOCKER_HOST:-unix:///var/run/docker.sock}" http://docker/info 2>/dev/null |
-    sed -n 's/.*"Driver":"\([^"]*\)".*/\1/p')
+  private_dockerd_dir=$dir
+  trap stop_private_dockerd EXIT
+  # The wedged daemon's storage driver, if it still says (it may not): the
+  # private one uses the same; else dockerd picks its default.
+  driver=$(curl -fsS --max-time 5 --unix-socket "${wedged#unix://}" http://docker/info 2>/dev/null |
+    sed -n 's/.*"Driver":"\([^"]*\)".*/\1/p') || driver=
   log "the Docker daemon at ${DOCKER_HOST:-unix:///var/run/docker.sock} answers pings but not GET /networks within 20s: it is wedged (Docker 20.10's network controller can deadlock when many containers exit at once). Using a private dockerd in $dir instead (log: $dir/dockerd.log)"
   mkdir -p "$dir/data" "$dir/exec"
   echo '{}' >"$dir/daemon.json" # not the system's /etc/docker/daemon.json
@@ -125,8 +129,6 @@ start_private_dockerd() {
     ${driver:+--storage-driver "$driver"} --log-opt max-size=10m --log-opt max-file=3 \
     >"$dir/dockerd.log" 2>&1 &
   private_dockerd_pid=$!
-  private_dockerd_dir=$dir
-  trap stop_private_dockerd EXIT
   export DOCKER_HOST="unix://$dir/docker.sock"
   for _ in $(seq 1 60); do
     if docker_answers; then
@@ -144,7 +146,12 @@ start_private_dockerd() {
 # stop_private_dockerd stops the dockerd start_private_dockerd started (its
 # containers first, then the daemon by PID) and removes its directory.
 stop_private_dockerd() {
-  [ -n "${private_dockerd_pid:-}" ] || return 0
+  [ -n "${private_dockerd_dir:-}" ] || return 0
+  if [ -z "${private_dockerd_pid:-}" ]; then
+    rm -rf "$private_dockerd_dir"
+    private_dockerd_dir=
+    return 0
+  fi
   local ids
   ids=$(docker ps -aq 2>/dev/null || true)
   [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
@@ -156,7 +163,7 @@ stop_private_dockerd() {
   kill -KILL "$private_dockerd_pid" 2>/dev/null || true
   umount -R "$private_dockerd_dir/data" "$private_dockerd_dir/exec" 2>/dev/null || true
   rm -rf "$private_dockerd_dir" 2>/dev/null || true
-  private_dockerd_pid=
+  private_dockerd_pid= private_dockerd_dir=
 }
 
 # ensure_busybox makes sure the quick-start test (e2e/quickstart_test.go) can
