@@ -120,6 +120,9 @@ type BurstProgress struct {
 	// Dropped is the records the rate limit dropped (rate_limit.mode drop)
 	// before the accepted batches; it grows by BurstResult.Dropped.
 	Dropped atomic.Int64
+	// Unparsed is the accepted records whose line was not in the
+	// container's format (see BurstResult.Unparsed).
+	Unparsed atomic.Int64
 }
 
 // NewestTime returns Newest as a time (zero when none).
@@ -680,6 +683,7 @@ func (c *Collector) flush(ctx context.Context, st *burstState, meta *atomic.Poin
 	st.committed.CopyFrom(&st.cursor)
 	if st.progress != nil {
 		st.progress.Lines.Add(int64(len(st.batch.Records)))
+		st.progress.Unparsed.Add(unparsed)
 		if n := st.committed.Newest(); !n.IsZero() {
 			st.progress.Newest.Store(n.UnixNano())
 		}

@@ -50,3 +50,29 @@ func TestRateLimitStatus(t *testing.T) {
 		t.Errorf("bad: %+v, want it streaming with its label error", c)
 	}
 }
+
+// TestUnparsedStatus: /status shows a container's lines sent unparsed, the
+// running burst's included, once each: a container whose records have all
+// arrived shows them before its burst ends.
+func TestUnparsedStatus(t *testing.T) {
+	h := newHarness(t)
+	h.src.setList(selected("c1", "web", "app:1"))
+	h.start(testConfig())
+	var last string
+	waitUnparsed := func(what string, want int64) {
+		t.Helper()
+		waitFor(t, what, func() bool {
+			c, ok := h.container("c1")
+			last = fmt.Sprintf("%+v", c)
+			return ok && c.Unparsed == want
+		}, func() string { return last })
+	}
+	a := h.col.waitBurst(t, "c1", 1)
+	a.spec.Progress.Unparsed.Add(2)
+	waitUnparsed("status to show the running burst's 2 unparsed lines", 2)
+	a.end(t, outcome{End: collectors.EndIdle, Unparsed: 2})
+	b := h.col.waitBurst(t, "c1", 2)
+	waitUnparsed("status to show burst #1's 2 unparsed lines once", 2)
+	b.spec.Progress.Unparsed.Add(1)
+	waitUnparsed("status to show 2 + 1 unparsed lines", 3)
+}

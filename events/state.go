@@ -334,4 +334,5 @@ func (ct *container) resetProgress() {
 	ct.progress.Lines.Store(0)
 	ct.progress.Newest.Store(0)
 	ct.progress.Dropped.Store(0)
+	ct.progress.Unparsed.Store(0)
 }

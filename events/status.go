@@ -44,7 +44,7 @@ type ContainerStatus struct {
 	LastGap *GapStatus `json:"last_gap,omitempty"`
 	// Unparsed counts its lines that were to be parsed (berth.parse,
 	// parse.format) and were not in the format: they were sent as they
-	// are, never dropped.
+	// are, never dropped. The running burst's are included.
 	Unparsed int64 `json:"unparsed_lines,omitempty"`
 }
 
@@ -74,12 +74,13 @@ func (r *run) status() Status {
 		s.Containers = append(s.Containers, ContainerStatus{
 			ID: short(ct.id), Name: ct.name, State: ct.state, Lines: ct.lines + ct.progress.Lines.Load(),
 			Newest: laterOf(ct.cursor.Newest(), ct.progress.NewestTime()), LastEnd: string(ct.lastEnd), LastError: ct.lastErr,
-			SelectedBy: ct.selectedBy, ExcludedBy: ct.excludedBy, LastGap: gapStatus(ct), Unparsed: ct.unparsed,
+			SelectedBy: ct.selectedBy, ExcludedBy: ct.excludedBy, LastGap: gapStatus(ct),
 		})
 		if ct.labelError != "" {
 			s.Containers[len(s.Containers)-1].LabelErrors = []string{ct.labelError}
 		}
 		s.Containers[len(s.Containers)-1].Dropped = ct.dropped + ct.progress.Dropped.Load()
+		s.Containers[len(s.Containers)-1].Unparsed = ct.unparsed + ct.progress.Unparsed.Load()
 	}
 	return s
 }
